@@ -1,0 +1,55 @@
+"""The FastAPI application: thin routes over Temporal and the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.auth import KeyVerifier
+from api.middleware import RequestContextMiddleware
+from api.routers import apikeys, audit, components, health, workflows
+from core.db.engine import make_engine, sessions
+from core.settings import Settings
+from core.temporal import connect, make_runtime
+
+DESCRIPTION = """
+The orchestration API of the readme-to-cicd platform. Every long-running operation is a
+Temporal workflow: start it here, follow it here or in the Temporal Web UI, cancel it here.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer`
+(read), `operator` (start, cancel, act), `admin` (everything, including keys and components).
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app. Its store and Temporal client are opened when it starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        app.state.settings = settings
+        app.state.sessions = sessions(engine)
+        app.state.keys = KeyVerifier(app.state.sessions)
+        # Lazy: the API starts, and says "not ready", while Temporal is still down.
+        app.state.temporal = await connect(
+            settings, lazy=True, identity="r2c-api", runtime=make_runtime()
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="readme-to-cicd orchestration API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    errors.install(app)
+    for module in (health, workflows, components, apikeys, audit):
+        app.include_router(module.router)
+    return app

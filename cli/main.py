@@ -1,0 +1,159 @@
+"""The `r2c` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.logging import setup_logging
+from core.models.apikeys import Role
+from core.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help="readme-to-cicd orchestration: durable deployments on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+demo_app = typer.Typer(help="The demo component.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(demo_app, name="demo")
+
+
+def _settings(process: str) -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level, process)
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, int | None]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro) or 0
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(coro) or 0
+
+
+@app.command()
+def up() -> None:
+    """Start the whole system: Temporal server and UI, worker, API. Ctrl-C stops it all."""
+    from cli.up import run_up
+
+    settings = _settings("up")
+    raise typer.Exit(_run(run_up(settings)))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker alone (production runs several)."""
+    from workers.main import serve
+
+    settings = _settings("worker")
+    ready = os.environ.get("R2C_READY_FILE")
+    raise typer.Exit(_run(serve(settings, Path(ready) if ready else None)))
+
+
+@app.command()
+def api() -> None:
+    """Run the API alone, on PORT, with metrics on METRICS_PORT."""
+    from api.server import serve
+
+    settings = _settings("api")
+    _run(serve(settings))
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="a name to recognise the key by")],
+    role: Annotated[Role, typer.Option(help="viewer, operator or admin")] = Role.VIEWER,
+) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    from cli import keys
+
+    settings = _settings("cli")
+    raise typer.Exit(_run(keys.create(settings, name, role)))
+
+
+@apikey_app.command("list")
+def apikey_list(
+    all_: Annotated[bool, typer.Option("--all", help="include revoked keys")] = False,
+) -> None:
+    """List keys (never the keys themselves)."""
+    from cli import keys
+
+    settings = _settings("cli")
+    raise typer.Exit(_run(keys.list_keys(settings, all_)))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(ref: Annotated[str, typer.Argument(help="the key's id or name")]) -> None:
+    """Revoke a key; it stops working at once."""
+    from cli import keys
+
+    settings = _settings("cli")
+    raise typer.Exit(_run(keys.revoke(settings, ref)))
+
+
+@demo_app.command("serve")
+def demo_serve(
+    port: Annotated[int, typer.Option(help="port to listen on")],
+    version: Annotated[str, typer.Option(help="the version this instance reports")] = "v1",
+    error_rate: Annotated[
+        float | None, typer.Option(help="share of requests failed with 500 [DEMO_ERROR_RATE]")
+    ] = None,
+    latency_ms: Annotated[
+        float | None, typer.Option(help="added latency per request [DEMO_LATENCY_MS]")
+    ] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """Serve the demo component."""
+    import uvicorn
+
+    from cli.demo import DemoApp, env_float
+
+    try:
+        demo = DemoApp(
+            version,
+            env_float("DEMO_ERROR_RATE", error_rate, 0.0),
+            env_float("DEMO_LATENCY_MS", latency_ms, 0.0),
+        )
+    except ValueError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(demo, host=host, port=port, log_level="warning", http="httptools")
+
+
+def main() -> None:
+    """Console entry point. Ends with `os._exit`: a process that used a Temporal client can
+    abort at interpreter exit (temporalio/sdk-python#300) after doing everything right."""
+    code = 0
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        code = done.exit_code
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except Exception as err:  # click's usage errors and the like
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            code = err.exit_code
+        else:
+            raise
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,245 @@
+"""`r2c up`: the whole system in one foreground command, supervised.
+
+Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), a worker and the
+API; waits until all are ready; prints where everything is; restarts a worker or API that dies;
+stops everything (and everything only) on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from cli.bootstrap import ensure_admin_key
+from cli.processes import Child, environ_with, port_in_use
+from cli.temporal_server import dev_server, wait_until_serving
+from core.db.migrate import upgrade
+from core.settings import Settings
+
+log = logging.getLogger("r2c.up")
+
+READY_TIMEOUT = 60.0
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 60.0  # a child that ran this long starts its restart backoff afresh
+
+
+class StartupError(Exception):
+    """`up` cannot start; the message says why and what to do."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _lock_home(home: Path) -> IO[str]:
+    lock = open(home / "up.lock", "a+")  # noqa: SIM115 - held for the life of `up`
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        other = lock.read().strip() or "?"
+        raise StartupError(
+            f"another `r2c up` (pid {other}) is running on R2C_HOME={home}; "
+            "stop it first or set R2C_HOME to another folder"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def _check_ports(settings: Settings, embedded: bool) -> None:
+    wanted = [("PORT", settings.port), ("METRICS_PORT", settings.metrics_port)]
+    if settings.worker_metrics_port:
+        wanted.append(("R2C_WORKER_METRICS_PORT", settings.worker_metrics_port))
+    if embedded:
+        wanted += [
+            ("R2C_TEMPORAL_PORT", settings.temporal_port),
+            ("R2C_TEMPORAL_UI_PORT", settings.temporal_ui_port),
+        ]
+    busy = [f"{name}={port}" for name, port in wanted if port_in_use(settings.host, port)]
+    if busy:
+        raise StartupError(
+            f"port(s) already in use: {', '.join(busy)}; free them or set those variables "
+            "to other ports"
+        )
+
+
+class Supervisor:
+    """Owns the children; `run` returns the exit code of `up`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home.resolve()
+        self.temporal: Child | None = None
+        self.services: list[Child] = []
+        self.stop = asyncio.Event()
+
+    def _service(self, name: str) -> Child:
+        env = environ_with(
+            R2C_HOME=str(self.home),
+            TEMPORAL_ADDRESS=self.settings.temporal_target,
+            R2C_READY_FILE=str(self.home / "run" / f"{name}.ready"),
+        )
+        return Child(name, [sys.executable, "-m", "cli", name], env)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        embedded = self.settings.temporal_address is None
+        self.home.mkdir(parents=True, exist_ok=True)
+        lock = _lock_home(self.home)
+        try:
+            _check_ports(self.settings, embedded)
+            await asyncio.to_thread(upgrade, self.settings)
+            key_file, created = await ensure_admin_key(self.settings)
+            if embedded:
+                self.temporal = dev_server(self.settings, self.home)
+                _say(f"starting Temporal server on 127.0.0.1:{self.settings.temporal_port} ...")
+                await self.temporal.start()
+            await wait_until_serving(
+                self.temporal, self.settings.temporal_target, self.settings.temporal_namespace, 30
+            )
+            self.services = [self._service("worker"), self._service("api")]
+            for child in self.services:
+                await self._start(child)
+            await self._wait_ready()
+            self._banner(key_file, created)
+            return await self._supervise()
+        except StartupError:
+            raise
+        except (TimeoutError, RuntimeError) as err:
+            raise StartupError(str(err)) from err
+        finally:
+            await self._shutdown()
+            lock.close()
+
+    async def _start(self, child: Child) -> None:
+        ready = Path(child.env["R2C_READY_FILE"])
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.unlink(missing_ok=True)
+        await child.start()
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        api_ready = f"http://{self.settings.host}:{self.settings.port}/ready"
+        async with httpx.AsyncClient(timeout=2) as http:
+            while time.monotonic() < deadline:
+                if self.stop.is_set():
+                    return
+                for child in self.services:
+                    if not child.running:
+                        raise StartupError(
+                            f"the {child.name} exited with code {child.exit_code} while starting;"
+                            " its log is above"
+                        )
+                worker_ready = Path(self.services[0].env["R2C_READY_FILE"]).exists()
+                try:
+                    api_ok = (await http.get(api_ready)).status_code == 200
+                except httpx.HTTPError:
+                    api_ok = False
+                if worker_ready and api_ok:
+                    return
+                await asyncio.sleep(0.2)
+        raise StartupError(f"the worker and API were not ready within {READY_TIMEOUT:.0f}s")
+
+    def _banner(self, key_file: Path, created: bool) -> None:
+        s = self.settings
+        api = f"http://{s.host}:{s.port}"
+        lines = [
+            "",
+            "readme-to-cicd orchestration is up",
+            f"  API            {api}",
+            f"  OpenAPI docs   {api}/docs",
+            f"  Temporal UI    {s.temporal_ui}",
+            f"  Temporal       {s.temporal_target} (namespace {s.temporal_namespace})",
+            f"  metrics        http://{s.host}:{s.metrics_port}/metrics",
+        ]
+        if s.worker_metrics_port:
+            lines.append(f"  worker metrics http://{s.host}:{s.worker_metrics_port}/metrics")
+        lines += [
+            f"  admin API key  {key_file}" + (" (new)" if created else ""),
+            f"  state          {self.home}",
+            "",
+            f'  try: curl -H "Authorization: Bearer $(cat {key_file})" {api}/api/v1/components',
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        _say("\n".join(lines))
+
+    async def _supervise(self) -> int:
+        stop_task = asyncio.create_task(self.stop.wait())
+        waits = {asyncio.create_task(c.wait()): c for c in self.services}
+        temporal_task = (
+            asyncio.create_task(self.temporal.wait()) if self.temporal is not None else None
+        )
+        try:
+            while True:
+                pending = {stop_task, *waits}
+                if temporal_task is not None:
+                    pending.add(temporal_task)
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if stop_task in done:
+                    _say("stopping ...")
+                    return 0
+                if temporal_task is not None and temporal_task in done:
+                    log.error("the Temporal server exited with code %s", temporal_task.result())
+                    _say(
+                        f"error: the Temporal server exited (code {temporal_task.result()}); "
+                        f"stopping everything. Its log: {self.home / 'logs' / 'temporal.log'}"
+                    )
+                    return 1
+                for task in done:
+                    child = waits.pop(task)
+                    await self._restart(child, task.result())
+                    waits[asyncio.create_task(child.wait())] = child
+        finally:
+            for task in [stop_task, *waits, *([temporal_task] if temporal_task else [])]:
+                task.cancel()
+
+    async def _restart(self, child: Child, code: int) -> None:
+        ran_for = time.monotonic() - child.started_at
+        if ran_for > STABLE_AFTER:
+            child.restarts = 0
+        delay = min(MAX_BACKOFF, 0.5 * 2**child.restarts)
+        child.restarts += 1
+        log.warning(
+            "%s exited with code %s; restarting in %.1fs (restart %d)",
+            child.name,
+            code,
+            delay,
+            child.restarts,
+            extra={"child": child.name, "exit_code": code, "restart": child.restarts},
+        )
+        _say(f"{child.name} exited with code {code}; restarting in {delay:.1f}s")
+        try:
+            await asyncio.wait_for(self.stop.wait(), delay)
+            return
+        except TimeoutError:
+            pass
+        await self._start(child)
+
+    async def _shutdown(self) -> None:
+        for child in self.services:
+            await child.stop()
+        if self.temporal is not None:
+            await self.temporal.stop()
+
+
+async def run_up(settings: Settings) -> int:
+    try:
+        return await Supervisor(settings).run()
+    except StartupError as err:
+        _say(f"error: {err}")
+        return 1

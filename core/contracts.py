@@ -1,0 +1,48 @@
+"""Workflow names and contracts: what the API may know about workflows without importing them.
+
+The API validates a start request against `input_model` and starts the workflow by name on
+`task_queue`; the worker registers the workflow under the same name, which is also what the
+Temporal Web UI shows and accepts in "Start workflow".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from temporalio.common import SearchAttributeKey
+
+from core.models.health import HealthCheckInput
+
+HEALTH_CHECK_WORKFLOW = "component-health-check"
+DEPLOYMENT_WORKFLOW = "deployment"
+
+# Search attributes: registered on the embedded server at start, and by the worker on any
+# other server, so the API can filter on them.
+INITIATOR = SearchAttributeKey.for_keyword("Initiator")
+COMPONENT = SearchAttributeKey.for_keyword("Component")
+ENVIRONMENT = SearchAttributeKey.for_keyword("Environment")
+SEARCH_ATTRIBUTES = (INITIATOR, COMPONENT, ENVIRONMENT)
+
+STATUS_QUERY = "status"
+
+
+@dataclass(frozen=True)
+class WorkflowContract:
+    """A workflow type the API can start."""
+
+    name: str
+    input_model: type[BaseModel]
+    description: str
+
+
+WORKFLOW_CONTRACTS: dict[str, WorkflowContract] = {
+    c.name: c
+    for c in (
+        WorkflowContract(
+            name=HEALTH_CHECK_WORKFLOW,
+            input_model=HealthCheckInput,
+            description="Probe the health endpoint of every component that has running instances",
+        ),
+    )
+}

@@ -1,0 +1,107 @@
+"""Store access for components and their instances."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.tables import ComponentRow, InstanceRow, utcnow
+from core.errors import ConflictError, NotFoundError
+from core.models.components import Component, ComponentSpec, RuntimeSpec
+
+
+def to_model(row: ComponentRow) -> Component:
+    return Component(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        owner=row.owner,
+        labels=row.labels,
+        runtime=RuntimeSpec.model_validate(row.runtime),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        revision=row.revision,
+    )
+
+
+def _duplicate(name: str) -> ConflictError:
+    return ConflictError(
+        f"a component named {name!r} already exists",
+        hint="choose another name, or PUT /api/v1/components/{id} to change the existing one",
+    )
+
+
+async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
+    now = utcnow()
+    row = ComponentRow(
+        id=str(uuid.uuid4()),
+        name=spec.name,
+        description=spec.description,
+        owner=spec.owner,
+        labels=spec.labels,
+        runtime=spec.runtime.model_dump(mode="json"),
+        created_at=now,
+        updated_at=now,
+        revision=1,
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise _duplicate(spec.name) from None
+    return to_model(row)
+
+
+async def get_row(session: AsyncSession, ref: str) -> ComponentRow:
+    """A component by id or by name."""
+    row = await session.get(ComponentRow, ref)
+    if row is None:
+        row = (
+            await session.execute(select(ComponentRow).where(ComponentRow.name == ref))
+        ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError(
+            f"no component {ref!r}", hint="GET /api/v1/components lists the registered ones"
+        )
+    return row
+
+
+async def list_all(session: AsyncSession, *, owner: str | None = None) -> list[Component]:
+    query = select(ComponentRow).order_by(ComponentRow.name)
+    if owner is not None:
+        query = query.where(ComponentRow.owner == owner)
+    return [to_model(r) for r in (await session.execute(query)).scalars()]
+
+
+async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Component:
+    row = await get_row(session, ref)
+    row.name = spec.name
+    row.description = spec.description
+    row.owner = spec.owner
+    row.labels = spec.labels
+    row.runtime = spec.runtime.model_dump(mode="json")
+    row.updated_at = utcnow()
+    row.revision += 1
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise _duplicate(spec.name) from None
+    return to_model(row)
+
+
+async def delete(session: AsyncSession, ref: str) -> Component:
+    row = await get_row(session, ref)
+    component = to_model(row)
+    await session.delete(row)
+    await session.flush()
+    return component
+
+
+async def running_instances(session: AsyncSession, component_id: str) -> list[InstanceRow]:
+    query = select(InstanceRow).where(
+        InstanceRow.component_id == component_id, InstanceRow.state == "running"
+    )
+    return list((await session.execute(query)).scalars())

@@ -1,0 +1,65 @@
+"""The one error vocabulary of the system.
+
+Domain code raises these; the API maps them to HTTP in one exception handler and activities
+turn them into `ApplicationError`s whose `type` is the class's `error_type`, so retry policies
+can name them as non-retryable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class R2CError(Exception):
+    """Base of every error this system raises on purpose; `hint` says how to fix it."""
+
+    error_type = "R2CError"
+    http_status = 500
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+
+class NotFoundError(R2CError):
+    """The named thing does not exist."""
+
+    error_type = "NotFound"
+    http_status = 404
+
+
+class ConflictError(R2CError):
+    """The request clashes with the current state: a duplicate, a busy target, a closed run."""
+
+    error_type = "Conflict"
+    http_status = 409
+
+
+class InvalidInputError(R2CError):
+    """The request is well-formed but its content is not acceptable."""
+
+    error_type = "InvalidInput"
+    http_status = 422
+
+
+class DependencyUnavailableError(R2CError):
+    """A server this system needs (Temporal, the store) cannot be reached right now."""
+
+    error_type = "DependencyUnavailable"
+    http_status = 503
+
+
+class AuthenticationError(R2CError):
+    """No credentials, or credentials that match no active API key."""
+
+    error_type = "Unauthenticated"
+    http_status = 401
+
+
+class PermissionDeniedError(R2CError):
+    """The caller's role is too low for the action."""
+
+    error_type = "PermissionDenied"
+    http_status = 403

@@ -1,0 +1,120 @@
+"""Components: what the platform deploys, and how each one runs."""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
+
+
+def _placeholders(text: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"{text!r} is not a valid template: {err}") from None
+
+
+class HealthCheckSpec(BaseModel):
+    """How an instance proves it is healthy: an HTTP GET that answers 2xx."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field("/health", pattern=r"^/", description="HTTP path probed on each instance")
+    interval_seconds: float = Field(5.0, gt=0, le=3600)
+    timeout_seconds: float = Field(2.0, gt=0, le=300)
+    healthy_threshold: int = Field(1, ge=1, le=100, description="successes to become healthy")
+    unhealthy_threshold: int = Field(3, ge=1, le=100, description="failures to become unhealthy")
+
+
+class RuntimeSpec(BaseModel):
+    """How the local provider runs an instance: a command template and its environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] = Field(
+        ...,
+        min_length=1,
+        description="argv template; {port}, {version} and {instance} are filled in per instance",
+        examples=[["r2c", "demo", "serve", "--port", "{port}", "--version", "{version}"]],
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables")
+    working_dir: str | None = None
+    health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
+    metrics_path: str | None = Field("/metrics", pattern=r"^/")
+    replicas: int = Field(1, ge=1, le=100)
+    router_port: int | None = Field(
+        None, ge=1024, le=65535, description="stable port of the router; allocated if absent"
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _known_placeholders(cls, command: list[str]) -> list[str]:
+        for arg in command:
+            unknown = _placeholders(arg) - COMMAND_PLACEHOLDERS
+            if unknown:
+                raise ValueError(
+                    f"unknown placeholder(s) {sorted(unknown)} in {arg!r}; "
+                    f"use only {{port}}, {{version}}, {{instance}} (double braces for a literal)"
+                )
+        if not command[0].strip():
+            raise ValueError("the first element must name the program to run")
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            unknown = _placeholders(value) - COMMAND_PLACEHOLDERS
+            if unknown:
+                raise ValueError(f"unknown placeholder(s) {sorted(unknown)} in env {name}")
+        return env
+
+    @model_validator(mode="after")
+    def _port_is_used(self) -> RuntimeSpec:
+        used = set().union(*(_placeholders(a) for a in self.command))
+        used |= set().union(*(_placeholders(v) for v in self.env.values()))
+        if "port" not in used:
+            raise ValueError(
+                "the command or the environment must use {port}, so each instance listens "
+                "on the port it is given"
+            )
+        return self
+
+
+class ComponentSpec(BaseModel):
+    """What a client sends to register or replace a component."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=NAME_PATTERN, description="unique, DNS-label style")
+    description: str = Field("", max_length=2000)
+    owner: str = Field("", max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict)
+    runtime: RuntimeSpec
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_KEY.fullmatch(key):
+                raise ValueError(f"label key {key!r} must be alphanumeric with - _ . / inside")
+            if len(value) > 256:
+                raise ValueError(f"label {key!r} is longer than 256 characters")
+        return labels
+
+
+class Component(ComponentSpec):
+    """A registered component as the store keeps it."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    revision: int = Field(description="increases by one on every change")

@@ -1,0 +1,103 @@
+"""Contracts of the `component-health-check` workflow and its activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HealthCheckInput(BaseModel):
+    """Which components to probe, and how often.
+
+    With the defaults, one round over every component that has running instances. More
+    rounds turn it into a watch that probes every `interval_seconds` until done or cancelled.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    components: list[str] = Field(
+        default_factory=list, description="component names; empty means every component"
+    )
+    environment: str | None = Field(None, description="only instances of this environment")
+    rounds: int = Field(1, ge=1, le=10_000)
+    interval_seconds: float = Field(30.0, ge=1, le=86_400)
+
+
+class TargetQuery(BaseModel):
+    """Which components' running instances to look up."""
+
+    components: list[str] = Field(default_factory=list)
+    environment: str | None = None
+
+
+class HealthTarget(BaseModel):
+    """One component to probe: where its instances answer and how to judge them."""
+
+    component: str
+    path: str
+    timeout_seconds: float
+    instances: list[InstanceRef]
+
+
+class InstanceRef(BaseModel):
+    """A running instance as the infrastructure reports it."""
+
+    instance_id: str
+    environment: str
+    version: str
+    url: str
+
+
+class HealthState(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class InstanceHealth(BaseModel):
+    instance_id: str
+    environment: str
+    version: str
+    url: str
+    healthy: bool
+    status_code: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ComponentHealth(BaseModel):
+    component: str
+    state: HealthState
+    healthy_instances: int
+    total_instances: int
+    instances: list[InstanceHealth]
+
+
+class HealthRound(BaseModel):
+    round: int
+    checked_at: datetime
+    components: list[ComponentHealth]
+
+
+class HealthReport(BaseModel):
+    """The workflow's result: the last round in full, and a summary of every round."""
+
+    rounds_completed: int
+    last: HealthRound | None
+    unhealthy_rounds: int = Field(description="rounds in which any component was not healthy")
+
+
+class HealthCheckProgress(BaseModel):
+    """What the `status` query answers while the check runs."""
+
+    phase: str
+    round: int
+    rounds: int
+    components_probed: int
+    components_total: int
+    last: HealthRound | None = None
+
+
+HealthTarget.model_rebuild()

@@ -1,0 +1,197 @@
+"""One settings object for every process, layered: defaults < config/<env>/app.json < environment.
+
+Built in each entry point (never at import time, never in workflow code). Environment variable
+names follow the platform specification (`PORT`, `METRICS_PORT`, ...) so the same deployment
+manifests work for every component of the platform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Environment = Literal["development", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "root", "dev-root-token"}
+
+
+class Settings(BaseSettings):
+    """Every setting of the system, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, frozen=True, case_sensitive=True
+    )
+
+    env: Environment = Field("development", validation_alias="R2C_ENV")
+    port: int = Field(8080, ge=1, le=65535, validation_alias="PORT")
+    host: str = Field("127.0.0.1", validation_alias="R2C_HOST")
+    metrics_port: int = Field(9091, ge=1, le=65535, validation_alias="METRICS_PORT")
+    worker_metrics_port: int = Field(
+        9092,
+        ge=0,
+        le=65535,
+        validation_alias="R2C_WORKER_METRICS_PORT",
+        description="Temporal SDK metrics of the worker; 0 disables them",
+    )
+    log_level: LogLevel = Field("INFO", validation_alias="LOG_LEVEL")
+    home: Path = Field(Path(".r2c"), validation_alias="R2C_HOME")
+    postgres_url: str | None = Field(None, validation_alias="POSTGRES_URL")
+    vault_url: str | None = Field(None, validation_alias="VAULT_URL")
+    vault_token: str | None = Field(None, validation_alias="VAULT_TOKEN")
+    prometheus_url: str | None = Field(None, validation_alias="PROMETHEUS_URL")
+    jaeger_endpoint: str | None = Field(None, validation_alias="JAEGER_ENDPOINT")
+    temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_port: int = Field(7233, ge=1, le=65535, validation_alias="R2C_TEMPORAL_PORT")
+    temporal_ui_port: int = Field(8233, ge=1, le=65535, validation_alias="R2C_TEMPORAL_UI_PORT")
+    temporal_server_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        validation_alias="R2C_TEMPORAL_METRICS_PORT",
+        description="metrics of the embedded Temporal server; 0 picks a free port",
+    )
+    temporal_ui_url: str | None = Field(
+        None,
+        validation_alias="R2C_TEMPORAL_UI_URL",
+        description="where links to the Temporal Web UI point; the embedded UI by default",
+    )
+    task_queue: str = Field("r2c-main", validation_alias="R2C_TASK_QUEUE")
+    admin_api_key: str | None = Field(None, validation_alias="R2C_ADMIN_API_KEY", repr=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: explicit arguments, then the environment, then app.json.
+        return (init_settings, env_settings, _AppJsonSource(settings_cls))
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected host:port, for example 127.0.0.1:7233")
+        return value
+
+    @field_validator("postgres_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError("expected a URL of the form postgresql://user:password@host:5432/db")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        if self.env == "development":
+            return self
+        for name, value in (
+            ("VAULT_TOKEN", self.vault_token),
+            ("R2C_ADMIN_API_KEY", self.admin_api_key),
+        ):
+            if value is not None and value.lower() in _PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"{name} is a placeholder value; set a real secret outside development"
+                )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The async SQLAlchemy URL of the store: PostgreSQL when set, else SQLite under home."""
+        if self.postgres_url:
+            rest = self.postgres_url.split("://", 1)[1]
+            return f"postgresql+psycopg://{rest}"
+        return f"sqlite+aiosqlite:///{(self.home / 'r2c.db').resolve()}"
+
+    @property
+    def temporal_target(self) -> str:
+        """The Temporal frontend to talk to: `TEMPORAL_ADDRESS`, else the embedded server."""
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_ui(self) -> str:
+        """Base URL of the Temporal Web UI, for links in API answers and the CLI."""
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.home / "admin.key"
+
+
+def config_dir() -> Path:
+    """Where the per-environment `app.json` files live (`R2C_CONFIG_DIR` overrides)."""
+    override = os.environ.get("R2C_CONFIG_DIR")
+    if override:
+        return Path(override)
+    local = Path.cwd() / "config"
+    return local if local.is_dir() else _PACKAGE_ROOT / "config"
+
+
+class _AppJsonSource(PydanticBaseSettingsSource):
+    """Reads `config/<R2C_ENV>/app.json`; its keys are the settings' field names."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        env = os.environ.get("R2C_ENV", "development")
+        path = config_dir() / env / "app.json"
+        self._values: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise SettingsError(f"{path} is not valid JSON: {err}") from err
+            if not isinstance(loaded, dict):
+                raise SettingsError(f"{path} must hold a JSON object of settings")
+            self._values = loaded
+
+    def get_field_value(
+        self,
+        field: FieldInfo,  # noqa: ARG002
+        field_name: str,
+    ) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class SettingsError(Exception):
+    """A setting has a value the system cannot start with; the message says which and why."""
+
+
+_ENV_NAMES = {
+    name: str(field.validation_alias or name) for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one message naming each setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = e["loc"][0] if e["loc"] else ""
+            name = _ENV_NAMES.get(str(loc), str(loc))
+            shown = (
+                "" if name in ("VAULT_TOKEN", "R2C_ADMIN_API_KEY") else f" (got {e.get('input')!r})"
+            )
+            problems.append(f"{name}: {e['msg']}{shown}" if name else e["msg"])
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

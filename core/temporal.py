@@ -1,0 +1,76 @@
+"""The only place a Temporal client is built, so every process converts payloads the same way."""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+
+from core.contracts import SEARCH_ATTRIBUTES
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_runtime(metrics_bind: str | None = None) -> Runtime:
+    """One SDK runtime per process: its logs go through Python logging (so they are JSON like
+    ours) and, for workers, its metrics to their own Prometheus port."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            ),
+            metrics=PrometheusConfig(bind_address=metrics_bind) if metrics_bind else None,
+        )
+    )
+
+
+async def connect(
+    settings: Settings,
+    *,
+    runtime: Runtime | None = None,
+    lazy: bool = False,
+    identity: str | None = None,
+) -> Client:
+    """Connect to `settings.temporal_target`. `lazy` defers the first connection to first use,
+    so the API can start (and report not-ready) while Temporal is down."""
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        lazy=lazy,
+        identity=identity,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the project's search attributes on a server that lacks them (idempotent)."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in existing.custom_attributes
+    }
+    if missing:
+        log.info("registering search attributes %s", sorted(missing))
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )

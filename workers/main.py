@@ -1,0 +1,69 @@
+"""The worker process: runs the workflows and activities on the task queue until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from temporalio.worker import Worker
+
+from core.db.engine import make_engine, sessions
+from core.db.migrate import upgrade
+from core.settings import Settings
+from core.temporal import connect, ensure_search_attributes, make_runtime
+from workers.registry import WORKFLOWS, activities
+
+log = logging.getLogger("r2c.worker")
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, ready_file: Path | None = None
+) -> None:
+    """Serve the task queue until `stop` is set, then shut down gracefully."""
+    await asyncio.to_thread(upgrade, settings)
+    # The SDK's own metrics get their own port, apart from the app's metrics port.
+    port = settings.worker_metrics_port
+    runtime = make_runtime(f"{settings.host}:{port}" if port else None)
+    client = await connect(settings, runtime=runtime)
+    await ensure_search_attributes(client)
+    engine = make_engine(settings)
+    try:
+        async with httpx.AsyncClient() as http:
+            worker = Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=list(WORKFLOWS),
+                activities=activities(sessions(engine), http),
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+            async with worker:
+                log.info(
+                    "worker ready",
+                    extra={"task_queue": settings.task_queue, "temporal": settings.temporal_target},
+                )
+                if ready_file is not None:
+                    await asyncio.to_thread(ready_file.write_text, "ready\n")
+                await stop.wait()
+                log.info("worker stopping")
+    finally:
+        await engine.dispose()
+
+
+async def serve(settings: Settings, ready_file: Path | None = None) -> int:
+    """Run the worker with SIGTERM/SIGINT handled as a graceful stop; returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_worker(settings, stop, ready_file)
+    except (Exception, asyncio.CancelledError) as err:
+        # A fatal worker error (Temporal gone for good, say) surfaces here, sometimes as a
+        # cancellation of our own task; either way the process ends and its supervisor decides.
+        log.error("worker stopped: %s", err or type(err).__name__)
+        return 1
+    return 0
