@@ -45,7 +45,7 @@ class HealthActivities:
             query = query.where(InstanceRow.environment == req.environment)
         targets: dict[str, HealthTarget] = {}
         async with self._sessions() as session:
-            for component, instance in (await session.execute(query)).tuples():
+            for component, instance in await session.execute(query):
                 if component.name not in targets:
                     check = RuntimeSpec.model_validate(component.runtime).health_check
                     targets[component.name] = HealthTarget(

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -46,13 +47,23 @@ def field_errors(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[s
     return out
 
 
+def temporal_unreachable() -> DependencyUnavailableError:
+    return DependencyUnavailableError(
+        "Temporal is not reachable",
+        hint="check that the Temporal server at TEMPORAL_ADDRESS is up; GET /ready tells",
+    )
+
+
+def is_connect_failure(err: BaseException) -> bool:
+    """A lazy client that never reached the server raises a bare RuntimeError from the SDK's
+    core, not an RPCError; its message is the only way to tell it apart."""
+    return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
+
+
 def temporal_error(err: RPCError, what: str) -> R2CError:
     """Map a Temporal RPC failure to our vocabulary (an unreachable server is a 503)."""
     if err.status in _UNREACHABLE:
-        return DependencyUnavailableError(
-            "Temporal is not reachable",
-            hint="check that the Temporal server at TEMPORAL_ADDRESS is up; GET /ready tells",
-        )
+        return temporal_unreachable()
     if err.status == RPCStatusCode.NOT_FOUND:
         return NotFoundError(f"{what} not found")
     return R2CError(f"Temporal refused the request: {err.message}")
@@ -97,13 +108,21 @@ def install(app: FastAPI) -> None:
         mapped = temporal_error(err, "resource")
         return await _domain(_, mapped)
 
+    @app.exception_handler(OperationalError)
+    async def _store(_: Request, err: OperationalError) -> JSONResponse:
+        log.warning("store unavailable: %s", err.orig)
+        unavailable = DependencyUnavailableError(
+            "the store is not reachable", hint="check POSTGRES_URL, or the R2C_HOME folder"
+        )
+        return await _domain(_, unavailable)
+
+    # Registered for RuntimeError, not only Exception, so that Starlette's ordinary handler
+    # answers it: handlers of `Exception` run in the server-error middleware, which re-raises.
+    @app.exception_handler(RuntimeError)
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, err: Exception) -> JSONResponse:
-        # A connection that never came up surfaces as a plain RuntimeError from the SDK core.
-        if "connect" in str(err).lower() and "temporal" in type(err).__module__ + str(err).lower():
-            return await _domain(
-                _, temporal_error(RPCError("", RPCStatusCode.UNAVAILABLE, b""), "")
-            )
+        if is_connect_failure(err):
+            return await _domain(_, temporal_unreachable())
         log.exception("unexpected error")
         return JSONResponse(
             error_body("InternalError", "the server failed to answer; the log has the details"),

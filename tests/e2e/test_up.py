@@ -1,0 +1,231 @@
+"""End to end: the real `r2c up` (embedded Temporal server, worker, API), driven over HTTP.
+
+Each start of `up` costs a few seconds, so the tests are few and each tells a whole story:
+the API's main paths, then a restart on the same state; a supervised worker that is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import UpRun, UpStack, child_pids, pid_alive
+from tests.support import wait_for_sync
+
+WORKFLOWS = "/api/v1/orchestration/workflows"
+HEALTH_CHECK = "component-health-check"
+DEMO_COMPONENT: dict[str, Any] = {
+    "name": "demo-e2e",
+    "description": "the demo component, registered by the e2e test",
+    "owner": "e2e",
+    "runtime": {"command": ["r2c", "demo", "serve", "--port", "{port}", "--version", "{version}"]},
+}
+
+
+def client(stack: UpStack, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return httpx.Client(base_url=stack.base_url, headers=headers, timeout=20)
+
+
+def admin_key(stack: UpStack) -> str:
+    mode = stat.S_IMODE(stack.admin_key_file.stat().st_mode)
+    assert mode == 0o600, f"{stack.admin_key_file} has mode {mode:o}; only its owner may read it"
+    key = stack.admin_key_file.read_text().strip()
+    assert key
+    return key
+
+
+def admin_key_line(run: UpRun) -> str:
+    lines = [line for line in run.output().splitlines() if "admin API key" in line]
+    assert len(lines) == 1, run.output()
+    return lines[0]
+
+
+def start_workflow(http: httpx.Client, workflow_input: dict[str, Any]) -> str:
+    resp = http.post(WORKFLOWS, json={"type": HEALTH_CHECK, "input": workflow_input})
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["type"] == HEALTH_CHECK
+    assert body["created"] is True
+    assert body["status"] == "running"
+    assert body["links"]["self"] == f"{WORKFLOWS}/{body['id']}"
+    return str(body["id"])
+
+
+def workflow(http: httpx.Client, wf_id: str) -> dict[str, Any]:
+    resp = http.get(f"{WORKFLOWS}/{wf_id}")
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def wait_for_status(
+    http: httpx.Client, wf_id: str, status: str, within: float = 30.0
+) -> dict[str, Any]:
+    return wait_for_sync(
+        lambda: workflow(http, wf_id),
+        lambda wf: wf["status"] == status,
+        within=within,
+        every=0.1,
+        what=f"workflow {wf_id} to be {status}",
+    )
+
+
+def listed(http: httpx.Client, **filters: str) -> set[str]:
+    resp = http.get(WORKFLOWS, params=filters)
+    assert resp.status_code == 200, resp.text
+    return {item["id"] for item in resp.json()["items"]}
+
+
+def wait_until_listed(http: httpx.Client, wf_id: str, **filters: str) -> None:
+    """Temporal's visibility store catches up shortly after a change: poll, do not expect."""
+    wait_for_sync(
+        lambda: listed(http, **filters),
+        lambda ids: wf_id in ids,
+        within=20,
+        every=0.1,
+        what=f"workflow {wf_id} in the list filtered by {filters}",
+    )
+
+
+def assert_health_report(wf: dict[str, Any]) -> None:
+    assert wf["type"] == HEALTH_CHECK
+    assert wf["initiator"] == "apikey:admin"
+    assert wf["close_time"] is not None
+    result = wf["result"]
+    assert result is not None, wf
+    assert result["rounds_completed"] == 1
+    assert result["unhealthy_rounds"] == 0
+    # The component is registered but nothing deployed it, so no instance was probed.
+    assert result["last"]["components"] == []
+
+
+def stop_and_check_nothing_is_left(stack: UpStack, run: UpRun, sig: signal.Signals) -> None:
+    code = run.stop(sig)
+    assert code == 0, f"`r2c up` exited with {code} on {sig.name}; output:\n{run.output()}"
+    assert "stopping ..." in run.output()
+    # `up` waits for each child before it exits, so anything still here was left behind.
+    left = stack.leftovers()
+    assert not left, f"processes left behind after {sig.name}: {left}"
+
+
+def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStack) -> None:
+    first = up_stack.start()
+    key = admin_key(up_stack)
+    assert admin_key_line(first).endswith(f"{up_stack.admin_key_file} (new)")
+
+    with client(up_stack, None) as anonymous, client(up_stack, key) as admin:
+        # --- health and authentication
+        assert anonymous.get("/health").json() == {"status": "ok"}
+        ready = anonymous.get("/ready")
+        assert ready.status_code == 200, ready.text
+        resp = anonymous.get("/api/v1/components")
+        assert resp.status_code == 401, resp.text
+        assert resp.json()["error"]["type"] == "Unauthenticated"
+        with client(up_stack, "r2c_000000000000_not-a-key") as stranger:
+            assert stranger.get("/api/v1/components").status_code == 401
+
+        resp = admin.post("/api/v1/apikeys", json={"name": "e2e-viewer", "role": "viewer"})
+        assert resp.status_code == 201, resp.text
+        viewer_key = resp.json()["key"]
+        with client(up_stack, viewer_key) as viewer:
+            resp = viewer.post(WORKFLOWS, json={"type": HEALTH_CHECK, "input": {}})
+            assert resp.status_code == 403, resp.text
+            assert resp.json()["error"]["type"] == "PermissionDenied"
+            assert viewer.get(WORKFLOWS).status_code == 200
+
+        # --- components
+        resp = admin.post("/api/v1/components", json=DEMO_COMPONENT)
+        assert resp.status_code == 201, resp.text
+        component = resp.json()
+        assert resp.headers["location"] == f"/api/v1/components/{component['id']}"
+        assert component["runtime"]["command"] == DEMO_COMPONENT["runtime"]["command"]
+        resp = admin.post("/api/v1/components", json=DEMO_COMPONENT)
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["error"]["type"] == "Conflict"
+
+        # --- a workflow that completes
+        done_id = start_workflow(admin, {})
+        assert_health_report(wait_for_status(admin, done_id, "completed"))
+
+        # --- a long workflow: progress while it runs, listed, cancelled
+        long_id = start_workflow(admin, {"rounds": 50, "interval_seconds": 5})
+        running = wait_for_sync(
+            lambda: workflow(admin, long_id),
+            lambda wf: wf["progress"] is not None,
+            within=20,
+            every=0.1,
+            what="the status query to answer",
+        )
+        assert running["status"] == "running"
+        assert running["progress"]["rounds"] == 50
+        assert running["progress"]["phase"] in ("starting", "listing", "probing", "waiting")
+        assert running["result"] is None
+        wait_until_listed(admin, long_id, status="running")
+        wait_until_listed(admin, long_id, type=HEALTH_CHECK)
+        assert done_id not in listed(admin, status="running")
+
+        resp = admin.delete(f"{WORKFLOWS}/{long_id}")
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["action"] == "cancel_requested"
+        cancelled = wait_for_status(admin, long_id, "cancelled")
+        assert cancelled["close_time"] is not None
+        assert cancelled["failure"] is not None, cancelled
+        resp = admin.delete(f"{WORKFLOWS}/{long_id}")
+        assert resp.status_code == 409, resp.text
+        assert resp.json()["error"]["type"] == "Conflict"
+        wait_until_listed(admin, long_id, status="cancelled")
+
+    # --- SIGTERM stops everything, and only then does `up` exit
+    stop_and_check_nothing_is_left(up_stack, first, signal.SIGTERM)
+
+    # --- a second `up` on the same state finds everything where the first left it
+    second = up_stack.start()
+    assert not admin_key_line(second).endswith("(new)"), admin_key_line(second)
+    assert admin_key(up_stack) == key
+    with client(up_stack, key) as admin:
+        names = [c["name"] for c in admin.get("/api/v1/components").json()]
+        assert names == [DEMO_COMPONENT["name"]]
+        assert {done_id, long_id} <= listed(admin, type=HEALTH_CHECK)
+        assert_health_report(workflow(admin, done_id))
+        assert workflow(admin, long_id)["status"] == "cancelled"
+        with client(up_stack, viewer_key) as viewer:
+            assert workflow(viewer, done_id)["status"] == "completed"
+        # The restarted worker runs new workflows too.
+        again_id = start_workflow(admin, {})
+        assert_health_report(wait_for_status(admin, again_id, "completed"))
+
+    # --- Ctrl-C stops it just as well
+    stop_and_check_nothing_is_left(up_stack, second, signal.SIGINT)
+
+
+def test_up_restarts_a_worker_that_dies(up_stack: UpStack) -> None:
+    run = up_stack.start()
+    key = admin_key(up_stack)
+    workers = child_pids(up_stack.home, "-m cli worker")
+    assert len(workers) == 1, up_stack.leftovers()
+    (old_worker,) = workers
+
+    os.kill(old_worker, signal.SIGKILL)
+    run.wait_for_output("worker exited with code -9")
+    new_workers = wait_for_sync(
+        lambda: child_pids(up_stack.home, "-m cli worker"),
+        lambda pids: len(pids) == 1 and old_worker not in pids,
+        within=30,
+        every=0.1,
+        what="`up` to start a new worker",
+    )
+    assert not pid_alive(old_worker)
+    assert run.proc.poll() is None, run.output()
+
+    with client(up_stack, key) as admin:
+        # Started while the new worker may still be connecting: Temporal keeps the task.
+        wf_id = start_workflow(admin, {})
+        assert_health_report(wait_for_status(admin, wf_id, "completed"))
+    assert child_pids(up_stack.home, "-m cli worker") == new_workers
+
+    stop_and_check_nothing_is_left(up_stack, run, signal.SIGTERM)

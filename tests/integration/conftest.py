@@ -1,0 +1,104 @@
+"""The system in one process: the real API app (through ASGI) and a real worker, against the
+session's Temporal dev server and this test's own store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from api.app import create_app
+from cli.bootstrap import ensure_admin_key
+from core.db.migrate import upgrade
+from core.settings import Settings
+from tests.support import wait_for
+from workers.main import run_worker
+
+
+@dataclass
+class System:
+    settings: Settings
+    http: httpx.AsyncClient
+    admin_key: str
+    temporal: Client
+
+    def auth(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+    async def key(self, role: str, name: str | None = None) -> str:
+        resp = await self.http.post(
+            "/api/v1/apikeys",
+            json={"name": name or f"{role}-key", "role": role},
+            headers=self.auth(),
+        )
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["key"])
+
+    async def start(self, wf_type: str = "component-health-check", **body: Any) -> httpx.Response:
+        payload = {"type": wf_type, "input": body.pop("input", {}), **body}
+        return await self.http.post(
+            "/api/v1/orchestration/workflows", json=payload, headers=self.auth()
+        )
+
+    async def get(self, wf_id: str) -> dict[str, Any]:
+        resp = await self.http.get(f"/api/v1/orchestration/workflows/{wf_id}", headers=self.auth())
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def until_status(self, wf_id: str, *states: str) -> dict[str, Any]:
+        return await wait_for(
+            lambda: self.get(wf_id), lambda d: d["status"] in states, what=f"{wf_id} {states}"
+        )
+
+
+@pytest.fixture
+async def make_system(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start an API (and by default a worker) for the test; everything stops at its end."""
+    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+    contexts: list[Any] = []
+
+    async def build(*, worker: bool = True, **overrides: Any) -> System:
+        settings = make_settings(**overrides)
+        await asyncio.to_thread(upgrade, settings)
+        key_file, _ = await ensure_admin_key(settings)
+        if worker:
+            stop = asyncio.Event()
+            ready = settings.home / "worker.ready"
+            task = asyncio.create_task(run_worker(settings, stop, ready))
+            stops.append((stop, task))
+            await wait_for(lambda: _exists_or_failed(ready, task), what="worker ready", within=30)
+        app = create_app(settings)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        contexts.append(lifespan)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+        contexts.append(http)
+        return System(settings, http, key_file.read_text().strip(), app.state.temporal)
+
+    yield build
+    for ctx in reversed(contexts):
+        await ctx.__aexit__(None, None, None)
+    for stop, task in stops:
+        stop.set()
+        await task
+
+
+async def _exists_or_failed(path: Any, task: asyncio.Task[None]) -> bool:
+    if task.done():
+        task.result()  # raises the worker's error into the test
+        raise AssertionError("the worker stopped before it was ready")
+    return bool(path.exists())
+
+
+@pytest.fixture
+async def system(make_system: Callable[..., Any]) -> System:
+    result: System = await make_system()
+    return result
