@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import stat
+from contextlib import closing
 from typing import Any
 
 import httpx
+import psycopg
 
 from tests.e2e.conftest import UpRun, UpStack, child_pids, pid_alive
 from tests.support import wait_for_sync
@@ -104,6 +107,20 @@ def assert_health_report(wf: dict[str, Any]) -> None:
     assert result["last"]["components"] == []
 
 
+def stored_component_names(stack: UpStack) -> list[str]:
+    """Read the store `up` was told to use directly: PostgreSQL when POSTGRES_URL is set (and
+    then no SQLite file may appear), else the SQLite file in R2C_HOME."""
+    sqlite_file = stack.home / "r2c.db"
+    query = "SELECT name FROM components ORDER BY name"
+    postgres_url = stack.env.get("POSTGRES_URL")
+    if postgres_url is not None:
+        assert not sqlite_file.exists(), "POSTGRES_URL is set, yet a SQLite store was made"
+        with psycopg.connect(postgres_url) as conn:
+            return [row[0] for row in conn.execute(query)]
+    with closing(sqlite3.connect(sqlite_file)) as conn:
+        return [row[0] for row in conn.execute(query)]
+
+
 def stop_and_check_nothing_is_left(stack: UpStack, run: UpRun, sig: signal.Signals) -> None:
     code = run.stop(sig)
     assert code == 0, f"`r2c up` exited with {code} on {sig.name}; output:\n{run.output()}"
@@ -147,6 +164,7 @@ def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStac
         resp = admin.post("/api/v1/components", json=DEMO_COMPONENT)
         assert resp.status_code == 409, resp.text
         assert resp.json()["error"]["type"] == "Conflict"
+        assert stored_component_names(up_stack) == [DEMO_COMPONENT["name"]]
 
         # --- a workflow that completes
         done_id = start_workflow(admin, {})
@@ -203,13 +221,18 @@ def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStac
     stop_and_check_nothing_is_left(up_stack, second, signal.SIGINT)
 
 
-def test_up_restarts_a_worker_that_dies(up_stack: UpStack) -> None:
+def test_up_restarts_a_worker_or_api_that_dies(up_stack: UpStack) -> None:
     run = up_stack.start()
     key = admin_key(up_stack)
-    workers = child_pids(up_stack.home, "-m cli worker")
-    assert len(workers) == 1, up_stack.leftovers()
-    (old_worker,) = workers
+    # Every process of the stack is found by the /proc scan that checks for leftovers.
+    stack = up_stack.leftovers()
+    assert run.proc.pid in stack, stack
+    for command in ("temporal server start-dev", "-m cli worker", "-m cli api"):
+        assert len(child_pids(up_stack.home, command)) == 1, (command, stack)
+    assert any(str(up_stack.temporal_db) in cmdline for cmdline in stack.values()), stack
 
+    # --- the worker dies
+    (old_worker,) = child_pids(up_stack.home, "-m cli worker")
     os.kill(old_worker, signal.SIGKILL)
     run.wait_for_output("worker exited with code -9")
     new_workers = wait_for_sync(
@@ -220,12 +243,37 @@ def test_up_restarts_a_worker_that_dies(up_stack: UpStack) -> None:
         what="`up` to start a new worker",
     )
     assert not pid_alive(old_worker)
-    assert run.proc.poll() is None, run.output()
-
     with client(up_stack, key) as admin:
         # Started while the new worker may still be connecting: Temporal keeps the task.
         wf_id = start_workflow(admin, {})
         assert_health_report(wait_for_status(admin, wf_id, "completed"))
-    assert child_pids(up_stack.home, "-m cli worker") == new_workers
 
+    # --- the API dies
+    (old_api,) = child_pids(up_stack.home, "-m cli api")
+    os.kill(old_api, signal.SIGKILL)
+    run.wait_for_output("api exited with code -9")
+    wait_for_sync(
+        lambda: serving(up_stack, old_api),
+        within=30,
+        every=0.1,
+        what="`up` to start a new API that is ready",
+    )
+    with client(up_stack, key) as admin:
+        assert workflow(admin, wf_id)["status"] == "completed"
+        assert_health_report(wait_for_status(admin, start_workflow(admin, {}), "completed"))
+
+    assert run.proc.poll() is None, run.output()
+    assert child_pids(up_stack.home, "-m cli worker") == new_workers
+    # The restarted children are stopped like the first ones.
     stop_and_check_nothing_is_left(up_stack, run, signal.SIGTERM)
+
+
+def serving(stack: UpStack, old_api: int) -> bool:
+    """True once an API process other than `old_api` answers /ready with 200."""
+    apis = child_pids(stack.home, "-m cli api")
+    if len(apis) != 1 or old_api in apis:
+        return False
+    try:
+        return httpx.get(f"{stack.base_url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
