@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 
-from core.db import apikeys
+from core.db import apikeys, audit
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.errors import R2CError
@@ -12,12 +13,24 @@ from core.models.apikeys import Role
 from core.settings import Settings
 
 
+def _actor() -> str:
+    """Who acts from the command line: the operating-system user."""
+    return f"cli:{getpass.getuser()}"
+
+
 async def create(settings: Settings, name: str, role: Role) -> int:
     await asyncio.to_thread(upgrade, settings)
     engine = make_engine(settings)
     try:
         async with sessions(engine)() as session:
-            created = await apikeys.create(session, name, role, created_by="r2c apikey create")
+            created = await apikeys.create(session, name, role, created_by=_actor())
+            await audit.record(
+                session,
+                actor=_actor(),
+                action="apikey.created",
+                target=name,
+                detail={"role": role.value, "id": created.id},
+            )
             await session.commit()
     except R2CError as err:
         print(f"error: {err.message}" + (f" ({err.hint})" if err.hint else ""))
@@ -53,6 +66,13 @@ async def revoke(settings: Settings, ref: str) -> int:
     try:
         async with sessions(engine)() as session:
             revoked = await apikeys.revoke(session, ref)
+            await audit.record(
+                session,
+                actor=_actor(),
+                action="apikey.revoked",
+                target=revoked.name,
+                detail={"id": revoked.id},
+            )
             await session.commit()
     except R2CError as err:
         print(f"error: {err.message}")

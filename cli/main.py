@@ -139,21 +139,11 @@ def main() -> None:
     abort at interpreter exit (temporalio/sdk-python#300) after doing everything right."""
     code = 0
     try:
-        app(standalone_mode=False)
-    except typer.Exit as done:
-        code = done.exit_code
+        app()  # standalone mode: usage errors are shown and every path ends in SystemExit
     except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
-    except (typer.Abort, KeyboardInterrupt):
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except KeyboardInterrupt:
         code = 130
-    except Exception as err:  # click's usage errors and the like
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            code = err.exit_code
-        else:
-            raise
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

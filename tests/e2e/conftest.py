@@ -1,167 +1,20 @@
-"""The real `r2c up`, started as a subprocess on free ports, and the tools to watch it.
+"""The fixture of the end-to-end tests: one `r2c up` per test, on its own state and ports.
 
 A test asks for `up_stack`, calls `start()` as often as it likes (every run uses the same
 R2C_HOME and ports, so a second start is a restart), and drives the API over HTTP. Whatever
-happens, the finalizer kills every process of the test's stack, found by the test's unique
-R2C_HOME path in /proc: every child of `up` has it in its environment or its command line.
+happens, the finalizer kills every process of the test's stack.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from cli.processes import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BANNER = "readme-to-cicd orchestration is up"
-START_WITHIN = 90.0  # `up` itself gives up after 60 s of waiting for the worker and the API
-STOP_WITHIN = 60.0  # `up` gives each of its three children 15 s to stop
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:  # the process is gone, or is not ours to read
-        return b""
-
-
-def processes_of(home: Path) -> dict[int, str]:
-    """Every live process (but this one) whose environment or command line names `home`,
-    by pid, with its command line."""
-    needles = {os.fsencode(str(home)), os.fsencode(str(home.resolve()))}
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        cmdline = _read(entry / "cmdline")
-        environ = _read(entry / "environ")
-        if any(n in cmdline or n in environ for n in needles):
-            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-    return found
-
-
-def child_pids(home: Path, command: str) -> set[int]:
-    """Pids of the processes of this stack whose command line contains `command`,
-    e.g. `-m cli worker`."""
-    return {pid for pid, cmdline in processes_of(home).items() if command in cmdline}
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
-    stat = _read(Path(f"/proc/{pid}/stat"))
-    if not stat:
-        return False
-    return stat.rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-
-
-@dataclass
-class UpRun:
-    """One `r2c up` process and the file its output goes to."""
-
-    proc: subprocess.Popen[bytes]
-    log: Path
-    log_file: IO[bytes]
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, within: float = 30.0) -> None:
-        """Poll the output until it contains `text`; fail with the output if `up` exits."""
-        deadline = time.monotonic() + within
-        while text not in self.output():
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"`r2c up` exited with code {self.proc.returncode} before printing "
-                    f"{text!r}; its output:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"`r2c up` did not print {text!r} within {within:.0f}s; its output:\n"
-                    f"{self.output()}"
-                )
-            time.sleep(0.05)
-
-    def stop(self, sig: signal.Signals, within: float = STOP_WITHIN) -> int:
-        """Send `sig` to `up` and wait for it to exit; returns its exit code."""
-        self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(within)
-        except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"`r2c up` did not exit within {within:.0f}s of {sig.name}; its output:\n"
-                f"{self.output()}"
-            )
-        self.log_file.close()
-        return code
-
-
-@dataclass
-class UpStack:
-    """Where one test's `r2c up` keeps its state and listens, and every run of it so far."""
-
-    home: Path
-    env: dict[str, str]
-    port: int
-    runs: list[UpRun] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def admin_key_file(self) -> Path:
-        return self.home / "admin.key"
-
-    @property
-    def temporal_db(self) -> Path:
-        return self.home / "temporal.db"
-
-    def start(self) -> UpRun:
-        """Start `r2c up` and return once its banner is out."""
-        log = self.home.parent / f"up-{len(self.runs) + 1}.log"
-        log_file = log.open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            # Its own session, like a terminal's foreground job: signals reach it only from us.
-            start_new_session=True,
-        )
-        run = UpRun(proc, log, log_file)
-        self.runs.append(run)
-        run.wait_for_output(BANNER, within=START_WITHIN)
-        return run
-
-    def leftovers(self) -> dict[int, str]:
-        """Processes of this stack still alive, by pid. The Temporal server's db path lies in
-        home, so the server is found by its command line even without R2C_HOME."""
-        return processes_of(self.home)
-
-    def kill_everything(self) -> None:
-        for run in self.runs:
-            if run.proc.poll() is None:
-                run.proc.kill()
-                run.proc.wait(10)
-            run.log_file.close()
-        # Children outlive a SIGKILLed `up` for as long as their PDEATHSIG SIGTERM takes.
-        for pid in processes_of(self.home):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+from tests.e2e.up_stack import UpStack
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.e2e.conftest import UpRun, UpStack, child_pids, pid_alive
+from tests.e2e.up_stack import UpRun, UpStack, child_pids, pid_alive
 from tests.support import wait_for_sync
 
 WORKFLOWS = "/api/v1/orchestration/workflows"
