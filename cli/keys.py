@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import apikeys, audit
 from core.db.engine import make_engine, sessions
@@ -18,38 +22,41 @@ def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-async def create(settings: Settings, name: str, role: Role) -> int:
+@asynccontextmanager
+async def _store(settings: Settings) -> AsyncIterator[AsyncSession]:
     await asyncio.to_thread(upgrade, settings)
     engine = make_engine(settings)
     try:
         async with sessions(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+def _fail(err: R2CError) -> int:
+    print(f"error: {err.message}" + (f" ({err.hint})" if err.hint else ""))
+    return 1
+
+
+async def create(settings: Settings, name: str, role: Role) -> int:
+    try:
+        async with _store(settings) as session:
             created = await apikeys.create(session, name, role, created_by=_actor())
+            detail = {"role": role.value, "id": created.id}
             await audit.record(
-                session,
-                actor=_actor(),
-                action="apikey.created",
-                target=name,
-                detail={"role": role.value, "id": created.id},
+                session, actor=_actor(), action="apikey.created", target=name, detail=detail
             )
             await session.commit()
     except R2CError as err:
-        print(f"error: {err.message}" + (f" ({err.hint})" if err.hint else ""))
-        return 1
-    finally:
-        await engine.dispose()
+        return _fail(err)
     print(created.key)
     print(f"# created {role.value} key {name!r} (id {created.id}); it is not shown again")
     return 0
 
 
 async def list_keys(settings: Settings, include_revoked: bool) -> int:
-    await asyncio.to_thread(upgrade, settings)
-    engine = make_engine(settings)
-    try:
-        async with sessions(engine)() as session:
-            keys = await apikeys.list_all(session, include_revoked=include_revoked)
-    finally:
-        await engine.dispose()
+    async with _store(settings) as session:
+        keys = await apikeys.list_all(session, include_revoked=include_revoked)
     print(f"{'ID':36}  {'NAME':20}  {'ROLE':8}  {'PREFIX':17}  {'CREATED':20}  REVOKED")
     for k in keys:
         revoked = k.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if k.revoked_at else "-"
@@ -61,10 +68,8 @@ async def list_keys(settings: Settings, include_revoked: bool) -> int:
 
 
 async def revoke(settings: Settings, ref: str) -> int:
-    await asyncio.to_thread(upgrade, settings)
-    engine = make_engine(settings)
     try:
-        async with sessions(engine)() as session:
+        async with _store(settings) as session:
             revoked = await apikeys.revoke(session, ref)
             await audit.record(
                 session,
@@ -75,9 +80,6 @@ async def revoke(settings: Settings, ref: str) -> int:
             )
             await session.commit()
     except R2CError as err:
-        print(f"error: {err.message}")
-        return 1
-    finally:
-        await engine.dispose()
+        return _fail(err)
     print(f"revoked key {revoked.name!r} ({revoked.id}); the API stops accepting it within 5s")
     return 0

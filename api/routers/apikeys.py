@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
+from api.audit_trail import commit_with_audit
 from api.auth import Admin, KeyVerifier
 from api.deps import SessionDep
-from core.db import apikeys, audit
-from core.logging import request_id_var
+from core.db import apikeys
 from core.models.apikeys import ApiKeyCreate, ApiKeyCreated, ApiKeyInfo
 
 router = APIRouter(prefix="/api/v1/apikeys", tags=["api keys"])
@@ -19,15 +19,9 @@ router = APIRouter(prefix="/api/v1/apikeys", tags=["api keys"])
 async def create_key(body: ApiKeyCreate, principal: Admin, session: SessionDep) -> ApiKeyCreated:
     """Create a key. The answer is the only time the key itself is shown: store it safely."""
     created = await apikeys.create(session, body.name, body.role, principal.initiator)
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action="apikey.created",
-        target=body.name,
-        detail={"role": body.role.value, "id": created.id},
-        request_id=request_id_var.get(),
+    await commit_with_audit(
+        session, principal, "apikey.created", body.name, role=body.role.value, id=created.id
     )
-    await session.commit()
     return created
 
 
@@ -47,15 +41,7 @@ async def revoke_key(
 ) -> ApiKeyInfo:
     """Revoke a key by id or name; it stops working at once."""
     revoked = await apikeys.revoke(session, key_ref)
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action="apikey.revoked",
-        target=revoked.name,
-        detail={"id": revoked.id},
-        request_id=request_id_var.get(),
-    )
-    await session.commit()
+    await commit_with_audit(session, principal, "apikey.revoked", revoked.name, id=revoked.id)
     verifier: KeyVerifier = request.app.state.keys
     verifier.forget(revoked.id)
     return revoked

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Query, Response, status
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.audit_trail import commit_with_audit
 from api.auth import Admin, Viewer
 from api.deps import SessionDep, TemporalDep
 from api.errors import temporal_error
 from core.contracts import COMPONENT, DEPLOYMENT_WORKFLOW
-from core.db import audit
 from core.db import components as store
 from core.errors import ConflictError
-from core.logging import request_id_var
 from core.models.components import Component, ComponentSpec
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
@@ -28,14 +27,7 @@ async def create_component(
 ) -> Component:
     """Register a component; its name must be unique (409 otherwise)."""
     component = await store.create(session, spec)
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action="component.created",
-        target=component.name,
-        request_id=request_id_var.get(),
-    )
-    await session.commit()
+    await commit_with_audit(session, principal, "component.created", component.name)
     response.headers["Location"] = f"/api/v1/components/{component.id}"
     return component
 
@@ -60,15 +52,9 @@ async def replace_component(
 ) -> Component:
     """Replace a component's definition; running instances keep running until redeployed."""
     component = await store.replace(session, component_id, spec)
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action="component.replaced",
-        target=component.name,
-        detail={"revision": component.revision},
-        request_id=request_id_var.get(),
+    await commit_with_audit(
+        session, principal, "component.replaced", component.name, revision=component.revision
     )
-    await session.commit()
     return component
 
 
@@ -86,14 +72,7 @@ async def delete_component(
             running=running,
         )
     await store.delete(session, component_id)
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action="component.deleted",
-        target=row.name,
-        request_id=request_id_var.get(),
-    )
-    await session.commit()
+    await commit_with_audit(session, principal, "component.deleted", row.name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

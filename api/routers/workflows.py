@@ -28,6 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api.audit_trail import commit_with_audit
 from api.auth import Operator, Viewer
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import field_errors, temporal_error
@@ -51,9 +52,7 @@ from core.contracts import (
     STATUS_QUERY,
     WORKFLOW_CONTRACTS,
 )
-from core.db import audit
 from core.errors import ConflictError, InvalidInputError, PermissionDeniedError
-from core.logging import request_id_var
 from core.models.apikeys import Role
 from core.settings import Settings
 
@@ -310,15 +309,9 @@ async def cancel_workflow(
     except RPCError as err:
         raise temporal_error(err, f"workflow {workflow_id!r}") from err
     action = "terminated" if terminate else "cancel_requested"
-    await audit.record(
-        session,
-        actor=principal.initiator,
-        action=f"workflow.{action}",
-        target=workflow_id,
-        detail={"run_id": desc.run_id, "reason": reason},
-        request_id=request_id_var.get(),
+    await commit_with_audit(
+        session, principal, f"workflow.{action}", workflow_id, run_id=desc.run_id, reason=reason
     )
-    await session.commit()
     return CancelAccepted(id=workflow_id, run_id=desc.run_id, action=action)
 
 
