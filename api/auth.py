@@ -33,6 +33,8 @@ class KeyVerifier:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # First verifications in flight: concurrent requests with a new key share one.
+        self._pending: dict[str, asyncio.Task[Principal | None]] = {}
 
     async def verify(self, key: str) -> Principal | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -42,12 +44,22 @@ class KeyVerifier:
             principal, checked = cached
             if now - checked < RECHECK_SECONDS:
                 return principal
+            # Claim the re-check before awaiting, so a burst of requests runs one query.
+            self._cache[digest] = (principal, now)
             async with self._sessions() as session:
                 if await apikeys.is_active(session, principal.key_id):
                     self._cache[digest] = (principal, now)
                     return principal
             self._cache.pop(digest, None)
             return None
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._first_verify(digest, key))
+            self._pending[digest] = task
+            task.add_done_callback(lambda _: self._pending.pop(digest, None))
+        return await asyncio.shield(task)
+
+    async def _first_verify(self, digest: str, key: str) -> Principal | None:
         async with self._sessions() as session:
             found = await apikeys.find_by_key(session, key)
         if found is None:
@@ -56,7 +68,7 @@ class KeyVerifier:
         if not await asyncio.to_thread(apikeys.verify_hash, key_hash, key):
             return None
         principal = apikeys.principal(row)
-        self._cache[digest] = (principal, now)
+        self._cache[digest] = (principal, time.monotonic())
         return principal
 
     def forget(self, key_id: str) -> None:

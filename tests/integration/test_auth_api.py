@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlalchemy import select
 
+from core.db import apikeys
 from core.db.engine import make_engine, sessions
 from core.db.tables import ApiKeyRow
 from tests.integration.conftest import System
@@ -86,3 +90,22 @@ async def test_every_answer_carries_a_request_id(system: System) -> None:
     assert resp.headers["x-request-id"] == "abc-123"
     err = await system.http.get("/api/v1/components")
     assert err.json()["error"]["request_id"] == err.headers["x-request-id"]
+
+
+async def test_a_burst_with_a_new_key_verifies_its_hash_once(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await system.key("viewer", "burst")
+    calls: list[str] = []
+    real = apikeys.verify_hash
+
+    def counting(key_hash: str, presented: str) -> bool:
+        calls.append(presented)
+        return real(key_hash, presented)
+
+    monkeypatch.setattr(apikeys, "verify_hash", counting)
+    answers = await asyncio.gather(
+        *(system.http.get("/api/v1/components", headers=system.auth(key)) for _ in range(20))
+    )
+    assert [r.status_code for r in answers] == [200] * 20
+    assert len(calls) == 1

@@ -10,11 +10,16 @@ Both paths start `component-health-check` workflows on the SAME embedded Tempora
    than the API itself and the benchmark would measure the load generator (ENVIRONMENT.md).
 
 The order is raw, REST, raw: the mean of the two raw runs is the baseline, and their spread
-shows how noisy the machine is. No worker runs, the workflows are only started.
+shows how noisy the machine is. No worker runs, the workflows are only started. Each run also
+reports the CPU each process spent per start, and how many cores other processes of the
+machine took meanwhile: on 2 shared cores that is the main source of noise.
 
 Run from the repository root (not collected by pytest; its name does not start with `test_`):
 
     python -m tests.perf.bench_workflow_starts --starts 2000 --concurrency 32
+
+`--with-api-options` adds a `raw+opts` run (raw starts carrying what the API adds to each
+start), `--profile-api FILE` samples the API with py-spy during the REST run.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -151,6 +156,24 @@ class RunResult:
         """Cores used on average by processes outside the benchmark during the run (noise)."""
         ours = sum(v for k, v in self.cpu.items() if k != "machine")
         return (self.cpu.get("machine", math.nan) - ours) / self.seconds
+
+
+def merge(path: str, runs: list[RunResult]) -> RunResult:
+    """Pool the rounds of one path: total starts over total seconds, all latencies."""
+    cpu: dict[str, float] = {}
+    failures: Counter[str] = Counter()
+    for r in runs:
+        failures.update(r.failures)
+        for name, used in r.cpu.items():
+            cpu[name] = cpu.get(name, 0.0) + used
+    return RunResult(
+        path,
+        sum(r.starts for r in runs),
+        sum(r.seconds for r in runs),
+        sorted(x for r in runs for x in r.latencies),
+        failures,
+        cpu,
+    )
 
 
 async def drive(
@@ -298,7 +321,7 @@ class HttpConnection:
             head = await self._reader.readuntil(b"\r\n\r\n")
             status, length, close = parse_head(head)
             body = await self._reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except Exception:  # the stream's state is unknown now: never reuse it
             await self.close()
             raise
         if close:
@@ -472,7 +495,7 @@ def tail(path: Path, lines: int = 15) -> str:
 # ----------------------------------------------------------------------------- report
 
 _COLUMNS = (
-    f"{'path':<8} {'starts':>6} {'seconds':>8} {'starts/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    f"{'path':<12} {'starts':>6} {'seconds':>8} {'starts/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
     f"{'failures':>8} {'others':>6}   cpu ms/start: bench / api / temporal"
 )
 
@@ -480,23 +503,26 @@ _COLUMNS = (
 def format_row(r: RunResult) -> str:
     cpu = " / ".join(f"{r.cpu_ms_per_start(n):.2f}" for n in ("bench", "api", "temporal"))
     return (
-        f"{r.path:<8} {r.starts:>6} {r.seconds:>8.2f} {r.rate:>9.1f} {r.p50_ms:>8.1f} "
+        f"{r.path:<12} {r.starts:>6} {r.seconds:>8.2f} {r.rate:>9.1f} {r.p50_ms:>8.1f} "
         f"{r.p99_ms:>8.1f} {r.failed:>8} {r.other_load:>6.2f}   {cpu}"
     )
 
 
-def report(results: list[RunResult], rest: RunResult, raws: list[RunResult]) -> str:
-    """The table, the REST/raw ratios against the mean of the raw runs, and the target."""
+def report(
+    results: list[RunResult], rest: RunResult, raws: list[RunResult], raw_rounds: list[RunResult]
+) -> str:
+    """The pooled table, the REST/raw ratios against the pooled raw runs, and the target."""
     raw_rate = sum(r.rate for r in raws) / len(raws)
     raw_p50 = sum(r.p50_ms for r in raws) / len(raws)
     raw_p99 = sum(r.p99_ms for r in raws) / len(raws)
-    spread = (max(r.rate for r in raws) - min(r.rate for r in raws)) / raw_rate
+    rates = [r.rate for r in raw_rounds]
+    spread = (max(rates) - min(rates)) / raw_rate
     ratio = rest.rate / raw_rate
-    lines = [_COLUMNS, *(format_row(r) for r in results)]
+    lines = ["pooled over all rounds:", _COLUMNS, *(format_row(r) for r in results)]
     lines.append("(others: cores used by processes outside the benchmark during the run)\n")
     lines.append(
-        f"raw baseline (mean of {len(raws)} runs): {raw_rate:.1f} starts/s, "
-        f"p50 {raw_p50:.1f} ms, p99 {raw_p99:.1f} ms; spread between raw runs {spread:.0%}"
+        f"raw baseline: {raw_rate:.1f} starts/s, p50 {raw_p50:.1f} ms, p99 {raw_p99:.1f} ms; "
+        f"spread between raw rounds {spread:.0%}"
     )
     lines.append(f"REST/raw throughput ratio: {ratio:.2f}")
     lines.append(
@@ -516,6 +542,10 @@ def report(results: list[RunResult], rest: RunResult, raws: list[RunResult]) -> 
         for problem, n in r.failures.most_common(3):
             lines.append(f"  {r.path} failure x{n}: {problem}")
     return "\n".join(lines)
+
+
+def report_failures(result: RunResult) -> str:
+    return "\n".join(f"  x{n}: {p}" for p, n in result.failures.most_common(5))
 
 
 # ----------------------------------------------------------------------------- main
@@ -543,7 +573,12 @@ class Bench:
 
 
 async def measure(bench: Bench, args: argparse.Namespace) -> int:
-    """Warm up both paths, then raw, REST, raw; print the report. Exit code 1 on failures."""
+    """Warm up both paths, then alternate raw and REST rounds in ABBA order and pool them.
+
+    The dev server slows down as open workflows pile up; ABBA order (raw, REST, REST, raw,
+    ...) gives both paths the same average server state, so that drift cancels out of the
+    ratio instead of favouring whichever path ran first.
+    """
     for name, opener in (("raw", bench.raw), ("REST", bench.rest)):
         async with opener(args.concurrency) as starters:
             warm = await drive(name, starters, args.warmup, None)
@@ -551,33 +586,45 @@ async def measure(bench: Bench, args: argparse.Namespace) -> int:
         if warm.failed:
             print(report_failures(warm), flush=True)
 
-    runs = [("raw #1", bench.raw), ("REST", bench.rest), ("raw #2", bench.raw)]
+    paths = [("raw", bench.raw), ("REST", bench.rest)]
     if args.with_api_options:
-        runs.insert(2, ("raw+opts", bench.raw_opts))
-    results: list[RunResult] = []
-    for name, opener in runs:
-        async with opener(args.concurrency) as starters:
-            profile = args.profile_api if name == "REST" else None
-            async with py_spy(bench.api_pid, profile):
-                results.append(await drive(name, starters, args.starts, bench.meter))
-        print(format_row(results[-1]), flush=True)
+        paths.append(("raw+opts", bench.raw_opts))
+    per_round = max(1, args.starts // args.rounds)
+    rounds: dict[str, list[RunResult]] = {name: [] for name, _ in paths}
+    for i in range(args.rounds):
+        order = paths if i % 2 == 0 else paths[::-1]
+        for name, opener in order:
+            async with opener(args.concurrency) as starters:
+                profile = args.profile_api if name == "REST" and i == 0 else None
+                async with py_spy(bench.api_pid, profile):
+                    result = await drive(f"{name} r{i + 1}", starters, per_round, bench.meter)
+            rounds[name].append(result)
+            print(format_row(result), flush=True)
 
     print()
-    print(report(results, results[1], [results[0], results[-1]]))
-    accepted = 2 * args.warmup + len(runs) * args.starts - sum(r.failed for r in results)
+    results = [merge(name, runs) for name, runs in rounds.items()]
+    by_name = {r.path: r for r in results}
+    print(report(results, by_name["REST"], [by_name["raw"]], rounds["raw"]))
+    accepted = 2 * args.warmup + per_round * args.rounds * len(paths)
+    accepted -= sum(r.failed for r in results)
     held = await count_started(bench.client, bench.task_queue, accepted, within=15)
     print(f"server check: {held} workflows on the benchmark's task queue (expected {accepted})")
     if args.profile_api:
-        print(f"py-spy profile of the API during the REST run: {args.profile_api}")
+        print(f"py-spy profile of the API during the first REST round: {args.profile_api}")
     return 1 if any(r.failed for r in results) or held != accepted else 0
 
 
-def report_failures(result: RunResult) -> str:
-    return "\n".join(f"  x{n}: {p}" for p, n in result.failures.most_common(5))
+def cancel_on_sigterm() -> None:
+    """Make SIGTERM cancel the benchmark as Ctrl-C does, so the `finally` blocks stop the
+    servers and delete the temp dir (PR_SET_PDEATHSIG alone would stop the servers only)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 async def run(args: argparse.Namespace) -> int:
     """Start Temporal and the API in a temp dir, measure, and stop everything whatever happens."""
+    cancel_on_sigterm()
     ports = Ports.pick()
     settings = Settings(
         temporal_port=ports.temporal,
@@ -632,8 +679,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m tests.perf.bench_workflow_starts",
         description="Workflow starts/s and latency: raw Temporal client vs the REST API.",
     )
-    parser.add_argument("--starts", type=int, default=2000, help="starts per measured run")
+    parser.add_argument("--starts", type=int, default=2000, help="measured starts per path")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent starters")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per path")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured starts per path")
     parser.add_argument(
         "--with-api-options",
@@ -655,21 +703,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def event_loop_runner() -> Callable[[Awaitable[int]], int]:
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     """uvloop when installed (the API runs on it too, and it keeps the client lean)."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run  # type: ignore[return-value]
-    return uvloop.run  # type: ignore[no-any-return]
+        return asyncio.run
+    return uvloop.run
 
 
 def main() -> None:
     args = parse_args()
+    # A shell starting us in the background hands SIGINT down ignored, and asyncio then never
+    # turns it into a cancellation; restore Python's default so Ctrl-C always cleans up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = event_loop_runner()(run(args))
     except KeyboardInterrupt:
         code = 130
+    except asyncio.CancelledError:  # SIGTERM
+        code = 143
     except Exception:
         traceback.print_exc()
         code = 1
