@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.processes import free_port
-from tests.e2e.up_stack import UpStack
+from tests.e2e.up_stack import UpStack, listen_ports
 
 
 @pytest.fixture
@@ -22,7 +21,9 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
     """An `r2c up` ready to start on its own R2C_HOME, free ports and store; everything it
     started is killed at the end, whether the test passed or not."""
     home = (tmp_path / "home").resolve()
-    port = free_port()
+    # Not `free_port()`: see `listen_ports` for why a port from the ephemeral range is not
+    # safe for a server that is started, stopped and started again while others connect.
+    port, metrics, worker_metrics, temporal, temporal_ui, temporal_metrics = listen_ports(6)
     env = dict(os.environ)
     # The embedded Temporal server, the store this test run picked, and the key file only.
     for name in ("TEMPORAL_ADDRESS", "POSTGRES_URL", "R2C_ADMIN_API_KEY", "R2C_CONFIG_DIR"):
@@ -30,10 +31,12 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
     env.update(
         R2C_HOME=str(home),
         PORT=str(port),
-        METRICS_PORT=str(free_port()),
-        R2C_WORKER_METRICS_PORT=str(free_port()),
-        R2C_TEMPORAL_PORT=str(free_port()),
-        R2C_TEMPORAL_UI_PORT=str(free_port()),
+        METRICS_PORT=str(metrics),
+        R2C_WORKER_METRICS_PORT=str(worker_metrics),
+        R2C_TEMPORAL_PORT=str(temporal),
+        R2C_TEMPORAL_UI_PORT=str(temporal_ui),
+        # `up` would pick this one with `free_port()`, in the ephemeral range.
+        R2C_TEMPORAL_METRICS_PORT=str(temporal_metrics),
         R2C_ENV="development",
         LOG_LEVEL="INFO",
     )

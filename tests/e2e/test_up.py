@@ -6,6 +6,7 @@ the API's main paths, then a restart on the same state; a supervised worker that
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -121,10 +122,29 @@ def stored_component_names(stack: UpStack) -> list[str]:
         return [row[0] for row in conn.execute(query)]
 
 
+def reported_errors(output: str) -> list[str]:
+    """The lines of `up`'s output that report an error: its own `error: ...` lines, its
+    children's JSON log records at level error or above, and tracebacks."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                level = json.loads(line).get("level")
+            except json.JSONDecodeError:
+                level = None
+            if level in ("error", "critical"):
+                found.append(line)
+        elif line.startswith(("error:", "Traceback")):
+            found.append(line)
+    return found
+
+
 def stop_and_check_nothing_is_left(stack: UpStack, run: UpRun, sig: signal.Signals) -> None:
     code = run.stop(sig)
     assert code == 0, f"`r2c up` exited with {code} on {sig.name}; output:\n{run.output()}"
     assert "stopping ..." in run.output()
+    # A clean stop logs no error either, whatever the exit code says.
+    assert not reported_errors(run.output()), reported_errors(run.output())
     # `up` waits for each child before it exits, so anything still here was left behind.
     left = stack.leftovers()
     assert not left, f"processes left behind after {sig.name}: {left}"
@@ -138,8 +158,15 @@ def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStac
     with client(up_stack, None) as anonymous, client(up_stack, key) as admin:
         # --- health and authentication
         assert anonymous.get("/health").json() == {"status": "ok"}
-        ready = anonymous.get("/ready")
-        assert ready.status_code == 200, ready.text
+        # `up` saw /ready answer 200 before its banner; under load a dependency check may
+        # take longer than its timeout once, so poll rather than expect.
+        wait_for_sync(
+            lambda: anonymous.get("/ready"),
+            lambda resp: resp.status_code == 200,
+            within=15,
+            every=0.1,
+            what="/ready to answer 200",
+        )
         resp = anonymous.get("/api/v1/components")
         assert resp.status_code == 401, resp.text
         assert resp.json()["error"]["type"] == "Unauthenticated"
