@@ -73,6 +73,19 @@ def api() -> None:
     _run(serve(settings))
 
 
+@app.command(hidden=True)
+def router(
+    table: Annotated[Path, typer.Option(help="the routing table file to follow")],
+    port: Annotated[int, typer.Option(help="port to listen on")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """Run a router (started by the local provider, one per component and environment)."""
+    from activities.infrastructure.local.router.main import run_router
+
+    setup_logging("INFO", "router")
+    raise typer.Exit(_run(run_router(table, host, port)))
+
+
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Argument(help="a name to recognise the key by")],

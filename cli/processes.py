@@ -75,6 +75,11 @@ class Child:
         assert self.proc is not None
         return await self.proc.wait()
 
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
     async def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
         if self.proc is None or self.proc.returncode is not None:

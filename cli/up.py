@@ -8,14 +8,16 @@ stops everything (and everything only) on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -30,6 +32,10 @@ log = logging.getLogger("r2c.up")
 READY_TIMEOUT = 60.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long starts its restart backoff afresh
+
+
+class _Stopped(Exception):
+    """A stop was requested before start-up completed."""
 
 
 class StartupError(Exception):
@@ -96,7 +102,7 @@ class Supervisor:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stop.set)
+            loop.add_signal_handler(sig, self._on_signal)
         embedded = self.settings.temporal_address is None
         self.home.mkdir(parents=True, exist_ok=True)
         lock = _lock_home(self.home)
@@ -108,15 +114,23 @@ class Supervisor:
                 self.temporal = dev_server(self.settings, self.home)
                 _say(f"starting Temporal server on 127.0.0.1:{self.settings.temporal_port} ...")
                 await self.temporal.start()
-            await wait_until_serving(
-                self.temporal, self.settings.temporal_target, self.settings.temporal_namespace, 30
+            await self._unless_stopped(
+                wait_until_serving(
+                    self.temporal,
+                    self.settings.temporal_target,
+                    self.settings.temporal_namespace,
+                    30,
+                )
             )
             self.services = [self._service("worker"), self._service("api")]
             for child in self.services:
                 await self._start(child)
-            await self._wait_ready()
+            await self._unless_stopped(self._wait_ready())
             self._banner(key_file, created)
             return await self._supervise()
+        except _Stopped:
+            _say("stopped before start-up completed")
+            return 0
         except StartupError:
             raise
         except (TimeoutError, RuntimeError) as err:
@@ -124,6 +138,29 @@ class Supervisor:
         finally:
             await self._shutdown()
             lock.close()
+
+    def _on_signal(self) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        # A second Ctrl-C: no more waiting for graceful exits.
+        _say("stopping now (killing the remaining processes) ...")
+        for child in [*self.services, *([self.temporal] if self.temporal else [])]:
+            child.kill()
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run a start-up step, abandoning it as soon as a stop is requested."""
+        task = asyncio.create_task(step)
+        stop = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stop.cancel()
+            task.result()
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise _Stopped
 
     async def _start(self, child: Child) -> None:
         ready = Path(child.env["R2C_READY_FILE"])
@@ -136,8 +173,6 @@ class Supervisor:
         api_ready = f"http://{self.settings.host}:{self.settings.port}/ready"
         async with httpx.AsyncClient(timeout=2) as http:
             while time.monotonic() < deadline:
-                if self.stop.is_set():
-                    return
                 for child in self.services:
                     if not child.running:
                         raise StartupError(
@@ -179,14 +214,19 @@ class Supervisor:
         _say("\n".join(lines))
 
     async def _supervise(self) -> int:
+        """Wait for a stop request or a child's exit; restart a dead worker or API after a
+        backoff (without blocking: a Temporal crash meanwhile is still noticed)."""
         stop_task = asyncio.create_task(self.stop.wait())
-        waits = {asyncio.create_task(c.wait()): c for c in self.services}
+        exits: dict[asyncio.Task[Any], Child] = {
+            asyncio.create_task(c.wait()): c for c in self.services
+        }
+        restarts: dict[asyncio.Task[Any], Child] = {}
         temporal_task = (
             asyncio.create_task(self.temporal.wait()) if self.temporal is not None else None
         )
         try:
             while True:
-                pending = {stop_task, *waits}
+                pending: set[asyncio.Task[Any]] = {stop_task, *exits, *restarts}
                 if temporal_task is not None:
                     pending.add(temporal_task)
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -201,11 +241,15 @@ class Supervisor:
                     )
                     return 1
                 for task in done:
-                    child = waits.pop(task)
-                    await self._restart(child, task.result())
-                    waits[asyncio.create_task(child.wait())] = child
+                    if task in exits:
+                        child = exits.pop(task)
+                        restarts[asyncio.create_task(self._restart(child, task.result()))] = child
+                    elif task in restarts:
+                        child = restarts.pop(task)
+                        task.result()
+                        exits[asyncio.create_task(child.wait())] = child
         finally:
-            for task in [stop_task, *waits, *([temporal_task] if temporal_task else [])]:
+            for task in [stop_task, *exits, *restarts, *([temporal_task] if temporal_task else [])]:
                 task.cancel()
 
     async def _restart(self, child: Child, code: int) -> None:
@@ -223,11 +267,7 @@ class Supervisor:
             extra={"child": child.name, "exit_code": code, "restart": child.restarts},
         )
         _say(f"{child.name} exited with code {code}; restarting in {delay:.1f}s")
-        try:
-            await asyncio.wait_for(self.stop.wait(), delay)
-            return
-        except TimeoutError:
-            pass
+        await asyncio.sleep(delay)
         await self._start(child)
 
     async def _shutdown(self) -> None:

@@ -63,3 +63,10 @@ class PermissionDeniedError(R2CError):
 
     error_type = "PermissionDenied"
     http_status = 403
+
+
+class InfrastructureError(R2CError):
+    """The infrastructure could not be brought to the requested state (worth a retry)."""
+
+    error_type = "InfrastructureError"
+    http_status = 502

@@ -152,6 +152,12 @@ class UpStack:
 
     def start(self) -> UpRun:
         """Start `r2c up` and return once its banner is out."""
+        run = self.launch()
+        run.wait_for_output(BANNER, within=START_WITHIN)
+        return run
+
+    def launch(self) -> UpRun:
+        """Start `r2c up` and return at once."""
         log = self.home.parent / f"up-{len(self.runs) + 1}.log"
         log_file = log.open("wb")
         proc = subprocess.Popen(
@@ -166,7 +172,6 @@ class UpStack:
         )
         run = UpRun(proc, log, log_file)
         self.runs.append(run)
-        run.wait_for_output(BANNER, within=START_WITHIN)
         return run
 
     def leftovers(self) -> dict[int, str]:

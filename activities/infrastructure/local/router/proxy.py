@@ -164,6 +164,8 @@ class Router:
         self._rr: dict[str, int] = {}
         self._stamp: tuple[int, int] | None = None
         self.in_flight = 0
+        # Backends taken out of the table while requests to them were still in flight.
+        self.draining: list[BackendState] = []
 
     # ------------------------------------------------------------------ table
 
@@ -196,6 +198,7 @@ class Router:
             fresh[backend.instance_id] = state
         for gone in self.backends.keys() - fresh.keys():
             self.backends[gone].close_idle()
+            self.draining.append(self.backends[gone])
         self.backends = fresh
         slots: dict[str, list[BackendState]] = {}
         for state in fresh.values():
@@ -315,6 +318,7 @@ class Router:
             "generation": self.table.generation,
             "weights": self.table.weights,
             "in_flight": self.in_flight,
+            "draining": self._draining(),
             "backends": [
                 {
                     **s.backend.model_dump(),
@@ -324,6 +328,10 @@ class Router:
                 for s in self.backends.values()
             ],
         }
+
+    def _draining(self) -> int:
+        self.draining = [s for s in self.draining if s.in_flight > 0]
+        return sum(s.in_flight for s in self.draining)
 
     # ------------------------------------------------------------------ health
 

@@ -61,3 +61,18 @@ def write_table(path: Path, table: RouteTable) -> None:
 
 def read_table(path: Path) -> RouteTable:
     return RouteTable.model_validate_json(path.read_bytes())
+
+
+class BackendStatus(BaseModel):
+    instance_id: str
+    healthy: bool
+    in_flight: int = 0
+
+
+class RouterStatus(BaseModel):
+    """What the router answers on `/_r2c/status` (the fields the provider reads)."""
+
+    generation: int
+    draining: int = 0
+    in_flight: int = 0
+    backends: list[BackendStatus] = Field(default_factory=list)

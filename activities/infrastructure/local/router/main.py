@@ -1,0 +1,20 @@
+"""The router process: serve until SIGTERM or SIGINT, then drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from activities.infrastructure.local.router.proxy import serve
+from activities.infrastructure.local.router.table import read_table
+
+
+async def run_router(table_path: Path, host: str, port: int) -> int:
+    table = read_table(table_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(table_path, table.component, table.environment, host, port, stop)
+    return 0

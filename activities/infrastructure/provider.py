@@ -1,0 +1,38 @@
+"""The interface every infrastructure provider implements (local processes now, Kubernetes
+later). Declarative and idempotent: each call says what should be, and repeating it after a
+retry or a crash changes nothing. Activities call providers; workflows never do."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from core.models.components import Component
+from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
+
+
+class InfrastructureProvider(Protocol):
+    async def ensure_instances(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
+        """Make `spec.slot` run `spec.count` healthy instances of `spec.version`."""
+        ...
+
+    async def set_weights(
+        self, component: Component, environment: str, weights: dict[str, int]
+    ) -> TargetState:
+        """Route traffic across slots by weight (0-100, summing to 100), atomically."""
+        ...
+
+    async def state(self, component: str, environment: str) -> TargetState:
+        """What runs: instances with their health, the weights, the endpoint URL."""
+        ...
+
+    async def remove_set(self, component: str, environment: str, slot: str) -> None:
+        """Stop a slot's instances once no traffic goes to it."""
+        ...
+
+    async def retire(self, component: str, environment: str | None = None) -> None:
+        """Stop everything of the component (in one environment, or in all) and its router."""
+        ...
+
+    async def environments(self, component: str) -> list[str]:
+        """The environments where the component has anything running."""
+        ...

@@ -1,0 +1,68 @@
+"""What an infrastructure provider is asked for and what it reports (local or Kubernetes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SLOT_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]{0,61}$"
+
+
+class InstanceSetSpec(BaseModel):
+    """Ensure that `slot` of (component, environment) runs `count` instances of `version`.
+
+    `key` names the caller's step (deployment id + step): a repeat with the same spec, after a
+    retry or a crash, changes nothing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    component: str
+    environment: str = Field(..., pattern=ENVIRONMENT_PATTERN)
+    version: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.+-]*$")
+    slot: str = Field(..., pattern=SLOT_PATTERN)
+    count: int = Field(..., ge=0, le=100)
+    env_overrides: dict[str, str] = Field(default_factory=dict)
+    key: str = Field("", max_length=300)
+
+
+class InstanceState(StrEnum):
+    RUNNING = "running"
+    DEAD = "dead"
+
+
+class InstanceInfo(BaseModel):
+    instance_id: str
+    version: str
+    slot: str
+    url: str
+    port: int
+    pid: int
+    state: InstanceState
+    healthy: bool | None = Field(None, description="the router's view; None if unknown")
+    started_at: datetime
+    log_file: str
+
+
+class SetInfo(BaseModel):
+    slot: str
+    version: str
+    desired: int
+    weight: int
+    instances: list[InstanceInfo]
+
+
+class TargetState(BaseModel):
+    """Everything about one (component, environment): sets, weights and the endpoint."""
+
+    component: str
+    environment: str
+    endpoint: str | None = Field(None, description="the stable URL clients use (the router)")
+    router_pid: int | None = None
+    router_alive: bool = False
+    generation: int = 0
+    weights: dict[str, int] = Field(default_factory=dict)
+    sets: list[SetInfo] = Field(default_factory=list)
