@@ -86,3 +86,15 @@ class WorkflowType(BaseModel):
     type: str
     description: str
     input_schema: dict[str, Any]
+
+
+class InstanceView(BaseModel):
+    id: str
+    environment: str
+    version: str
+    slot: str
+    url: str
+    pid: int | None
+    state: str
+    created_at: datetime
+    updated_at: datetime

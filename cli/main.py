@@ -73,6 +73,22 @@ def api() -> None:
     _run(serve(settings))
 
 
+@app.command()
+def load(
+    url: Annotated[str, typer.Argument(help="the URL to send GET requests to")],
+    rps: Annotated[float, typer.Option(help="requests per second", min=0.1)] = 50,
+    duration: Annotated[float, typer.Option(help="seconds", min=0.1)] = 10,
+    concurrency: Annotated[int, typer.Option(help="connections", min=1, max=1024)] = 64,
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Drive traffic at a URL and summarise it by component version (X-Component-Version)."""
+    from cli.load import render_table, run_load
+
+    report = asyncio.run(run_load(url, rps, duration, concurrency))
+    typer.echo(report.model_dump_json(indent=2) if json_output else render_table(report))
+    raise typer.Exit(1 if report.failed else 0)
+
+
 @app.command(hidden=True)
 def router(
     table: Annotated[Path, typer.Option(help="the routing table file to follow")],

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import time
@@ -104,10 +105,19 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+# Below Linux's ephemeral range (32768-60999), which the kernel also hands out as the local
+# port of outgoing connections: a port picked there can be taken by one before the server that
+# asked binds it. Apart from the local provider's range (20000-29999) too.
+FREE_PORT_RANGE = (10000, 19999)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, for a server about to start (not the kernel's choice)."""
+    for _ in range(1000):
+        port = random.randint(*FREE_PORT_RANGE)
+        if not port_in_use(host, port):
+            return port
+    raise OSError(f"no free port in {FREE_PORT_RANGE}")
 
 
 def environ_with(**extra: str) -> dict[str, str]:

@@ -13,8 +13,10 @@ from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey
 
 from core.models.health import HealthCheckInput
+from core.models.operations import RetireRequest
 
 HEALTH_CHECK_WORKFLOW = "component-health-check"
+RETIRE_WORKFLOW = "component-retire"
 DEPLOYMENT_WORKFLOW = "deployment"
 
 # Search attributes: registered on the embedded server at start, and by the worker on any
@@ -43,6 +45,11 @@ WORKFLOW_CONTRACTS: dict[str, WorkflowContract] = {
             name=HEALTH_CHECK_WORKFLOW,
             input_model=HealthCheckInput,
             description="Probe the health endpoint of every component that has running instances",
+        ),
+        WorkflowContract(
+            name=RETIRE_WORKFLOW,
+            input_model=RetireRequest,
+            description="Stop a component's instances and router, in one environment or all",
         ),
     )
 }

@@ -7,10 +7,15 @@ import logging
 import signal
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.worker import Worker
 
+from activities.infrastructure.activities import InfrastructureActivities
+from activities.infrastructure.local import processes
+from activities.infrastructure.local.provider import LocalProvider
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.settings import Settings
@@ -33,13 +38,16 @@ async def run_worker(
     engine = make_engine(settings)
     try:
         async with httpx.AsyncClient() as http:
+            provider = LocalProvider(settings.home, http)
+            await _recover(provider, sessions(engine))
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
-                activities=activities(sessions(engine), http),
+                activities=activities(sessions(engine), http, provider),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
+            reaper = asyncio.create_task(_reap_children())
             async with worker:
                 log.info(
                     "worker ready",
@@ -49,8 +57,27 @@ async def run_worker(
                     await asyncio.to_thread(ready_file.write_text, "ready\n")
                 await stop.wait()
                 log.info("worker stopping")
+            reaper.cancel()
     finally:
         await engine.dispose()
+
+
+async def _recover(provider: LocalProvider, store: async_sessionmaker[Any]) -> None:
+    """After a restart: bring back routers that died meanwhile, and tell the store what runs
+    now (instances that died while no worker watched are reported dead, not forgotten)."""
+    restarted = await provider.reconcile()
+    if restarted:
+        log.warning("restarted routers that had died", extra={"targets": restarted})
+    infra = InfrastructureActivities(provider, store)
+    for component, environment in await provider.targets():
+        await infra.mirror(component, environment)
+
+
+async def _reap_children() -> None:
+    """Instances this worker started and that exited must not linger as zombies."""
+    while True:
+        await asyncio.sleep(5)
+        processes.reap()
 
 
 async def serve(settings: Settings, ready_file: Path | None = None) -> int:

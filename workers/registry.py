@@ -9,13 +9,27 @@ import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from activities.health import HealthActivities
+from activities.infrastructure.activities import InfrastructureActivities
+from activities.infrastructure.provider import InfrastructureProvider
 from workflows.health_check import ComponentHealthCheckWorkflow
+from workflows.retire import ComponentRetireWorkflow
 
-WORKFLOWS: Sequence[type] = (ComponentHealthCheckWorkflow,)
+WORKFLOWS: Sequence[type] = (ComponentHealthCheckWorkflow, ComponentRetireWorkflow)
 
 
 def activities(
-    sessions: async_sessionmaker[Any], http: httpx.AsyncClient
+    sessions: async_sessionmaker[Any],
+    http: httpx.AsyncClient,
+    provider: InfrastructureProvider,
 ) -> list[Callable[..., Any]]:
     health = HealthActivities(sessions, http)
-    return [health.list_health_targets, health.probe_component]
+    infra = InfrastructureActivities(provider, sessions)
+    return [
+        health.list_health_targets,
+        health.probe_component,
+        infra.ensure_instances,
+        infra.set_weights,
+        infra.read_state,
+        infra.remove_set,
+        infra.retire,
+    ]

@@ -36,3 +36,7 @@ class InfrastructureProvider(Protocol):
     async def environments(self, component: str) -> list[str]:
         """The environments where the component has anything running."""
         ...
+
+    async def targets(self) -> list[tuple[str, str]]:
+        """Every (component, environment) with anything running."""
+        ...

@@ -100,8 +100,10 @@ async def delete(session: AsyncSession, ref: str) -> Component:
     return component
 
 
-async def running_instances(session: AsyncSession, component_id: str) -> list[InstanceRow]:
-    query = select(InstanceRow).where(
-        InstanceRow.component_id == component_id, InstanceRow.state == "running"
+async def instances(session: AsyncSession, component_id: str) -> list[InstanceRow]:
+    query = (
+        select(InstanceRow)
+        .where(InstanceRow.component_id == component_id)
+        .order_by(InstanceRow.environment, InstanceRow.id)
     )
     return list((await session.execute(query)).scalars())

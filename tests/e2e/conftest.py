@@ -21,8 +21,6 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
     """An `r2c up` ready to start on its own R2C_HOME, free ports and store; everything it
     started is killed at the end, whether the test passed or not."""
     home = (tmp_path / "home").resolve()
-    # Not `free_port()`: see `listen_ports` for why a port from the ephemeral range is not
-    # safe for a server that is started, stopped and started again while others connect.
     port, metrics, worker_metrics, temporal, temporal_ui, temporal_metrics = listen_ports(6)
     env = dict(os.environ)
     # The embedded Temporal server, the store this test run picked, and the key file only.
@@ -35,7 +33,6 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
         R2C_WORKER_METRICS_PORT=str(worker_metrics),
         R2C_TEMPORAL_PORT=str(temporal),
         R2C_TEMPORAL_UI_PORT=str(temporal_ui),
-        # `up` would pick this one with `free_port()`, in the ephemeral range.
         R2C_TEMPORAL_METRICS_PORT=str(temporal_metrics),
         R2C_ENV="development",
         LOG_LEVEL="INFO",

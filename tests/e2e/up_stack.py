@@ -8,7 +8,6 @@ which lies in R2C_HOME, on its command line.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from cli.processes import free_port, port_in_use
+from cli.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BANNER = "readme-to-cicd orchestration is up"
@@ -28,26 +27,12 @@ STOP_WITHIN = 60.0  # `up` gives each of its three children 15 s to stop
 
 
 def listen_ports(count: int) -> list[int]:
-    """`count` distinct free ports for the servers of a stack, below the ephemeral range.
-
-    `free_port()` answers a port from the ephemeral range, the one the kernel also hands out
-    as the local port of every outgoing connection on this machine. While `up` starts, its
-    Temporal server opens dozens of such connections and its own internal listeners before
-    the API binds PORT, and `up` is stopped and started again on the same ports: any of them
-    can take a port chosen that way, and then the API cannot bind it. A port below the range
-    is never handed out by the kernel, so it stays free unless a server asks for it by number.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 0
+    """`count` distinct free ports for the servers of a stack (see `free_port` for why these
+    are not the kernel's choice: `up` is stopped and started again on the same ports)."""
     ports: list[int] = []
     while len(ports) < count:
-        if low > 12_000:
-            port = random.randrange(10_000, low)
-        else:  # no room below the range: fall back on the kernel's choice
-            port = free_port()
-        if port not in ports and not port_in_use("127.0.0.1", port):
+        port = free_port()
+        if port not in ports:
             ports.append(port)
     return ports
 

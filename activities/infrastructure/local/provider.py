@@ -157,6 +157,15 @@ class LocalProvider:
         base = self.root / component
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
+    async def targets(self) -> list[tuple[str, str]]:
+        if not self.root.is_dir():
+            return []
+        return [
+            (c.name, e.name)
+            for c in sorted(p for p in self.root.iterdir() if p.is_dir())
+            for e in sorted(p for p in c.iterdir() if p.is_dir())
+        ]
+
     async def state(self, component: str, environment: str) -> TargetState:
         files = self.files(component, environment)
         rec = files.load()
@@ -184,14 +193,13 @@ class LocalProvider:
     async def reconcile(self) -> list[str]:
         """Restart routers that died while nothing touched their target (worker start-up)."""
         restarted = []
-        for comp_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            for env_dir in sorted(p for p in comp_dir.iterdir() if p.is_dir()):
-                files = self.files(comp_dir.name, env_dir.name)
-                rec = files.load()
-                if rec.router and not processes.alive(rec.router.pid, rec.router.ticks):
-                    async with files.locked() as locked:
-                        await self._ensure_router(None, files, locked)
-                    restarted.append(f"{comp_dir.name}/{env_dir.name}")
+        for component, environment in await self.targets():
+            files = self.files(component, environment)
+            rec = files.load()
+            if rec.router and not processes.alive(rec.router.pid, rec.router.ticks):
+                async with files.locked() as locked:
+                    await self._ensure_router(None, files, locked)
+                restarted.append(f"{component}/{environment}")
         return restarted
 
     # ------------------------------------------------------------------ instances
