@@ -41,9 +41,13 @@ class PortAllocator:
         """A port nobody else holds and nothing listens on: exactly `wanted` if given."""
         with self._locked() as taken:
             if wanted is not None:
-                holder = taken.get(str(wanted), owner)
-                if holder != owner or not _bindable(wanted):
-                    raise OSError(f"port {wanted} is in use (by {holder})")
+                holder = taken.get(str(wanted))
+                # Already ours (a router restarting on its port): its old connections may
+                # linger in the kernel, so binding is left to the router (SO_REUSEPORT).
+                if holder == owner:
+                    return wanted
+                if holder is not None or not _bindable(wanted):
+                    raise OSError(f"port {wanted} is in use (by {holder or 'another program'})")
                 taken[str(wanted)] = owner
                 return wanted
             # Start after the last port handed out, so a port just freed is not reused at once.

@@ -508,7 +508,14 @@ async def serve(table_path: Path, component: str, environment: str, host: str, p
     router.reload()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: ClientConnection(router), host, port, reuse_address=True, backlog=2048
+        lambda: ClientConnection(router),
+        host,
+        port,
+        reuse_address=True,
+        # A router restarted after a crash binds its port again although connections of the
+        # dead one may linger in the kernel (FIN-WAIT); the provider never runs two at once.
+        reuse_port=True,
+        backlog=2048,
     )
     log.info("router listening", extra={"port": port, "component": component})
 
