@@ -142,3 +142,57 @@ async def _delete_when_listed(system: System) -> Any:
     # Visibility is eventually consistent: wait until the deployment is indexed, then delete.
     await wait_for(indexed, what="the stand-in deployment to be indexed")
     return await system.http.delete("/api/v1/components/demo", headers=system.auth())
+
+
+async def test_delete_stops_the_components_instances(system: System) -> None:
+    import httpx
+
+    from activities.infrastructure.activities import InfrastructureActivities
+    from activities.infrastructure.local.orphans import target_processes
+    from activities.infrastructure.local.provider import LocalProvider
+    from core.db.engine import make_engine, sessions
+    from core.models.infrastructure import InstanceSetSpec
+
+    created = await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
+    assert created.status_code == 201
+    engine = make_engine(system.settings)
+    async with httpx.AsyncClient() as http:
+        # The same provider and store the worker uses: what a deployment step does.
+        infra = InfrastructureActivities(
+            LocalProvider(system.settings.home, http), sessions(engine)
+        )
+        component = await infra._component("demo")
+        spec = InstanceSetSpec(
+            component="demo", environment="dev", version="v1", slot="stable", count=2
+        )
+        await infra.provider.ensure_instances(component, spec)
+        await infra.mirror("demo", "dev")
+    await engine.dispose()
+    listed = await system.http.get("/api/v1/components/demo/instances", headers=system.auth())
+    assert [(i["environment"], i["slot"], i["state"]) for i in listed.json()] == [
+        ("dev", "stable", "running")
+    ] * 2
+    target = system.settings.home.resolve() / "infra" / "demo" / "dev"
+    assert len(target_processes(target)) == 3
+
+    gone = await system.http.delete("/api/v1/components/demo", headers=system.auth())
+    assert gone.status_code == 204, gone.text
+    assert target_processes(target) == []
+    assert not target.exists()
+    audit = await system.http.get("/api/v1/audit", headers=system.auth())
+    assert ("component.deleted", "demo") in [(e["action"], e["target"]) for e in audit.json()]
+
+
+async def test_retire_from_one_environment_keeps_the_component(system: System) -> None:
+    await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
+    resp = await system.http.delete(
+        "/api/v1/components/demo/environments/staging", headers=system.auth()
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"component": "demo", "environments": ["staging"]}
+    still = await system.http.get("/api/v1/components/demo", headers=system.auth())
+    assert still.status_code == 200
+    bad = await system.http.delete(
+        "/api/v1/components/demo/environments/Bad Env", headers=system.auth()
+    )
+    assert bad.status_code == 422

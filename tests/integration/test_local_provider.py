@@ -272,3 +272,10 @@ async def test_killing_the_worker_leaves_instances_and_router_serving(
     assert [i.state for i in found.sets[0].instances] == [InstanceState.RUNNING] * 2
     again = await provider.ensure_instances(demo_component(), ensure("stable", "v1", 2))
     assert {i.pid for i in again.instances} == {i.pid for i in state.sets[0].instances}
+
+
+async def test_a_missing_program_is_a_clear_final_error(provider: LocalProvider) -> None:
+    component = demo_component(command=["no-such-program-r2c", "--port", "{port}"])
+    with pytest.raises(InvalidInputError) as caught:
+        await provider.ensure_instances(component, ensure("stable", "v1", 1))
+    assert "cannot run 'no-such-program-r2c'" in caught.value.message

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,32 +31,46 @@ def alive(pid: int, ticks: int) -> bool:
 def start_detached(
     argv: Sequence[str], env: Mapping[str, str], cwd: str | None, log_file: Path
 ) -> tuple[int, int]:
-    """Start a process in a new session with its output appended to `log_file`."""
+    """Start a process in a new session with its output appended to `log_file`.
+
+    posix_spawn rather than subprocess.Popen: no Popen object stays behind to complain at
+    exit about a child that is meant to outlive us.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as out:
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _children.append(proc)
-    ticks = start_ticks(proc.pid)
+    args = list(argv)
+    if cwd:  # posix_spawn cannot change directory before exec: a shell does it
+        args = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *args]
+    pid = os.posix_spawnp(
+        args[0],
+        args,
+        dict(env),
+        setsid=True,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+    )
+    _children.add(pid)
+    ticks = start_ticks(pid)
     if ticks is None:  # it died at once; the caller reads the log
-        return proc.pid, -1
-    return proc.pid, ticks
+        return pid, -1
+    return pid, ticks
 
 
-# Processes this worker started: polled now and then so that exited ones do not linger as
+# Processes this process started: reaped now and then so that exited ones do not linger as
 # zombies (those started by an earlier worker were adopted and are reaped by init).
-_children: list[subprocess.Popen[bytes]] = []
+_children: set[int] = set()
 
 
 def reap() -> None:
-    _children[:] = [p for p in _children if p.poll() is None]
+    for pid in list(_children):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _children.discard(pid)
 
 
 async def stop(pid: int, ticks: int, grace: float = 10.0) -> bool:

@@ -219,9 +219,16 @@ class LocalProvider:
         env.update({k: v.format(**values) for k, v in runtime.env.items()})
         env.update({k: v.format(**values) for k, v in spec.env_overrides.items()})
         env.update(R2C_INSTANCE=instance_id, R2C_TARGET=str(files.dir))
-        pid, ticks = processes.start_detached(
-            argv, env, runtime.working_dir, files.logs / f"{instance_id}.log"
-        )
+        try:
+            pid, ticks = processes.start_detached(
+                argv, env, runtime.working_dir, files.logs / f"{instance_id}.log"
+            )
+        except OSError as err:
+            self.ports.release(port)
+            raise InvalidInputError(
+                f"cannot run {argv[0]!r} for {component.name}: {err.strerror or err}",
+                hint="fix the component's runtime.command (PUT /api/v1/components/{id})",
+            ) from err
         log.info(
             "instance started",
             extra={"instance": instance_id, "pid": pid, "port": port, "version": spec.version},
