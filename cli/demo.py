@@ -14,6 +14,7 @@ import os
 import random
 import socket
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -91,3 +92,53 @@ def env_float(name: str, given: float | None, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def demo_spec(name: str, replicas: int) -> dict[str, Any]:
+    """The demo component's definition: `r2c demo serve`, health on /health, two replicas."""
+    return {
+        "name": name,
+        "description": "The demo component shipped with readme-to-cicd orchestration",
+        "owner": "platform",
+        "labels": {"demo": "true"},
+        "runtime": {
+            "command": ["r2c", "demo", "serve", "--port", "{port}", "--version", "{version}"],
+            "health_check": {
+                "path": "/health",
+                "interval_seconds": 2,
+                "timeout_seconds": 1,
+                "unhealthy_threshold": 2,
+            },
+            "metrics_path": "/metrics",
+            "replicas": replicas,
+        },
+    }
+
+
+def register(api_url: str, key_file: Path, name: str, replicas: int) -> int:
+    """POST the demo component; an existing one with that name is left as it is."""
+    import httpx
+
+    try:
+        key = key_file.read_text().strip()
+    except OSError as err:
+        print(f"error: cannot read the admin key from {key_file}: {err.strerror}")
+        return 1
+    try:
+        resp = httpx.post(
+            f"{api_url.rstrip('/')}/api/v1/components",
+            json=demo_spec(name, replicas),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+    except httpx.HTTPError as err:
+        print(f"error: the API at {api_url} did not answer ({err}); is `r2c up` running?")
+        return 1
+    if resp.status_code == 409:
+        print(f"component {name!r} is already registered")
+        return 0
+    if resp.status_code != 201:
+        print(f"error: HTTP {resp.status_code}: {resp.text}")
+        return 1
+    print(f"registered component {name!r} (id {resp.json()['id']})")
+    return 0

@@ -163,6 +163,25 @@ def demo_serve(
     uvicorn.run(demo, host=host, port=port, log_level="warning", http="httptools")
 
 
+@demo_app.command("register")
+def demo_register(
+    name: Annotated[str, typer.Option(help="component name")] = "demo",
+    replicas: Annotated[int, typer.Option(min=1, max=100)] = 2,
+    api_url: Annotated[
+        str | None, typer.Option("--api", help="API base URL [http://127.0.0.1:$PORT]")
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option(help="file with an admin key [$R2C_HOME/admin.key]")
+    ] = None,
+) -> None:
+    """Register the demo component through the API (what `r2c up` runs must be up)."""
+    from cli.demo import register
+
+    settings = _settings("cli")
+    url = api_url or f"http://127.0.0.1:{settings.port}"
+    raise typer.Exit(register(url, key_file or settings.admin_key_file, name, replicas))
+
+
 def main() -> None:
     """Console entry point. Ends with `os._exit`: a process that used a Temporal client can
     abort at interpreter exit (temporalio/sdk-python#300) after doing everything right."""
