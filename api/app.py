@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api import errors
 from api.auth import KeyVerifier
 from api.middleware import RequestContextMiddleware
-from api.routers import apikeys, audit, components, health, workflows
+from api.routers import apikeys, audit, components, deployments, health, workflows
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect, make_runtime
@@ -50,6 +50,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    for module in (health, workflows, components, apikeys, audit):
+    for module in (health, workflows, components, deployments, apikeys, audit):
         app.include_router(module.router)
     return app

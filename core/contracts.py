@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey
 
+from core.models.deployments import DeploymentRequest
 from core.models.health import HealthCheckInput
 from core.models.operations import RetireRequest
 
@@ -24,7 +25,9 @@ DEPLOYMENT_WORKFLOW = "deployment"
 INITIATOR = SearchAttributeKey.for_keyword("Initiator")
 COMPONENT = SearchAttributeKey.for_keyword("Component")
 ENVIRONMENT = SearchAttributeKey.for_keyword("Environment")
-SEARCH_ATTRIBUTES = (INITIATOR, COMPONENT, ENVIRONMENT)
+STRATEGY = SearchAttributeKey.for_keyword("Strategy")
+DEPLOYMENT_PHASE = SearchAttributeKey.for_keyword("DeploymentPhase")
+SEARCH_ATTRIBUTES = (INITIATOR, COMPONENT, ENVIRONMENT, STRATEGY, DEPLOYMENT_PHASE)
 
 STATUS_QUERY = "status"
 
@@ -45,6 +48,12 @@ WORKFLOW_CONTRACTS: dict[str, WorkflowContract] = {
             name=HEALTH_CHECK_WORKFLOW,
             input_model=HealthCheckInput,
             description="Probe the health endpoint of every component that has running instances",
+        ),
+        WorkflowContract(
+            name=DEPLOYMENT_WORKFLOW,
+            input_model=DeploymentRequest,
+            description="Deploy a version of a component with a rolling, blue-green or canary"
+            " strategy (the same as POST /api/v1/deployments)",
         ),
         WorkflowContract(
             name=RETIRE_WORKFLOW,

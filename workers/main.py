@@ -44,7 +44,7 @@ async def run_worker(
                 client,
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
-                activities=activities(sessions(engine), http, provider),
+                activities=activities(sessions(engine), http, provider, settings.prometheus_url),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
             reaper = asyncio.create_task(_reap_children())

@@ -8,22 +8,32 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from activities.analysis.activities import AnalysisActivities
+from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
 from activities.infrastructure.activities import InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
+from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
 from workflows.retire import ComponentRetireWorkflow
 
-WORKFLOWS: Sequence[type] = (ComponentHealthCheckWorkflow, ComponentRetireWorkflow)
+WORKFLOWS: Sequence[type] = (
+    ComponentHealthCheckWorkflow,
+    ComponentRetireWorkflow,
+    DeploymentWorkflow,
+)
 
 
 def activities(
     sessions: async_sessionmaker[Any],
     http: httpx.AsyncClient,
     provider: InfrastructureProvider,
+    prometheus_url: str | None = None,
 ) -> list[Callable[..., Any]]:
     health = HealthActivities(sessions, http)
     infra = InfrastructureActivities(provider, sessions)
+    analysis = AnalysisActivities(provider, http, prometheus_url)
+    deployments = DeploymentActivities(sessions)
     return [
         health.list_health_targets,
         health.probe_component,
@@ -32,4 +42,6 @@ def activities(
         infra.read_state,
         infra.remove_set,
         infra.retire,
+        analysis.measure,
+        deployments.record,
     ]

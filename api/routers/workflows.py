@@ -30,9 +30,11 @@ from temporalio.service import RPCError
 
 from api.audit_trail import commit_with_audit
 from api.auth import Operator, Viewer
+from api.deployment_service import start_deployment
 from api.deps import SessionDep, SettingsDep, TemporalDep
 from api.errors import field_errors, temporal_error
 from api.metrics import WORKFLOW_STARTS
+from api.routers.deployments import check_conditions
 from api.schemas import (
     CancelAccepted,
     Links,
@@ -54,6 +56,7 @@ from core.contracts import (
 )
 from core.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from core.models.apikeys import Role
+from core.models.deployments import DeploymentRequest
 from core.settings import Settings
 
 router = APIRouter(prefix="/api/v1/orchestration", tags=["orchestration"])
@@ -126,6 +129,7 @@ async def start_workflow(
     principal: Operator,
     temporal: TemporalDep,
     settings: SettingsDep,
+    session: SessionDep,
     idempotency_key: Annotated[
         str | None, Header(max_length=200, description="repeat-safe retries of this request")
     ] = None,
@@ -147,6 +151,20 @@ async def start_workflow(
             hint="GET /api/v1/orchestration/workflow-types shows the input schema",
             fields=fields,
         ) from None
+    if isinstance(workflow_input, DeploymentRequest):
+        # Deployments have their own id scheme (one per target) and record: same path as
+        # POST /api/v1/deployments.
+        check_conditions(workflow_input)
+        row = await start_deployment(session, temporal, settings, principal, workflow_input)
+        WORKFLOW_STARTS.labels(contract.name, "created").inc()
+        return WorkflowStarted(
+            id=row.workflow_id,
+            run_id=row.run_id or "",
+            type=contract.name,
+            created=True,
+            status="running",
+            links=_links(request, settings, row.workflow_id, row.run_id or ""),
+        )
     digest = _digest(body.type, workflow_input.model_dump(mode="json"))
     if body.id:
         wf_id = body.id

@@ -103,3 +103,46 @@ class AuditEventRow(Base):
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DeploymentRow(Base):
+    """One deployment: its request, where its workflow runs, and how it ended."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    component: Mapped[str] = mapped_column(String(63), index=True)
+    environment: Mapped[str] = mapped_column(String(63))
+    version: Mapped[str] = mapped_column(String(128))
+    strategy: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    initiator: Mapped[str] = mapped_column(String(120))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rollback_of: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RevisionRow(Base):
+    """What ran after each successful deployment of a (component, environment)."""
+
+    __tablename__ = "revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    component: Mapped[str] = mapped_column(String(63))
+    environment: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(128))
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    replicas: Mapped[int] = mapped_column(Integer)
+    deployment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_revisions_target", "component", "environment", "revision", unique=True),
+    )

@@ -447,8 +447,11 @@ def _check_weights(rec: TargetRecord, weights: dict[str, int]) -> None:
         raise InvalidInputError(
             f"no instance set in slot(s) {unknown}", hint=f"known slots: {sorted(rec.sets)}"
         )
-    if any(w < 0 or w > 100 for w in weights.values()) or sum(weights.values()) != 100:
-        raise InvalidInputError(f"weights must be 0-100 and sum to 100, got {weights}")
+    total = sum(weights.values())
+    if any(w < 0 or w > 100 for w in weights.values()) or total not in (0, 100):
+        raise InvalidInputError(
+            f"weights must be 0-100 and sum to 100 (or 0: no traffic), got {weights}"
+        )
     for slot, weight in weights.items():
         if weight > 0 and not any(i.healthy_once for i in rec.sets[slot].instances):
             raise InvalidInputError(f"slot {slot!r} has no healthy instance to send traffic to")

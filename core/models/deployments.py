@@ -1,0 +1,198 @@
+"""Deployments: strategies in the vocabulary of Argo Rollouts, the workflow's input and status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.models.analysis import AnalysisResult, AnalysisSpec, Measurement
+from core.models.apikeys import Role
+from core.models.durations import Duration
+from core.models.infrastructure import ENVIRONMENT_PATTERN
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- canary steps
+
+
+class SetWeightStep(BaseModel):
+    model_config = _STRICT
+    set_weight: int = Field(..., ge=0, le=100, description="percent of traffic to the new version")
+
+
+class PauseSpec(BaseModel):
+    model_config = _STRICT
+    duration: Duration | None = Field(None, description="absent: wait for promote")
+
+
+class PauseStep(BaseModel):
+    model_config = _STRICT
+    pause: PauseSpec
+
+
+class AnalysisStep(BaseModel):
+    model_config = _STRICT
+    analysis: AnalysisSpec
+
+
+class ApprovalSpec(BaseModel):
+    """A manual gate: someone with one of `roles` must approve within `timeout`."""
+
+    model_config = _STRICT
+    roles: list[Role] = Field(default_factory=lambda: [Role.OPERATOR])
+    timeout: Duration = Field(4 * 3600, gt=0)
+    on_timeout: Literal["abort", "continue"] = "abort"
+    instructions: str = Field("", max_length=2000)
+
+
+class ApprovalStep(BaseModel):
+    model_config = _STRICT
+    approval: ApprovalSpec
+
+
+CanaryStep = SetWeightStep | PauseStep | AnalysisStep | ApprovalStep
+
+
+class BackgroundAnalysis(AnalysisSpec):
+    """Runs beside the steps, from `starting_step` until the rollout ends."""
+
+    starting_step: int = Field(0, ge=0)
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+class CanaryStrategy(BaseModel):
+    model_config = _STRICT
+    type: Literal["canary"] = "canary"
+    steps: list[CanaryStep] = Field(..., min_length=1)
+    analysis: BackgroundAnalysis | None = None
+    progress_deadline_seconds: float = Field(600, gt=0)
+
+
+class BlueGreenStrategy(BaseModel):
+    model_config = _STRICT
+    type: Literal["blue_green"] = "blue_green"
+    preview_replica_count: int | None = Field(None, ge=1, le=100)
+    auto_promotion_enabled: bool = True
+    auto_promotion_seconds: Duration = 0
+    scale_down_delay_seconds: Duration = 30
+    abort_scale_down_delay_seconds: Duration = 30
+    pre_promotion_analysis: AnalysisSpec | None = None
+    post_promotion_analysis: AnalysisSpec | None = None
+    progress_deadline_seconds: float = Field(600, gt=0)
+
+
+class RollingStrategy(BaseModel):
+    model_config = _STRICT
+    type: Literal["rolling"] = "rolling"
+    max_surge: int = Field(1, ge=0, le=100)
+    max_unavailable: int = Field(0, ge=0, le=100)
+    batch_size: int | None = Field(None, ge=1, le=100, description="replaces surge/unavailable")
+    pause_between_batches: Duration = 0
+    progress_deadline_seconds: float = Field(600, gt=0)
+
+    @model_validator(mode="after")
+    def _progress_possible(self) -> RollingStrategy:
+        if self.batch_size is None and self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("max_surge and max_unavailable cannot both be 0")
+        return self
+
+
+Strategy = Annotated[
+    CanaryStrategy | BlueGreenStrategy | RollingStrategy, Field(discriminator="type")
+]
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class DeploymentRequest(BaseModel):
+    """What a client asks for. `env` overrides the new version's environment: references and
+    settings only; secrets belong in the secrets store, never in a deployment."""
+
+    model_config = _STRICT
+
+    component: str
+    environment: str = Field(..., pattern=ENVIRONMENT_PATTERN)
+    version: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.+-]*$")
+    strategy: Strategy = Field(default_factory=RollingStrategy)
+    replicas: int | None = Field(None, ge=1, le=100, description="default: the component's")
+    env: dict[str, str] = Field(default_factory=dict)
+    description: str = Field("", max_length=500)
+
+
+class DeploymentInput(DeploymentRequest):
+    """The workflow's input: the request plus who asked and the deployment's id."""
+
+    deployment_id: str
+    initiator: str
+    replicas_resolved: int = Field(..., ge=1, le=100)
+    rollback_of: str | None = None
+
+
+class DeploymentState(StrEnum):
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset(
+    {
+        DeploymentState.SUCCEEDED,
+        DeploymentState.ROLLED_BACK,
+        DeploymentState.ABORTED,
+        DeploymentState.FAILED,
+    }
+)
+
+
+class Approval(BaseModel):
+    step: int
+    by: str
+    at: datetime
+    comment: str = ""
+
+
+class ActionRequest(BaseModel):
+    """The body of a human action (promote, pause, resume, abort, approve)."""
+
+    model_config = _STRICT
+    by: str = Field("", description="set by the API from the caller's key")
+    role: Role | None = None
+    full: bool = Field(False, description="promote: skip every remaining step")
+    reason: str = Field("", max_length=500)
+
+
+class DeploymentStatus(BaseModel):
+    """What the `status` query answers, and what the deployment records when it ends."""
+
+    deployment_id: str
+    component: str
+    environment: str
+    version: str
+    previous_version: str | None = None
+    strategy: str
+    state: DeploymentState = DeploymentState.PENDING
+    phase: str = "starting"
+    step: int = 0
+    steps: int = 0
+    weights: dict[str, int] = Field(default_factory=dict)
+    new_slot: str | None = None
+    stable_slot: str | None = None
+    endpoint: str | None = None
+    paused_reason: str | None = None
+    measurements: list[Measurement] = Field(default_factory=list)
+    analyses: list[AnalysisResult] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

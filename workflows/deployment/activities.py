@@ -1,0 +1,101 @@
+"""How the deployment workflow calls its activities: timeouts, retries, cancellation."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis.activities import AnalysisActivities
+    from activities.deployments import DeploymentActivities, RecordRequest
+    from activities.infrastructure.activities import InfrastructureActivities
+    from core.models.analysis import MeasureRequest, MetricValue
+    from core.models.deployments import DeploymentStatus
+    from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
+    from core.models.operations import RemoveSetRequest, SetWeightsRequest, TargetRef
+
+FINAL_ERRORS = ["Conflict", "InvalidInput", "NotFound"]
+
+# Infrastructure steps: retried (a flaky start is worth another try), bounded, and waited for
+# when cancelled, so a compensation never races the step it undoes.
+MUTATING = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=6,
+    non_retryable_error_types=FINAL_ERRORS,
+)
+QUICK = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=10,
+    non_retryable_error_types=FINAL_ERRORS,
+)
+
+
+def _mutating(summary: str) -> dict[str, Any]:
+    return {
+        "start_to_close_timeout": timedelta(minutes=3),
+        "heartbeat_timeout": timedelta(seconds=20),
+        "retry_policy": MUTATING,
+        "cancellation_type": workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        "summary": summary[:200],
+    }
+
+
+async def ensure_instances(spec: InstanceSetSpec) -> SetInfo:
+    return await workflow.execute_activity_method(
+        InfrastructureActivities.ensure_instances,
+        spec,
+        **_mutating(f"ensure {spec.count} x {spec.component}@{spec.version} in {spec.slot}"),
+    )
+
+
+async def set_weights(component: str, environment: str, weights: dict[str, int]) -> TargetState:
+    shown = ", ".join(f"{slot} {w}%" for slot, w in weights.items())
+    return await workflow.execute_activity_method(
+        InfrastructureActivities.set_weights,
+        SetWeightsRequest(component=component, environment=environment, weights=weights),
+        **_mutating(f"route {shown}"),
+    )
+
+
+async def remove_set(component: str, environment: str, slot: str) -> None:
+    await workflow.execute_activity_method(
+        InfrastructureActivities.remove_set,
+        RemoveSetRequest(component=component, environment=environment, slot=slot),
+        **_mutating(f"remove the {slot} set"),
+    )
+
+
+async def read_state(component: str, environment: str) -> TargetState:
+    return await workflow.execute_activity_method(
+        InfrastructureActivities.read_state,
+        TargetRef(component=component, environment=environment),
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=QUICK,
+        summary=f"read {component}/{environment}",
+    )
+
+
+async def measure(req: MeasureRequest) -> MetricValue:
+    return await workflow.execute_activity_method(
+        AnalysisActivities.measure,
+        req,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=QUICK,
+        summary=f"measure {req.metric.name} of {req.version}",
+    )
+
+
+async def record(req: RecordRequest) -> None:
+    status: DeploymentStatus = req.status
+    await workflow.execute_activity_method(
+        DeploymentActivities.record,
+        req,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=QUICK,
+        summary=f"record {status.state.value}",
+    )

@@ -1,0 +1,482 @@
+"""`deployment`: one durable saga per (component, environment) at a time.
+
+The new version goes to the slot that does not serve (`blue` or `green`); the strategy moves
+traffic to it; success removes the old slot. Every step that changes the world registers its
+undo first, so failure, a failed analysis, abort, the progress deadline or cancellation all end
+the same way: the previous version at 100% of the traffic, the new instances gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deployments import RecordRequest
+    from core.contracts import DEPLOYMENT_PHASE, DEPLOYMENT_WORKFLOW, STATUS_QUERY
+    from core.deployment_plan import plan_markdown
+    from core.models.analysis import AnalysisSpec, Measurement
+    from core.models.deployments import (
+        FINAL_STATES,
+        ActionRequest,
+        Approval,
+        DeploymentInput,
+        DeploymentState,
+        DeploymentStatus,
+    )
+    from core.models.infrastructure import InstanceSetSpec, TargetState
+    from workflows.deployment import activities as acts
+    from workflows.deployment.analysis import run_analysis
+    from workflows.deployment.saga import Saga
+    from workflows.deployment.strategies import run_strategy
+
+SLOTS = ("blue", "green")
+
+
+class RollbackNeeded(Exception):
+    """The rollout must be undone: a failed analysis, an abort, the progress deadline."""
+
+    def __init__(self, state: DeploymentState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+@workflow.defn(name=DEPLOYMENT_WORKFLOW)
+class DeploymentWorkflow:
+    """Deploys a version with a strategy; humans steer it with updates (API) or signals (UI)."""
+
+    @workflow.init
+    def __init__(self, inp: DeploymentInput) -> None:
+        self.inp = inp
+        self.status = DeploymentStatus(
+            deployment_id=inp.deployment_id,
+            component=inp.component,
+            environment=inp.environment,
+            version=inp.version,
+            strategy=inp.strategy.type,
+        )
+        self.promote_requested = False
+        self.promote_full = False
+        self.user_paused = False
+        self.abort_request: ActionRequest | None = None
+        self.approval_needed: tuple[int, list[str]] | None = None
+        self.progress_marker = 0
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, inp: DeploymentInput) -> DeploymentStatus:
+        self.status.started_at = workflow.now()
+        workflow.set_current_details(plan_markdown(inp))
+        saga = Saga()
+        main = asyncio.create_task(self._rollout(saga))
+        watchdog = asyncio.create_task(self._watch_progress())
+        try:
+            await workflow.wait([main, watchdog], return_when=asyncio.FIRST_COMPLETED)
+            if not main.done():  # the deadline passed: stop the rollout, then undo it
+                main.cancel()
+                await asyncio.gather(main, return_exceptions=True)
+                raise watchdog.result()
+            watchdog.cancel()
+            main.result()
+        except BaseException as err:
+            watchdog.cancel()
+            return await self._unwind(saga, err)
+        await self._finish(DeploymentState.SUCCEEDED, f"{inp.version} serves 100% of the traffic")
+        return self.status
+
+    async def _rollout(self, saga: Saga) -> None:
+        inp = self.inp
+        await self._set_state(DeploymentState.PROGRESSING, "reading the current state")
+        current = await acts.read_state(inp.component, inp.environment)
+        stable = _serving_slot(current)
+        self.status.endpoint = current.endpoint
+        if stable is not None and _version_of(current, stable) == inp.version:
+            self.status.stable_slot = stable
+            self.status.reason = f"{inp.version} already serves {inp.environment}"
+            return
+        new = SLOTS[1] if stable == SLOTS[0] else SLOTS[0]
+        self.status.new_slot, self.status.stable_slot = new, stable
+        self.status.previous_version = _version_of(current, stable) if stable else None
+        if any(s.slot == new for s in current.sets):
+            # Left over from an earlier deployment that stopped half-way: start clean.
+            await acts.remove_set(inp.component, inp.environment, new)
+        await run_strategy(self, saga, stable, new)
+
+    # ------------------------------------------------------------------ steps the strategies use
+
+    async def start_new_set(self, saga: Saga, slot: str, count: int) -> None:
+        """Start (or grow) the new version's set; undone by routing back and removing it."""
+        inp = self.inp
+        stable = self.status.stable_slot
+        if not any(name == "new set" for name, _ in saga.undo):
+
+            async def undo_new_set() -> None:
+                if stable is not None:
+                    await self.route({stable: 100, slot: 0}, record=False)
+                else:
+                    await self.route({}, record=False)
+                await self._delay_before_scale_down()
+                await acts.remove_set(inp.component, inp.environment, slot)
+
+            saga.add("new set", undo_new_set)
+        await acts.ensure_instances(
+            InstanceSetSpec(
+                component=inp.component,
+                environment=inp.environment,
+                version=inp.version,
+                slot=slot,
+                count=count,
+                env_overrides=inp.env,
+                key=f"{inp.deployment_id}:{slot}:{count}",
+            )
+        )
+        self.mark_progress()
+
+    async def scale_stable(
+        self, saga: Saga, slot: str, version: str, count: int, full: int
+    ) -> None:
+        """Shrink the old set (rolling); undone by growing it back to `full`."""
+        inp = self.inp
+        if not any(name == "old set" for name, _ in saga.undo):
+
+            async def undo_scale_down() -> None:
+                await acts.ensure_instances(
+                    InstanceSetSpec(
+                        component=inp.component,
+                        environment=inp.environment,
+                        version=version,
+                        slot=slot,
+                        count=full,
+                        key=f"{inp.deployment_id}:restore:{slot}",
+                    )  # fmt: skip
+                )
+
+            saga.add("old set", undo_scale_down)
+        await acts.ensure_instances(
+            InstanceSetSpec(
+                component=inp.component,
+                environment=inp.environment,
+                version=version,
+                slot=slot,
+                count=count,
+                key=f"{inp.deployment_id}:{slot}:{count}",
+            )  # fmt: skip
+        )
+        self.mark_progress()
+
+    async def route(self, weights: dict[str, int], record: bool = True) -> None:
+        state: TargetState = await acts.set_weights(
+            self.inp.component, self.inp.environment, weights
+        )
+        self.status.weights = dict(state.weights)
+        self.status.endpoint = state.endpoint
+        if record:
+            self.mark_progress()
+
+    async def analyse(self, spec: AnalysisSpec, where: str) -> None:
+        """Run an analysis; failure rolls back, an inconclusive one waits for a human."""
+        target = (self.inp.component, self.inp.environment, self.inp.version)
+        self.status.phase = f"analysis {where}"
+        result = await run_analysis(spec, target, None, where, self._record_measurement)
+        self.status.analyses.append(result)
+        self.mark_progress()
+        if result.phase in ("failed", "error"):
+            raise RollbackNeeded(DeploymentState.ROLLED_BACK, result.reason)
+        if result.phase == "inconclusive":
+            await self.wait_for_promotion(f"analysis inconclusive: {result.reason}")
+
+    async def finish_rollout(self, saga: Saga, new: str, stable: str | None) -> None:
+        """The commit point: all traffic on the new set, then the old set goes."""
+        await self.route({new: 100, **({stable: 0} if stable else {})})
+        saga.undo.clear()  # from here on the new version is the stable one
+        if stable is not None:
+            self.status.phase = "removing the previous version"
+            await acts.remove_set(self.inp.component, self.inp.environment, stable)
+        self.status.stable_slot, self.status.new_slot = new, None
+
+    def _record_measurement(self, m: Measurement) -> None:
+        self.status.measurements.append(m)
+        workflow.set_current_details(f"{self.status.phase}\n\n- {m.message}")
+
+    # ------------------------------------------------------------------ waiting
+
+    def mark_progress(self) -> None:
+        self.progress_marker += 1
+
+    async def wait_for_promotion(self, reason: str) -> None:
+        """Paused until someone promotes (or aborts)."""
+        await self._set_state(DeploymentState.PAUSED, reason)
+        self.status.paused_reason = reason
+        await workflow.wait_condition(lambda: self.promote_requested or self._aborting())
+        self._check_abort()
+        self.promote_requested = False
+        self.status.paused_reason = None
+        await self._set_state(DeploymentState.PROGRESSING, "promoted")
+        self.mark_progress()
+
+    async def timed_pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if promoted; an abort ends it at once."""
+        self.status.phase = f"pause {seconds:g}s"
+        try:
+            await workflow.wait_condition(
+                lambda: self.promote_requested or self._aborting(),
+                timeout=timedelta(seconds=seconds),
+                timeout_summary=f"pause {seconds:g}s",
+            )
+        except TimeoutError:
+            pass
+        self._check_abort()
+        self.promote_requested = False
+        self.mark_progress()
+
+    async def checkpoint(self) -> None:
+        """Between steps: honour a pause by hand and an abort."""
+        self._check_abort()
+        if self.user_paused:
+            await self._set_state(DeploymentState.PAUSED, "paused by hand")
+            await workflow.wait_condition(lambda: not self.user_paused or self._aborting())
+            self._check_abort()
+            await self._set_state(DeploymentState.PROGRESSING, "resumed")
+            self.mark_progress()
+
+    async def wait_for_approval(
+        self, step: int, roles: list[str], window: float, on_timeout: str
+    ) -> None:
+        self.approval_needed = (step, roles)
+        await self._set_state(DeploymentState.PAUSED, f"waiting for approval by {', '.join(roles)}")
+        try:
+            await workflow.wait_condition(
+                lambda: any(a.step == step for a in self.status.approvals) or self._aborting(),
+                timeout=timedelta(seconds=window),
+                timeout_summary="approval window",
+            )
+        except TimeoutError:
+            if on_timeout == "abort":
+                raise RollbackNeeded(
+                    DeploymentState.ABORTED, f"no approval within {window:g}s at step {step}"
+                ) from None
+        finally:
+            self.approval_needed = None
+        self._check_abort()
+        await self._set_state(DeploymentState.PROGRESSING, "approved")
+        self.mark_progress()
+
+    def _aborting(self) -> bool:
+        return self.abort_request is not None
+
+    def _check_abort(self) -> None:
+        if self.abort_request is not None:
+            who = self.abort_request.by or "someone"
+            why = f": {self.abort_request.reason}" if self.abort_request.reason else ""
+            raise RollbackNeeded(DeploymentState.ABORTED, f"aborted by {who}{why}")
+
+    async def _watch_progress(self) -> BaseException:
+        """Fails the rollout when it makes no progress for the deadline (pauses excepted)."""
+        deadline = timedelta(seconds=self.inp.strategy.progress_deadline_seconds)
+        while True:
+            marker = self.progress_marker
+            try:
+                await workflow.wait_condition(
+                    lambda marker=marker: (  # type: ignore[misc]
+                        self.progress_marker != marker
+                        or self.status.state is DeploymentState.PAUSED
+                    ),
+                    timeout=deadline,
+                    timeout_summary="progress deadline",
+                )
+            except TimeoutError:
+                return RollbackNeeded(
+                    DeploymentState.FAILED,
+                    f"no progress for {deadline.total_seconds():g}s (progress deadline exceeded)",
+                )
+            if self.status.state is DeploymentState.PAUSED:
+                await workflow.wait_condition(
+                    lambda: self.status.state is not DeploymentState.PAUSED
+                )
+
+    async def _delay_before_scale_down(self) -> None:
+        strategy = self.inp.strategy
+        delay = getattr(strategy, "abort_scale_down_delay_seconds", 0)
+        if delay and self.status.state is DeploymentState.ABORTED:
+            await workflow.sleep(timedelta(seconds=delay), summary="abort scale-down delay")
+
+    # ------------------------------------------------------------------ ending
+
+    async def _unwind(self, saga: Saga, err: BaseException) -> DeploymentStatus:
+        cancelled = is_cancelled_exception(err)
+        if isinstance(err, RollbackNeeded):
+            state, reason = err.state, err.reason
+        elif cancelled:
+            reason = workflow.cancellation_reason() or "cancelled"
+            state, reason = DeploymentState.ABORTED, f"{reason} (cancellation)"
+        elif isinstance(err, FailureError):
+            state, reason = DeploymentState.FAILED, _describe(err)
+        else:  # a bug in workflow code: fail the task, let a fixed worker replay it
+            raise err
+        self.status.state = state  # before compensating: the abort delay depends on it
+        self.status.phase = "rolling back"
+        workflow.set_current_details(f"**rolling back**: {reason}")
+        # Shielded: a cancellation must not interrupt the undo it asked for.
+        failed = await asyncio.shield(asyncio.create_task(saga.compensate()))
+        if failed:
+            reason += f"; compensation failed: {', '.join(failed)}"
+            state = DeploymentState.FAILED
+        await asyncio.shield(asyncio.create_task(self._finish(state, reason)))
+        if cancelled:
+            raise err
+        if state is DeploymentState.FAILED:
+            raise ApplicationError(reason, type="DeploymentFailed", non_retryable=True)
+        return self.status
+
+    async def _finish(self, state: DeploymentState, reason: str) -> None:
+        if state is not DeploymentState.SUCCEEDED or self.status.reason is None:
+            self.status.reason = reason
+        self.status.finished_at = workflow.now()
+        await self._set_state(state, "done" if state is DeploymentState.SUCCEEDED else state.value)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _set_state(self, state: DeploymentState, phase: str) -> None:
+        changed = state is not self.status.state
+        self.status.state, self.status.phase = state, phase
+        if changed:
+            workflow.upsert_search_attributes([DEPLOYMENT_PHASE.value_set(state.value)])
+            info = workflow.info()
+            await acts.record(
+                RecordRequest(
+                    input=self.inp,
+                    status=self.status,
+                    workflow_id=info.workflow_id,
+                    run_id=info.run_id,
+                )  # fmt: skip
+            )
+
+    # ------------------------------------------------------------------ queries, updates, signals
+
+    @workflow.query(name=STATUS_QUERY)
+    def get_status(self) -> DeploymentStatus:
+        return self.status
+
+    def _active(self) -> None:
+        if self.status.state in FINAL_STATES or self.status.phase == "rolling back":
+            raise ValueError(f"the deployment is {self.status.state.value}; nothing to act on")
+
+    def _promote(self, req: ActionRequest) -> None:
+        self.promote_requested = True
+        self.promote_full = self.promote_full or req.full
+        self.user_paused = False
+
+    def _approve(self, req: ActionRequest) -> None:
+        assert self.approval_needed is not None
+        step, _ = self.approval_needed
+        self.status.approvals.append(
+            Approval(step=step, by=req.by or "unknown", at=workflow.now(), comment=req.reason)
+        )
+
+    @workflow.update(name="promote")
+    def promote(self, req: ActionRequest) -> DeploymentStatus:
+        self._promote(req)
+        return self.status
+
+    @promote.validator
+    def _can_promote(self, req: ActionRequest) -> None:  # noqa: ARG002
+        self._active()
+        if self.approval_needed is not None:
+            raise ValueError("this step waits for an approval, not a promotion: use approve")
+
+    @workflow.update(name="pause")
+    def pause(self, _req: ActionRequest) -> DeploymentStatus:
+        self.user_paused = True
+        return self.status
+
+    @pause.validator
+    def _can_pause(self, _req: ActionRequest) -> None:
+        self._active()
+        if self.user_paused:
+            raise ValueError("the deployment is already paused")
+
+    @workflow.update(name="resume")
+    def resume(self, _req: ActionRequest) -> DeploymentStatus:
+        self.user_paused = False
+        return self.status
+
+    @resume.validator
+    def _can_resume(self, _req: ActionRequest) -> None:
+        self._active()
+        if not self.user_paused:
+            raise ValueError(
+                "the deployment is not paused by hand; use promote to pass a pause step"
+            )
+
+    @workflow.update(name="abort")
+    def abort(self, req: ActionRequest) -> DeploymentStatus:
+        self.abort_request = req
+        return self.status
+
+    @abort.validator
+    def _can_abort(self, req: ActionRequest) -> None:  # noqa: ARG002
+        self._active()
+        if self.abort_request is not None:
+            raise ValueError("an abort is already under way")
+
+    @workflow.update(name="approve")
+    def approve(self, req: ActionRequest) -> DeploymentStatus:
+        self._approve(req)
+        return self.status
+
+    @approve.validator
+    def _can_approve(self, req: ActionRequest) -> None:
+        self._active()
+        if self.approval_needed is None:
+            raise ValueError("no step is waiting for an approval")
+        _, roles = self.approval_needed
+        if req.role is not None and req.role.value not in roles:
+            raise ValueError(
+                f"this approval needs one of the roles {roles}; yours is {req.role.value}"
+            )
+
+    # Signals, so "Send signal" in the Temporal UI steers a deployment too (no answer there).
+    @workflow.signal(name="promote")
+    def promote_signal(self, req: ActionRequest | None = None) -> None:
+        self._promote(req or ActionRequest(by="temporal-ui"))
+
+    @workflow.signal(name="pause")
+    def pause_signal(self, _req: ActionRequest | None = None) -> None:
+        self.user_paused = True
+
+    @workflow.signal(name="resume")
+    def resume_signal(self, _req: ActionRequest | None = None) -> None:
+        self.user_paused = False
+
+    @workflow.signal(name="abort")
+    def abort_signal(self, req: ActionRequest | None = None) -> None:
+        if self.abort_request is None:
+            self.abort_request = req or ActionRequest(by="temporal-ui")
+
+    @workflow.signal(name="approve")
+    def approve_signal(self, req: ActionRequest | None = None) -> None:
+        if self.approval_needed is not None:
+            self._approve(req or ActionRequest(by="temporal-ui"))
+
+
+def _serving_slot(state: TargetState) -> str | None:
+    serving = [(w, slot) for slot, w in state.weights.items() if w > 0]
+    return max(serving)[1] if serving else None
+
+
+def _version_of(state: TargetState, slot: str | None) -> str | None:
+    return next((s.version for s in state.sets if s.slot == slot), None)
+
+
+def _describe(err: BaseException) -> str:
+    parts: list[str] = []
+    while err is not None and len(parts) < 4:
+        message = getattr(err, "message", None) or str(err)
+        if message and message not in parts:
+            parts.append(message)
+        err = err.__cause__  # type: ignore[assignment]
+    return ": ".join(parts) or type(err).__name__
