@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -23,6 +25,7 @@ from core.contracts import (
     DEPLOYMENT_WORKFLOW,
     ENVIRONMENT,
     INITIATOR,
+    STATUS_QUERY,
     STRATEGY,
 )
 from core.db import components as component_store
@@ -30,7 +33,12 @@ from core.db.tables import DeploymentRow, utcnow
 from core.deployment_plan import plan_markdown, summary
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.models.apikeys import Principal
-from core.models.deployments import DeploymentInput, DeploymentRequest, DeploymentState
+from core.models.deployments import (
+    FINAL_STATES,
+    DeploymentInput,
+    DeploymentRequest,
+    DeploymentState,
+)
 from core.settings import Settings
 
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -96,8 +104,9 @@ async def start_deployment(
             SearchAttributePair(DEPLOYMENT_PHASE, DeploymentState.PENDING.value),
         ]
     )
-    try:
-        handle = await temporal.start_workflow(
+
+    async def start() -> WorkflowHandle[Any, Any]:
+        return await temporal.start_workflow(
             DEPLOYMENT_WORKFLOW,
             inp,
             id=wf_id,
@@ -110,6 +119,16 @@ async def start_deployment(
             static_details=plan_markdown(req),
             rpc_timeout=RPC_TIMEOUT,
         )
+
+    try:
+        try:
+            handle = await start()
+        except WorkflowAlreadyStartedError:
+            # The one there may have just ended (it answers a final state while it records
+            # it): give it a moment to close rather than refuse.
+            if not await _closes_soon(temporal, wf_id):
+                raise
+            handle = await start()
     except WorkflowAlreadyStartedError:
         await _forget(session, row)
         running = await _running_deployment(temporal, wf_id)
@@ -131,6 +150,23 @@ async def start_deployment(
 async def _forget(session: AsyncSession, row: DeploymentRow) -> None:
     await session.delete(row)
     await session.commit()
+
+
+async def _closes_soon(temporal: Client, wf_id: str, within: float = 5.0) -> bool:
+    handle = temporal.get_workflow_handle(wf_id)
+    try:
+        status = await handle.query(STATUS_QUERY, rpc_timeout=timedelta(seconds=3))
+    except Exception:
+        return False
+    if status.get("state") not in {s.value for s in FINAL_STATES}:
+        return False
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def _running_deployment(temporal: Client, wf_id: str) -> str:

@@ -243,7 +243,8 @@ async def get_deployment(
             live = await handle.query(
                 STATUS_QUERY, result_type=DeploymentStatus, rpc_timeout=QUERY_TIMEOUT
             )
-            view.status, view.state = live, live.state
+            view.status, view.state, view.reason = live, live.state, live.reason
+            view.finished_at = live.finished_at
         except Exception:  # no worker answered: the recorded status stands
             pass
     return view

@@ -65,6 +65,7 @@ class DeploymentWorkflow:
         self.abort_request: ActionRequest | None = None
         self.approval_needed: tuple[int, list[str]] | None = None
         self.progress_marker = 0
+        self.ending: DeploymentState | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -302,7 +303,7 @@ class DeploymentWorkflow:
     async def _delay_before_scale_down(self) -> None:
         strategy = self.inp.strategy
         delay = getattr(strategy, "abort_scale_down_delay_seconds", 0)
-        if delay and self.status.state is DeploymentState.ABORTED:
+        if delay and self.ending is DeploymentState.ABORTED:
             await workflow.sleep(timedelta(seconds=delay), summary="abort scale-down delay")
 
     # ------------------------------------------------------------------ ending
@@ -318,8 +319,8 @@ class DeploymentWorkflow:
             state, reason = DeploymentState.FAILED, _describe(err)
         else:  # a bug in workflow code: fail the task, let a fixed worker replay it
             raise err
-        self.status.state = state  # before compensating: the abort delay depends on it
-        self.status.phase = "rolling back"
+        self.ending = state  # before compensating: the abort delay depends on it
+        self.status.phase, self.status.reason = "rolling back", reason
         workflow.set_current_details(f"**rolling back**: {reason}")
         # Shielded: a cancellation must not interrupt the undo it asked for.
         failed = await asyncio.shield(asyncio.create_task(saga.compensate()))
@@ -337,13 +338,15 @@ class DeploymentWorkflow:
         if state is not DeploymentState.SUCCEEDED or self.status.reason is None:
             self.status.reason = reason
         self.status.finished_at = workflow.now()
-        await self._set_state(state, "done" if state is DeploymentState.SUCCEEDED else state.value)
+        await self._set_state(
+            state, "done" if state is DeploymentState.SUCCEEDED else state.value, always=True
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
-    async def _set_state(self, state: DeploymentState, phase: str) -> None:
+    async def _set_state(self, state: DeploymentState, phase: str, always: bool = False) -> None:
         changed = state is not self.status.state
         self.status.state, self.status.phase = state, phase
-        if changed:
+        if changed or always:
             workflow.upsert_search_attributes([DEPLOYMENT_PHASE.value_set(state.value)])
             info = workflow.info()
             await acts.record(

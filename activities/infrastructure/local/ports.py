@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,8 +51,11 @@ class PortAllocator:
                     raise OSError(f"port {wanted} is in use (by {holder or 'another program'})")
                 taken[str(wanted)] = owner
                 return wanted
-            # Start after the last port handed out, so a port just freed is not reused at once.
-            start: int = max((int(p) for p in taken), default=self.low - 1) + 1
+            # Start after the last port handed out, so a port just freed is not reused at once;
+            # a fresh home starts anywhere in the range, away from other homes' first ports.
+            start: int = (
+                max(int(p) for p in taken) + 1 if taken else random.randint(self.low, self.high)  # noqa: S311 - not a secret
+            )
             candidates: list[int] = [*range(start, self.high + 1), *range(self.low, start)]
             for port in candidates:
                 if str(port) not in taken and _bindable(port):

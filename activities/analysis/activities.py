@@ -1,0 +1,167 @@
+"""The measuring activity of canary and blue-green analysis.
+
+It measures and never judges: conditions, limits and the verdict belong to the workflow.
+A measurement that cannot be made (router gone, Prometheus down, a bad query) comes back as
+`MetricValue(error=...)` instead of an exception, because the analysis counts such errors
+against the metric's `consecutive_error_limit`, as Argo Rollouts does; retrying the activity
+would hide them. Only programming errors raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import httpx
+from temporalio import activity
+
+from activities.analysis.prometheus import (
+    PrometheusClient,
+    PrometheusError,
+    QueryResult,
+    QueryTemplateError,
+    render_query,
+)
+from activities.analysis.router_metrics import builtin_value, parse, window
+from activities.infrastructure.provider import InfrastructureProvider
+from core.errors import R2CError
+from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
+
+# Per HTTP call; one measurement makes at most three, so a start-to-close timeout of 30 s
+# (20 s with Prometheus only) always leaves room for the answer.
+HTTP_TIMEOUT = 5.0
+# How long `request_rate` watches the router's counters (see `AnalysisActivities`).
+RATE_SAMPLE_SECONDS = 1.0
+METRICS_PATH = "/_r2c/metrics"
+
+
+class MeasurementError(Exception):
+    """A measurement could not be made; the message says why."""
+
+
+class AnalysisActivities:
+    """Measures one metric of one version of a deployed target.
+
+    Built-in metrics (no `query`) come from the router of the target: `error_rate` and the
+    latency percentiles cover the requests since `req.since` (the counters the previous
+    measurement returned; None: since the router started). `request_rate` is requests per
+    second over a short sample taken during the measurement (`rate_sample` seconds), because
+    the counters carry no time: a rate over the whole window would need the time of the
+    previous reading in `RouterCounters`.
+    """
+
+    def __init__(
+        self,
+        provider: InfrastructureProvider,
+        http: httpx.AsyncClient,
+        prometheus_url: str | None,
+        *,
+        timeout: float = HTTP_TIMEOUT,
+        rate_sample: float = RATE_SAMPLE_SECONDS,
+    ) -> None:
+        self.provider = provider
+        self.http = http
+        self.timeout = timeout
+        self.rate_sample = rate_sample
+        self.prometheus = (
+            PrometheusClient(http, prometheus_url, timeout) if prometheus_url else None
+        )
+
+    @activity.defn(name="measure-metric")
+    async def measure(self, req: MeasureRequest) -> MetricValue:
+        """One measurement of `req.metric` for `req.version` on (component, environment)."""
+        if req.metric.query is None:
+            result = await self._builtin(req)
+        else:
+            result = await self._query(req, req.metric.query)
+        if result.error is not None:
+            activity.logger.warning("measurement failed: %s", result.error)
+        return result
+
+    # ------------------------------------------------------------------ built-in metrics
+
+    async def _builtin(self, req: MeasureRequest) -> MetricValue:
+        try:
+            url = await self._metrics_url(req.component, req.environment)
+            if req.metric.name == "request_rate":
+                return await self._request_rate(url, req.version)
+            counters = await self._read(url, req.version)
+        except MeasurementError as err:
+            return MetricValue(error=str(err))
+        value = builtin_value(req.metric.name, window(counters, req.since), None)
+        return MetricValue(value=value, counters=counters)
+
+    async def _metrics_url(self, component: str, environment: str) -> str:
+        try:
+            state = await self.provider.state(component, environment)
+        except (R2CError, OSError) as err:
+            raise MeasurementError(
+                f"cannot read the state of {component}/{environment}: {err}"
+            ) from err
+        if state.endpoint is None:
+            raise MeasurementError(
+                f"{component}/{environment} has no router to measure: nothing is deployed there"
+            )
+        return state.endpoint.rstrip("/") + METRICS_PATH
+
+    async def _read(self, url: str, version: str) -> RouterCounters:
+        """The router's cumulative counters of `version` (zero if it has seen no request)."""
+        try:
+            resp = await self.http.get(url, timeout=self.timeout)
+            resp.raise_for_status()
+        except httpx.HTTPError as err:
+            raise MeasurementError(
+                f"cannot read the router's metrics at {url}: {type(err).__name__}: {err}"
+            ) from err
+        try:
+            return parse(resp.text).get(version, RouterCounters())
+        except ValueError as err:
+            raise MeasurementError(f"the router's metrics at {url} are unreadable: {err}") from err
+
+    async def _request_rate(self, url: str, version: str) -> MetricValue:
+        first = await self._read(url, version)
+        started = time.monotonic()
+        await asyncio.sleep(self.rate_sample)
+        last = await self._read(url, version)
+        seconds = time.monotonic() - started
+        value = builtin_value("request_rate", window(last, first), seconds)
+        return MetricValue(value=value, counters=last)
+
+    # ------------------------------------------------------------------ Prometheus
+
+    async def _query(self, req: MeasureRequest, template: str) -> MetricValue:
+        if self.prometheus is None:
+            return MetricValue(
+                error=f"metric {req.metric.name} has a query but PROMETHEUS_URL is not set"
+            )
+        try:
+            promql = render_query(
+                template,
+                version=req.version,
+                component=req.component,
+                environment=req.environment,
+            )
+            result = await self.prometheus.query(promql)
+        except (QueryTemplateError, PrometheusError) as err:
+            return MetricValue(error=str(err))
+        return _one_value(result)
+
+
+def _one_value(result: QueryResult) -> MetricValue:
+    """A query's answer as one value a condition can judge.
+
+    No series, or NaN (0/0 when nothing was requested), is no evidence: no value, and the
+    workflow judges it inconclusive. Infinities are refused as errors because they cannot
+    cross Temporal's JSON payloads (they would arrive as null).
+    """
+    if isinstance(result, list):
+        return MetricValue(
+            error=f"the query returns {len(result)} series; aggregate them into one "
+            "(for example with sum() or max())"
+        )
+    if result is None or math.isnan(result):
+        return MetricValue(value=None)
+    if math.isinf(result):
+        return MetricValue(error=f"the query returns {result}, which no condition can judge")
+    return MetricValue(value=result)

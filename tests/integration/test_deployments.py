@@ -1,0 +1,258 @@
+"""Deployments end to end in one process: the real API, a real worker, real instances and
+routers, and real traffic from the load generator."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from activities.infrastructure.local.orphans import target_processes
+from cli.demo import demo_spec
+from cli.load import LoadReport, run_load
+from tests.integration.conftest import System
+from tests.support import wait_for
+
+FINAL = ("succeeded", "rolled_back", "aborted", "failed")
+
+
+@pytest.fixture
+async def demo(system: System) -> System:
+    spec = demo_spec("demo", 2)
+    spec["runtime"]["health_check"]["interval_seconds"] = 0.5
+    resp = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
+    assert resp.status_code == 201, resp.text
+    return system
+
+
+async def deploy(system: System, version: str, strategy: dict[str, Any] | None = None,
+                 **extra: Any) -> dict[str, Any]:  # fmt: skip
+    body = {"component": "demo", "environment": "dev", "version": version, **extra}
+    if strategy is not None:
+        body["strategy"] = strategy
+    resp = await system.http.post("/api/v1/deployments", json=body, headers=system.auth())
+    assert resp.status_code == 202, resp.text
+    return dict(resp.json())
+
+
+async def get(system: System, deployment_id: str) -> dict[str, Any]:
+    resp = await system.http.get(f"/api/v1/deployments/{deployment_id}", headers=system.auth())
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+async def until(
+    system: System, deployment_id: str, *states: str, within: float = 60
+) -> dict[str, Any]:
+    return await wait_for(
+        lambda: get(system, deployment_id),
+        lambda d: d["state"] in states,
+        within=within,
+        what=f"deployment {deployment_id} to be {states}",
+    )
+
+
+async def first_version(system: System) -> str:
+    first = await deploy(system, "v1")
+    done = await until(system, first["id"], *FINAL)
+    assert done["state"] == "succeeded", done
+    endpoint = done["status"]["endpoint"]
+    assert endpoint
+    return str(endpoint)
+
+
+async def versions(endpoint: str, n: int = 20) -> set[str]:
+    async with httpx.AsyncClient() as http:
+        return {(await http.get(endpoint + "/")).headers["x-component-version"] for _ in range(n)}
+
+
+def instance_count(system: System) -> int:
+    target = system.settings.home.resolve() / "infra" / "demo" / "dev"
+    return len(target_processes(target)) - 1  # less the router
+
+
+async def test_first_deployment_then_canary_to_completion(demo: System) -> None:
+    endpoint = await first_version(demo)
+    assert await versions(endpoint) == {"v1"}
+    strategy = {
+        "type": "canary",
+        "steps": [{"set_weight": 20}, {"pause": {"duration": "1s"}}, {"set_weight": 60}],
+    }
+    load = asyncio.create_task(run_load(endpoint + "/", rps=80, duration=6))
+    started = await deploy(demo, "v2", strategy)
+    done = await until(demo, started["id"], *FINAL)
+    report: LoadReport = await load
+    assert done["state"] == "succeeded", done["reason"]
+    assert done["status"]["previous_version"] == "v1"
+    assert report.failed == 0, report.errors
+    assert await versions(endpoint) == {"v2"}
+    assert instance_count(demo) == 2
+    revisions = await demo.http.get(
+        "/api/v1/deployments/revisions?component=demo&environment=dev", headers=demo.auth()
+    )
+    assert [r["version"] for r in revisions.json()] == ["v2", "v1"]
+
+
+async def test_a_bad_canary_rolls_back_by_itself(demo: System) -> None:
+    endpoint = await first_version(demo)
+    strategy = {
+        "type": "canary",
+        "steps": [
+            {"set_weight": 50},
+            {
+                "analysis": {
+                    "metrics": [
+                        {
+                            "name": "error_rate",
+                            "failure_condition": "result > 0.05",
+                            "initial_delay": "1s",
+                            "interval": "1s",
+                            "count": 2,
+                        }
+                    ]
+                }
+            },
+            {"set_weight": 100},
+        ],
+    }
+    load = asyncio.create_task(run_load(endpoint + "/", rps=60, duration=5))
+    started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "0.5"})
+    done = await until(demo, started["id"], *FINAL)
+    await load
+    assert done["state"] == "rolled_back", done
+    assert "error_rate" in done["reason"] and "> 0.05" in done["reason"]
+    assert "at step 2, measurement 1 of 2" in done["reason"], done["status"]["measurements"]
+    assert await versions(endpoint) == {"v1"}
+    assert instance_count(demo) == 2
+
+
+async def test_blue_green_switch_loses_no_request(demo: System) -> None:
+    endpoint = await first_version(demo)
+    load = asyncio.create_task(run_load(endpoint + "/", rps=100, duration=5))
+    started = await deploy(demo, "v2", {"type": "blue_green", "scale_down_delay_seconds": 1})
+    done = await until(demo, started["id"], *FINAL)
+    report = await load
+    assert done["state"] == "succeeded", done["reason"]
+    assert report.failed == 0, report.errors
+    assert report.by_version["v2"].requests > 0
+    assert await versions(endpoint) == {"v2"}
+
+
+async def test_rolling_update_loses_no_request(demo: System) -> None:
+    endpoint = await first_version(demo)
+    load = asyncio.create_task(run_load(endpoint + "/", rps=100, duration=5))
+    started = await deploy(demo, "v2", {"type": "rolling", "max_surge": 1})
+    done = await until(demo, started["id"], *FINAL)
+    report = await load
+    assert done["state"] == "succeeded", done["reason"]
+    assert report.failed == 0, report.errors
+    assert await versions(endpoint) == {"v2"}
+    assert instance_count(demo) == 2
+
+
+async def test_abort_and_cancel_compensate_to_stable(demo: System) -> None:
+    endpoint = await first_version(demo)
+    paused = {"type": "canary", "steps": [{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}]}
+    started = await deploy(demo, "v2", paused)
+    await until(demo, started["id"], "paused")
+    busy = await demo.http.post(
+        "/api/v1/deployments",
+        json={"component": "demo", "environment": "dev", "version": "v3"},
+        headers=demo.auth(),
+    )
+    assert busy.status_code == 409 and started["id"] in busy.json()["error"]["message"]
+    assert (await versions(endpoint, 30)) == {"v1", "v2"}
+    resume = await demo.http.post(
+        f"/api/v1/deployments/{started['id']}/resume", headers=demo.auth()
+    )
+    assert resume.status_code == 409 and "promote" in resume.json()["error"]["message"]
+    abort = await demo.http.post(
+        f"/api/v1/deployments/{started['id']}/abort", json={"reason": "test"}, headers=demo.auth()
+    )
+    assert abort.status_code == 200, abort.text
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] == "aborted" and "test" in done["reason"]
+    assert await versions(endpoint) == {"v1"}
+    assert instance_count(demo) == 2
+
+    # The same through a cancellation (the orchestration API's DELETE, or the Temporal UI).
+    again = await deploy(demo, "v2", paused)
+    await until(demo, again["id"], "paused")
+    cancel = await demo.http.delete(
+        "/api/v1/orchestration/workflows/deploy-demo-dev", headers=demo.auth()
+    )
+    assert cancel.status_code == 202
+    done = await until(demo, again["id"], *FINAL)
+    assert done["state"] == "aborted" and "cancel" in done["reason"]
+    assert await versions(endpoint) == {"v1"}
+    assert instance_count(demo) == 2
+
+
+async def test_promote_then_rollback_by_the_fast_path(demo: System) -> None:
+    endpoint = await first_version(demo)
+    paused = {"type": "canary", "steps": [{"set_weight": 10}, {"pause": {}}, {"set_weight": 50}]}
+    started = await deploy(demo, "v2", paused)
+    await until(demo, started["id"], "paused")
+    promoted = await demo.http.post(
+        f"/api/v1/deployments/{started['id']}/promote", json={"full": True}, headers=demo.auth()
+    )
+    assert promoted.status_code == 200, promoted.text
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] == "succeeded"
+    assert await versions(endpoint) == {"v2"}
+    back = await demo.http.post(
+        f"/api/v1/deployments/{started['id']}/rollback", headers=demo.auth()
+    )
+    assert back.status_code == 202, back.text
+    rolled = await until(demo, back.json()["id"], *FINAL)
+    assert rolled["state"] == "succeeded" and rolled["version"] == "v1"
+    assert rolled["rollback_of"] == started["id"]
+    assert await versions(endpoint) == {"v1"}
+
+
+async def test_invalid_requests_are_422_with_the_field(demo: System) -> None:
+    cases = [
+        (
+            {"version": "v2", "strategy": {"type": "canary", "steps": []}},
+            "body.strategy.canary.steps",
+        ),
+        ({"version": "v 2"}, "body.version"),
+        ({"version": "v2", "strategy": {"type": "teleport"}}, "body.strategy"),
+        (
+            {
+                "version": "v2",
+                "strategy": {
+                    "type": "canary",
+                    "steps": [
+                        {
+                            "analysis": {
+                                "metrics": [
+                                    {"name": "error_rate", "failure_condition": "reslt > 1"}
+                                ]
+                            }
+                        }
+                    ],
+                },
+            },
+            "body.strategy.steps.0.analysis.metrics.0.failure_condition",
+        ),
+    ]
+    for body, field in cases:
+        resp = await demo.http.post(
+            "/api/v1/deployments",
+            json={"component": "demo", "environment": "dev", **body},
+            headers=demo.auth(),
+        )
+        assert resp.status_code == 422, (field, resp.text)
+        fields = [f["field"] for f in resp.json()["error"]["fields"]]
+        assert any(f.startswith(field) for f in fields), (field, fields)
+    unknown = await demo.http.post(
+        "/api/v1/deployments",
+        json={"component": "nope", "environment": "dev", "version": "v1"},
+        headers=demo.auth(),
+    )
+    assert unknown.status_code == 422
+    listed = await demo.http.get("/api/v1/deployments", headers=demo.auth())
+    assert listed.json()["total"] == 0
