@@ -64,6 +64,7 @@ async def make_system(
     """Start an API (and by default a worker) for the test; everything stops at its end."""
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     contexts: list[Any] = []
+    systems: list[System] = []
 
     async def build(*, worker: bool = True, **overrides: Any) -> System:
         settings = make_settings(**overrides)
@@ -81,14 +82,30 @@ async def make_system(
         contexts.append(lifespan)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
         contexts.append(http)
-        return System(settings, http, key_file.read_text().strip(), app.state.temporal)
+        system = System(settings, http, key_file.read_text().strip(), app.state.temporal)
+        systems.append(system)
+        return system
 
     yield build
+    for system in systems:
+        await _terminate_leftovers(system)
     for ctx in reversed(contexts):
         await ctx.__aexit__(None, None, None)
     for stop, task in stops:
         stop.set()
         await task
+
+
+async def _terminate_leftovers(system: System) -> None:
+    """A workflow a failed test left running must not block the next test: workflow ids
+    such as deploy-<component>-<environment> are shared by every test on the server."""
+    query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
+    try:
+        async for execution in system.temporal.list_workflows(query):
+            handle = system.temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
+            await handle.terminate(reason="test teardown")
+    except Exception:  # a test that broke Temporal on purpose: nothing to clean
+        pass
 
 
 async def _exists_or_failed(path: Any, task: asyncio.Task[None]) -> bool:

@@ -256,3 +256,123 @@ async def test_invalid_requests_are_422_with_the_field(demo: System) -> None:
     assert unknown.status_code == 422
     listed = await demo.http.get("/api/v1/deployments", headers=demo.auth())
     assert listed.json()["total"] == 0
+
+
+async def test_approval_gate_needs_the_role_and_records_who(demo: System) -> None:
+    await first_version(demo)
+    operator = await demo.key("operator", "ops")
+    gate = {"approval": {"roles": ["admin"], "timeout": "1h", "instructions": "check the graphs"}}
+    started = await deploy(demo, "v2", {"type": "canary", "steps": [{"set_weight": 10}, gate]})
+    waiting = await until(demo, started["id"], "paused")
+    assert "approval" in waiting["status"]["phase"]
+    url = f"/api/v1/deployments/{started['id']}"
+    promote = await demo.http.post(f"{url}/promote", headers=demo.auth())
+    assert promote.status_code == 409 and "approve" in promote.json()["error"]["message"]
+    denied = await demo.http.post(f"{url}/approve", headers=demo.auth(operator))
+    assert denied.status_code == 409 and "admin" in denied.json()["error"]["message"]
+    approved = await demo.http.post(
+        f"{url}/approve", json={"reason": "graphs look fine"}, headers=demo.auth()
+    )
+    assert approved.status_code == 200, approved.text
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] == "succeeded"
+    (approval,) = done["status"]["approvals"]
+    assert (approval["by"], approval["step"], approval["comment"]) == (
+        "apikey:admin",
+        2,
+        "graphs look fine",
+    )
+
+
+async def test_an_unanswered_approval_aborts(demo: System) -> None:
+    await first_version(demo)
+    gate = {"approval": {"timeout": "1s", "on_timeout": "abort"}}
+    started = await deploy(demo, "v2", {"type": "canary", "steps": [{"set_weight": 10}, gate]})
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] == "aborted" and "no approval within 1s" in done["reason"]
+
+
+async def test_pause_and_resume_by_hand(demo: System) -> None:
+    await first_version(demo)
+    steps = [{"set_weight": 10}, {"pause": {"duration": "2s"}}, {"set_weight": 50}]
+    started = await deploy(demo, "v2", {"type": "canary", "steps": steps})
+    url = f"/api/v1/deployments/{started['id']}"
+    paused = await demo.http.put(url, json={"desired": "paused"}, headers=demo.auth())
+    assert paused.status_code == 200, paused.text
+    held = await until(demo, started["id"], "paused")
+    assert held["status"]["phase"] == "paused by hand"
+    twice = await demo.http.post(f"{url}/pause", headers=demo.auth())
+    assert twice.status_code == 409
+    resumed = await demo.http.put(url, json={"desired": "resumed"}, headers=demo.auth())
+    assert resumed.status_code == 200
+    assert (await until(demo, started["id"], *FINAL))["state"] == "succeeded"
+
+
+async def test_inconclusive_analysis_waits_for_a_human(demo: System) -> None:
+    await first_version(demo)
+    # No traffic at all: nothing to judge, so the analysis is inconclusive.
+    quiet = {"metrics": [{"name": "error_rate", "failure_condition": "result > 0.05"}]}
+    started = await deploy(
+        demo, "v2", {"type": "canary", "steps": [{"set_weight": 20}, {"analysis": quiet}]}
+    )
+    held = await until(demo, started["id"], "paused")
+    assert "inconclusive" in held["status"]["paused_reason"]
+    await demo.http.post(f"/api/v1/deployments/{started['id']}/promote", headers=demo.auth())
+    assert (await until(demo, started["id"], *FINAL))["state"] == "succeeded"
+
+
+async def test_blue_green_by_hand_and_its_post_promotion_analysis(demo: System) -> None:
+    endpoint = await first_version(demo)
+    strategy = {
+        "type": "blue_green",
+        "auto_promotion_enabled": False,
+        "scale_down_delay_seconds": 0,
+        "post_promotion_analysis": {
+            "metrics": [
+                {"name": "error_rate", "failure_condition": "result > 0.1", "initial_delay": "1s"}
+            ]
+        },
+    }
+    load = asyncio.create_task(run_load(endpoint + "/", rps=60, duration=6))
+    started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "1"})
+    await until(demo, started["id"], "paused")
+    assert await versions(endpoint) == {"v1"}  # the preview serves nothing yet
+    await demo.http.post(f"/api/v1/deployments/{started['id']}/promote", headers=demo.auth())
+    done = await until(demo, started["id"], *FINAL)
+    await load
+    assert done["state"] == "rolled_back", done["reason"]
+    assert "after promotion" in done["reason"]
+    assert await versions(endpoint) == {"v1"}
+
+
+async def test_progress_deadline_rolls_back(demo: System) -> None:
+    await first_version(demo)
+    # An analysis that waits longer than the deadline allows: no progress meanwhile.
+    late = {"name": "error_rate", "initial_delay": "30s", "failure_condition": "result > 1"}
+    steps = [{"set_weight": 50}, {"analysis": {"metrics": [late]}}]
+    slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 2}
+    started = await deploy(demo, "v2", slow)
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] in ("failed", "rolled_back"), done
+    assert "progress deadline" in done["reason"]
+    assert instance_count(demo) == 2
+
+
+async def test_deployments_are_listed_and_searchable(demo: System) -> None:
+    await first_version(demo)
+    listed = await demo.http.get(
+        "/api/v1/deployments?component=demo&status=succeeded", headers=demo.auth()
+    )
+    assert listed.json()["total"] == 1
+    query = (
+        "WorkflowType = 'deployment' AND Component = 'demo' AND Strategy = 'rolling'"
+        f" AND DeploymentPhase = 'succeeded' AND TaskQueue = '{demo.settings.task_queue}'"
+    )
+    found = await wait_for(
+        lambda: _search(demo, query), lambda ids: len(ids) == 1, what="search attributes"
+    )
+    assert found == ["deploy-demo-dev"]
+
+
+async def _search(system: System, query: str) -> list[str]:
+    return [e.id async for e in system.temporal.list_workflows(query)]

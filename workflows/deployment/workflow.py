@@ -344,19 +344,21 @@ class DeploymentWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _set_state(self, state: DeploymentState, phase: str, always: bool = False) -> None:
-        changed = state is not self.status.state
-        self.status.state, self.status.phase = state, phase
-        if changed or always:
+        """Record a new state in the store first, then show it: whoever sees it in the status
+        query finds the same in the deployment list."""
+        if state is not self.status.state or always:
+            upcoming = self.status.model_copy(update={"state": state, "phase": phase})
             workflow.upsert_search_attributes([DEPLOYMENT_PHASE.value_set(state.value)])
             info = workflow.info()
             await acts.record(
                 RecordRequest(
                     input=self.inp,
-                    status=self.status,
+                    status=upcoming,
                     workflow_id=info.workflow_id,
                     run_id=info.run_id,
-                )  # fmt: skip
+                )
             )
+        self.status.state, self.status.phase = state, phase
 
     # ------------------------------------------------------------------ queries, updates, signals
 
