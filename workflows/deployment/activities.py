@@ -38,7 +38,7 @@ QUICK = RetryPolicy(
 def _mutating(summary: str) -> dict[str, Any]:
     return {
         "start_to_close_timeout": timedelta(minutes=3),
-        "heartbeat_timeout": timedelta(seconds=20),
+        "heartbeat_timeout": timedelta(seconds=10),  # beats every 2 s
         "retry_policy": MUTATING,
         "cancellation_type": workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         "summary": summary[:200],
