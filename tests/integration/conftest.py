@@ -12,6 +12,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
@@ -89,6 +90,7 @@ async def make_system(
     yield build
     for system in systems:
         await _terminate_leftovers(system)
+        await _retire_instances(system)
     for ctx in reversed(contexts):
         await ctx.__aexit__(None, None, None)
     for stop, task in stops:
@@ -106,6 +108,14 @@ async def _terminate_leftovers(system: System) -> None:
             await handle.terminate(reason="test teardown")
     except Exception:  # a test that broke Temporal on purpose: nothing to clean
         pass
+
+
+async def _retire_instances(system: System) -> None:
+    """Stop every instance and router the test's worker started (they outlive workers)."""
+    async with httpx.AsyncClient() as http:
+        provider = LocalProvider(system.settings.home, http)
+        for component, environment in await provider.targets():
+            await provider.retire(component, environment)
 
 
 async def _exists_or_failed(path: Any, task: asyncio.Task[None]) -> bool:
