@@ -1,0 +1,174 @@
+"""Benchmark: what orchestrating a deployment costs, and 200 deployments at once.
+
+    python -m tests.perf.bench_deployments [--runs 5] [--concurrent 200]
+
+1. A canary of 10 `set_weight` steps (no pauses) against a bare workflow that runs the same
+   number of no-op activities, alternating, on the same server: the ratio is the overhead of
+   the deployment logic (status, saga bookkeeping, store records) over Temporal's own cost.
+2. `--concurrent` canaries of 10 steps at once, on as many targets, through ONE worker: total
+   time, the worker's memory (RSS now and peak) and the history length of a deployment.
+
+The worker is `tests/perf/noop_worker.py`: the real workflow and store on a no-op
+infrastructure provider, so the figures are orchestration, not process start-ups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from cli.processes import free_port
+from cli.temporal_server import dev_server_argv, wait_until_serving
+from core.contracts import DEPLOYMENT_WORKFLOW
+from core.db import components as component_store
+from core.db.engine import make_engine, sessions
+from core.db.migrate import upgrade
+from core.models.components import ComponentSpec
+from core.models.deployments import CanaryStrategy, DeploymentInput, SetWeightStep
+from core.settings import Settings
+from core.temporal import connect
+
+QUEUE = "bench-deployments"
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, in MB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def canary(component: str, version: str, n: int = 0) -> DeploymentInput:
+    steps = [SetWeightStep(set_weight=w) for w in range(10, 101, 10)]
+    return DeploymentInput(
+        component=component,
+        environment="bench",
+        version=version,
+        strategy=CanaryStrategy(steps=steps) if n else CanaryStrategy(steps=steps[:1]),
+        deployment_id=f"bench-{component}-{version}-{time.monotonic_ns()}",
+        initiator="bench",
+        replicas_resolved=1,
+    )
+
+
+async def deploy(client: Client, inp: DeploymentInput) -> tuple[float, int, int]:
+    """Run one deployment; (seconds, history events, activities)."""
+    began = time.perf_counter()
+    handle = await client.start_workflow(
+        DEPLOYMENT_WORKFLOW, inp, id=f"deploy-{inp.component}-bench", task_queue=QUEUE
+    )
+    await handle.result()
+    seconds = time.perf_counter() - began
+    events = [e async for e in handle.fetch_history_events()]
+    scheduled = sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events)
+    return seconds, len(events), scheduled
+
+
+async def bare(client: Client, n: int, i: int) -> float:
+    began = time.perf_counter()
+    await client.execute_workflow("bare-activities", n, id=f"bare-{i}", task_queue=QUEUE)
+    return time.perf_counter() - began
+
+
+async def bench(args: argparse.Namespace, settings: Settings, worker_pid: int) -> None:
+    client = await connect(settings)
+    engine = make_engine(settings)
+    async with sessions(engine)() as session:
+        for i in range(args.concurrent):
+            spec = {"name": f"noop-{i}", "runtime": {"command": ["noop", "{port}"]}}
+            await component_store.create(session, ComponentSpec.model_validate(spec))
+        await session.commit()
+    await engine.dispose()
+
+    # 1. Overhead of one deployment against a bare workflow with as many activities.
+    await deploy(client, canary("noop-0", "v0"))  # the first deployment skips the steps
+    seconds, events, activities = await deploy(client, canary("noop-0", "w0", 10))  # warm-up
+    await bare(client, activities, -1)
+    canary_s, bare_s = [], []
+    for run in range(args.runs):
+        s, events, activities = await deploy(client, canary("noop-0", f"v{run + 1}", 10))
+        canary_s.append(s)
+        bare_s.append(await bare(client, activities, run))
+    c, b = statistics.median(canary_s), statistics.median(bare_s)
+    print(f"canary, 10 steps, no pauses: median {c * 1000:.0f} ms over {args.runs} runs;"
+          f" {activities} activities, {events} history events")  # fmt: skip
+    print(f"bare workflow, {activities} no-op activities: median {b * 1000:.0f} ms")
+    print(f"overhead ratio canary/bare: {c / b:.2f}; per activity: canary"
+          f" {c * 1000 / activities:.1f} ms, bare {b * 1000 / activities:.1f} ms")  # fmt: skip
+
+    # 2. Many at once through one worker.
+    before, _ = rss_mb(worker_pid)
+    firsts = [canary(f"noop-{i}", "v0") for i in range(1, args.concurrent)]
+    await asyncio.gather(*(deploy(client, inp) for inp in firsts))
+    began = time.perf_counter()
+    results = await asyncio.gather(
+        *(deploy(client, canary(f"noop-{i}", "v1", 10)) for i in range(1, args.concurrent))
+    )
+    total = time.perf_counter() - began
+    now, peak = rss_mb(worker_pid)
+    lengths = [r[1] for r in results]
+    print(f"{len(results)} concurrent canaries of 10 steps through one worker: {total:.1f} s"
+          f" ({len(results) / total:.1f} deployments/s)")  # fmt: skip
+    print(f"worker memory: {before:.0f} MB before, {now:.0f} MB after, peak {peak:.0f} MB")
+    print(f"history length per deployment: mean {statistics.mean(lengths):.0f} events,"
+          f" max {max(lengths)}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        base = Settings(temporal_port=port, temporal_ui_port=free_port())
+        server = subprocess.Popen(
+            dev_server_argv(base, Path(tmp) / "temporal.db", metrics_port=free_port()),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        env: dict[str, Any] = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{port}",
+            "R2C_TASK_QUEUE": QUEUE,
+            "R2C_HOME": str(Path(tmp) / "home"),
+            "LOG_LEVEL": "WARNING",
+        }
+        env.pop("POSTGRES_URL", None)
+        settings = Settings(temporal_address=env["TEMPORAL_ADDRESS"], home=Path(env["R2C_HOME"]))
+        worker = None
+        try:
+            asyncio.run(wait_until_serving(None, env["TEMPORAL_ADDRESS"], "default", 30))
+            upgrade(settings)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "tests.perf.noop_worker"], env=env, stdout=subprocess.PIPE
+            )
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != b"ready":
+                print("error: the benchmark worker did not start")
+                return 1
+            asyncio.run(bench(args, settings, worker.pid))
+        finally:
+            for proc in (worker, server):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(20)
+            if worker is not None and worker.stdout is not None:
+                worker.stdout.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
