@@ -129,7 +129,6 @@ async def start_workflow(
     principal: Operator,
     temporal: TemporalDep,
     settings: SettingsDep,
-    session: SessionDep,
     idempotency_key: Annotated[
         str | None, Header(max_length=200, description="repeat-safe retries of this request")
     ] = None,
@@ -155,7 +154,8 @@ async def start_workflow(
         # Deployments have their own id scheme (one per target) and record: same path as
         # POST /api/v1/deployments.
         check_conditions(workflow_input)
-        row = await start_deployment(session, temporal, settings, principal, workflow_input)
+        async with request.app.state.sessions() as session:
+            row = await start_deployment(session, temporal, settings, principal, workflow_input)
         WORKFLOW_STARTS.labels(contract.name, "created").inc()
         return WorkflowStarted(
             id=row.workflow_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -90,7 +91,7 @@ async def make_system(
     yield build
     for system in systems:
         await _terminate_leftovers(system)
-        await _retire_instances(system)
+        await retire_instances(system)
     for ctx in reversed(contexts):
         await ctx.__aexit__(None, None, None)
     for stop, task in stops:
@@ -103,14 +104,16 @@ async def _terminate_leftovers(system: System) -> None:
     such as deploy-<component>-<environment> are shared by every test on the server."""
     query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
     try:
-        async for execution in system.temporal.list_workflows(query):
+        async for execution in system.temporal.list_workflows(
+            query, rpc_timeout=timedelta(seconds=2)
+        ):
             handle = system.temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
             await handle.terminate(reason="test teardown")
     except Exception:  # a test that broke Temporal on purpose: nothing to clean
         pass
 
 
-async def _retire_instances(system: System) -> None:
+async def retire_instances(system: System) -> None:
     """Stop every instance and router the test's worker started (they outlive workers)."""
     async with httpx.AsyncClient() as http:
         provider = LocalProvider(system.settings.home, http)

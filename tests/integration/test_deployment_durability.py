@@ -19,7 +19,7 @@ from cli.load import run_load
 from cli.processes import free_port
 from cli.temporal_server import dev_server_argv, wait_until_serving
 from core.settings import Settings
-from tests.integration.conftest import System
+from tests.integration.conftest import System, retire_instances
 from tests.integration.test_deployments import (
     FINAL,
     deploy,
@@ -55,9 +55,12 @@ class TemporalServer:
         self._spawn()
         await wait_until_serving(None, self.target, "default", 30)
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             self.proc.wait(15)
 
 
@@ -66,7 +69,7 @@ async def temporal_server(tmp_path: Path) -> AsyncIterator[TemporalServer]:
     server = TemporalServer(tmp_path)
     await server.start()
     yield server
-    server.stop()
+    server.stop(kill=True)  # the test is over: its history is not needed
 
 
 class WorkerProcess:
@@ -128,6 +131,7 @@ async def durable(
         yield system, worker, temporal_server
     finally:
         worker.stop_all()
+        await retire_instances(system)  # now, while everything still runs
 
 
 STRATEGIES: dict[str, dict[str, Any]] = {
