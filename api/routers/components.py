@@ -97,13 +97,7 @@ async def delete_component(
     """Remove a component, after stopping its instances and routers everywhere; refused
     with 409 while a deployment of it is running."""
     row = await store.get_row(session, component_id)
-    running = await _running_deployments(temporal, row.name)
-    if running:
-        raise ConflictError(
-            f"component {row.name!r} has a running deployment: {running[0]}",
-            hint="wait for it to finish or cancel it (DELETE /api/v1/orchestration/workflows/{id})",
-            running=running,
-        )
+    await _refuse_while_deploying(temporal, row.name)
     await _retire(temporal, settings, principal, row.name, None)
     await store.delete(session, component_id)
     await commit_with_audit(session, principal, "component.deleted", row.name)
@@ -121,12 +115,7 @@ async def retire_from_environment(
 ) -> RetireResult:
     """Stop the component's instances and router in one environment; the component stays."""
     row = await store.get_row(session, component_id)
-    running = await _running_deployments(temporal, row.name)
-    if running:
-        raise ConflictError(
-            f"component {row.name!r} has a running deployment: {running[0]}",
-            hint="wait for it to finish or cancel it first",
-        )
+    await _refuse_while_deploying(temporal, row.name)
     result = await _retire(temporal, settings, principal, row.name, environment)
     await commit_with_audit(
         session, principal, "component.retired", row.name, environment=environment
@@ -178,6 +167,16 @@ async def _retire(
         raise InfrastructureError(
             f"stopping the instances of {name!r} failed: {err.cause}"
         ) from err
+
+
+async def _refuse_while_deploying(temporal: Client, name: str) -> None:
+    running = await _running_deployments(temporal, name)
+    if running:
+        raise ConflictError(
+            f"component {name!r} has a running deployment: {running[0]}",
+            hint="wait for it to finish or abort it (POST /api/v1/deployments/{id}/abort)",
+            running=running,
+        )
 
 
 async def _running_deployments(temporal: Client, name: str) -> list[str]:
