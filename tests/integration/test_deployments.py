@@ -376,3 +376,56 @@ async def test_deployments_are_listed_and_searchable(demo: System) -> None:
 
 async def _search(system: System, query: str) -> list[str]:
     return [e.id async for e in system.temporal.list_workflows(query)]
+
+
+async def test_retry_signals_and_the_orchestration_api(demo: System) -> None:
+    await first_version(demo)
+    # Started through the orchestration API, steered by signals as the Temporal UI sends them.
+    steps = [{"set_weight": 10}, {"pause": {}}, {"set_weight": 50}]
+    body = {"component": "demo", "environment": "dev", "version": "v2",
+            "strategy": {"type": "canary", "steps": steps}}  # fmt: skip
+    started = await demo.http.post(
+        "/api/v1/orchestration/workflows",
+        json={"type": "deployment", "input": body},
+        headers=demo.auth(),
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["id"] == "deploy-demo-dev"
+    listed = await demo.http.get("/api/v1/deployments?status=paused", headers=demo.auth())
+    handle = demo.temporal.get_workflow_handle("deploy-demo-dev")
+    dep_id = (await wait_for(
+        lambda: demo.http.get("/api/v1/deployments?component=demo", headers=demo.auth()),
+        lambda r: any(i["version"] == "v2" for i in r.json()["items"]),
+    )).json()["items"][0]["id"]  # fmt: skip
+    await until(demo, dep_id, "paused")
+    await handle.signal("abort", {"by": "temporal-ui", "reason": "from the UI"})
+    aborted = await until(demo, dep_id, *FINAL)
+    assert aborted["state"] == "aborted" and "from the UI" in aborted["reason"]
+    assert listed.status_code == 200
+    retried = await demo.http.post(f"/api/v1/deployments/{dep_id}/retry", headers=demo.auth())
+    assert retried.status_code == 202, retried.text
+    again = retried.json()["id"]
+    assert again != dep_id
+    await until(demo, again, "paused")
+    await handle.signal("promote")
+    assert (await until(demo, again, *FINAL))["state"] == "succeeded"
+    done_retry = await demo.http.post(f"/api/v1/deployments/{again}/retry", headers=demo.auth())
+    assert done_retry.status_code == 409
+
+
+async def test_a_failing_background_analysis_rolls_back(demo: System) -> None:
+    endpoint = await first_version(demo)
+    metric = {"name": "error_rate", "failure_condition": "result > 0.1", "interval": "1s",
+              "initial_delay": "1s"}  # fmt: skip
+    strategy = {
+        "type": "canary",
+        "steps": [{"set_weight": 50}, {"pause": {"duration": "30s"}}, {"set_weight": 100}],
+        "analysis": {"metrics": [metric], "starting_step": 1},
+    }
+    load = asyncio.create_task(run_load(endpoint + "/", rps=60, duration=6))
+    started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "0.8"})
+    done = await until(demo, started["id"], *FINAL)
+    await load
+    assert done["state"] == "rolled_back", done["reason"]
+    assert "background analysis" in done["reason"]
+    assert await versions(endpoint) == {"v1"}

@@ -208,6 +208,10 @@ class DeploymentWorkflow:
 
     def mark_progress(self) -> None:
         self.progress_marker += 1
+        s = self.status
+        weights = ", ".join(f"{slot} {w}%" for slot, w in s.weights.items()) or "none"
+        step = f"step {s.step} of {s.steps}: " if s.steps else ""
+        workflow.set_current_details(f"**{s.state.value}**: {step}{s.phase}\n\nweights: {weights}")
 
     async def wait_for_promotion(self, reason: str) -> None:
         """Paused until someone promotes (or aborts)."""
