@@ -429,3 +429,23 @@ async def test_a_failing_background_analysis_rolls_back(demo: System) -> None:
     assert done["state"] == "rolled_back", done["reason"]
     assert "background analysis" in done["reason"]
     assert await versions(endpoint) == {"v1"}
+
+
+async def test_a_cancel_while_instances_start_leaves_nothing_behind(demo: System) -> None:
+    endpoint = await first_version(demo)
+    steps = [{"set_weight": 50}, {"pause": {}}]
+    started = await deploy(demo, "v2", {"type": "canary", "steps": steps})
+    await wait_for(
+        lambda: get(demo, started["id"]),
+        lambda d: bool(d["status"]) and d["status"]["phase"] == "starting the canary",
+        every=0.01,
+        what="the canary's instances to be starting",
+    )
+    cancel = await demo.http.delete(
+        "/api/v1/orchestration/workflows/deploy-demo-dev", headers=demo.auth()
+    )
+    assert cancel.status_code == 202
+    done = await until(demo, started["id"], *FINAL)
+    assert done["state"] == "aborted", done["reason"]
+    assert await versions(endpoint) == {"v1"}
+    assert instance_count(demo) == 2

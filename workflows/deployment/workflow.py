@@ -66,6 +66,9 @@ class DeploymentWorkflow:
         self.approval_needed: tuple[int, list[str]] | None = None
         self.progress_marker = 0
         self.ending: DeploymentState | None = None
+        self.committed = False
+        self.cancel_requested = False
+        self.cleanup: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -86,6 +89,12 @@ class DeploymentWorkflow:
             main.result()
         except BaseException as err:
             watchdog.cancel()
+            # A cancellation reaches this task only: stop the rollout's own task too, and
+            # let its step finish being cancelled, before undoing anything.
+            if not main.done():
+                self.cancel_requested = True  # a step that ends after all must stop there
+                main.cancel()
+                await asyncio.gather(main, return_exceptions=True)
             return await self._unwind(saga, err)
         await self._finish(DeploymentState.SUCCEEDED, f"{inp.version} serves 100% of the traffic")
         return self.status
@@ -136,6 +145,7 @@ class DeploymentWorkflow:
                 key=f"{inp.deployment_id}:{slot}:{count}",
             )
         )
+        self._check_abort()
         self.mark_progress()
 
     async def scale_stable(
@@ -166,8 +176,9 @@ class DeploymentWorkflow:
                 slot=slot,
                 count=count,
                 key=f"{inp.deployment_id}:{slot}:{count}",
-            )  # fmt: skip
+            )
         )
+        self._check_abort()
         self.mark_progress()
 
     async def route(self, weights: dict[str, int], record: bool = True) -> None:
@@ -177,6 +188,7 @@ class DeploymentWorkflow:
         self.status.weights = dict(state.weights)
         self.status.endpoint = state.endpoint
         if record:
+            self._check_abort()
             self.mark_progress()
 
     async def analyse(self, spec: AnalysisSpec, where: str) -> None:
@@ -195,10 +207,15 @@ class DeploymentWorkflow:
         """The commit point: all traffic on the new set, then the old set goes."""
         await self.route({new: 100, **({stable: 0} if stable else {})})
         saga.undo.clear()  # from here on the new version is the stable one
+        self.committed = True
+        self.status.stable_slot, self.status.new_slot = new, None
         if stable is not None:
             self.status.phase = "removing the previous version"
-            await acts.remove_set(self.inp.component, self.inp.environment, stable)
-        self.status.stable_slot, self.status.new_slot = new, None
+            # Shielded: a cancellation now must not leave the old set half removed.
+            self.cleanup = asyncio.create_task(
+                acts.remove_set(self.inp.component, self.inp.environment, stable)
+            )
+            await asyncio.shield(self.cleanup)
 
     def _record_measurement(self, m: Measurement) -> None:
         self.status.measurements.append(m)
@@ -272,9 +289,13 @@ class DeploymentWorkflow:
         self.mark_progress()
 
     def _aborting(self) -> bool:
-        return self.abort_request is not None
+        return self.abort_request is not None or self.cancel_requested
 
     def _check_abort(self) -> None:
+        if self.cancel_requested:
+            # An activity that completed although its cancellation was asked for returns
+            # normally (WAIT_CANCELLATION_COMPLETED): the rollout stops at the next check.
+            raise asyncio.CancelledError()
         if self.abort_request is not None:
             who = self.abort_request.by or "someone"
             why = f": {self.abort_request.reason}" if self.abort_request.reason else ""
@@ -314,6 +335,17 @@ class DeploymentWorkflow:
 
     async def _unwind(self, saga: Saga, err: BaseException) -> DeploymentStatus:
         cancelled = is_cancelled_exception(err)
+        if cancelled and self.committed:
+            # Too late to undo: the new version already serves all traffic. Finish the
+            # clean-up and say what happened rather than calling it aborted.
+            if self.cleanup is not None:
+                await asyncio.gather(self.cleanup, return_exceptions=True)
+            await self._finish(
+                DeploymentState.SUCCEEDED,
+                f"{self.inp.version} serves 100% of the traffic (a cancellation arrived after"
+                " the switch; nothing was undone)",
+            )
+            return self.status
         if isinstance(err, RollbackNeeded):
             state, reason = err.state, err.reason
         elif cancelled:
