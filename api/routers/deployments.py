@@ -106,7 +106,7 @@ def _view(request: Request, settings: Settings, row: DeploymentRow) -> Deploymen
         finished_at=row.finished_at,
         status=DeploymentStatus.model_validate(row.status) if row.status else None,
         links=DeploymentLinks(
-            self=str(request.url_for("get_deployment", deployment_id=row.id).path),
+            self=f"{request.scope.get('root_path', '')}/api/v1/deployments/{row.id}",
             temporal_ui=f"{ui}/{row.workflow_id}/{row.run_id or ''}",
         ),
     )

@@ -87,7 +87,8 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:@/-]{1,200}$")
 
 
 def _links(request: Request, settings: Settings, wf_id: str, run_id: str) -> Links:
-    path = str(request.url_for("get_workflow", workflow_id=wf_id).path)
+    # Formatted, not request.url_for: that walks every route, a cost on the hot path.
+    path = f"{request.scope.get('root_path', '')}/api/v1/orchestration/workflows/{wf_id}"
     ui = f"{settings.temporal_ui}/namespaces/{settings.temporal_namespace}/workflows/{wf_id}"
     return Links(self=path, cancel=path, temporal_ui=f"{ui}/{run_id}")
 
