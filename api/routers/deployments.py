@@ -38,7 +38,6 @@ from workflows.conditions import ConditionError, validate
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
 QUERY_TIMEOUT = timedelta(seconds=3)
-ACTIONS = ("promote", "pause", "resume", "abort", "approve")
 
 
 class DeploymentLinks(BaseModel):

@@ -20,10 +20,6 @@ class Saga:
     def add(self, name: str, fn: Undo) -> None:
         self.undo.append((name, fn))
 
-    def discard(self, name: str) -> None:
-        """Forget a compensation once its step can no longer be undone (a commit point)."""
-        self.undo = [(n, fn) for n, fn in self.undo if n != name]
-
     async def compensate(self) -> list[str]:
         """Run every compensation, newest first; one that fails does not stop the others.
         Returns the names of those that failed."""
