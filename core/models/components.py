@@ -8,8 +8,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.models.names import ComponentName
+
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
-NAME_PATTERN = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 
 
@@ -94,7 +95,7 @@ class ComponentSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., pattern=NAME_PATTERN, description="unique, DNS-label style")
+    name: ComponentName = Field(..., description="unique, DNS-label style")
     description: str = Field("", max_length=2000)
     owner: str = Field("", max_length=200)
     labels: dict[str, str] = Field(default_factory=dict)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.models.analysis import AnalysisResult, AnalysisSpec, Measurement
 from core.models.apikeys import Role
 from core.models.durations import Duration
-from core.models.infrastructure import ENVIRONMENT_PATTERN
+from core.models.names import ComponentName, EnvironmentName, EnvVars, VersionLabel
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -117,12 +117,16 @@ class DeploymentRequest(BaseModel):
 
     model_config = _STRICT
 
-    component: str
-    environment: str = Field(..., pattern=ENVIRONMENT_PATTERN)
-    version: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.+-]*$")
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
     strategy: Strategy = Field(default_factory=RollingStrategy)
     replicas: int | None = Field(None, ge=1, le=100, description="default: the component's")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvVars = Field(
+        default_factory=dict,
+        description="environment overrides of the new version; loader, interpreter and shell"
+        " hooks (LD_*, PYTHON*, NODE_OPTIONS, BASH_ENV, PATH, ...) are refused",
+    )
     description: str = Field("", max_length=500)
 
 

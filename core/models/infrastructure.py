@@ -7,8 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SLOT_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
-ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]{0,61}$"
+from core.models.names import ComponentName, EnvironmentName, EnvVars, SlotName, VersionLabel
 
 
 class InstanceSetSpec(BaseModel):
@@ -20,12 +19,14 @@ class InstanceSetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    component: str
-    environment: str = Field(..., pattern=ENVIRONMENT_PATTERN)
-    version: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.+-]*$")
-    slot: str = Field(..., pattern=SLOT_PATTERN)
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
+    slot: SlotName
     count: int = Field(..., ge=0, le=100)
-    env_overrides: dict[str, str] = Field(default_factory=dict)
+    env_overrides: EnvVars | None = Field(
+        None, description="the deployment's overrides; None keeps those the set was started with"
+    )
     key: str = Field("", max_length=300)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.models.infrastructure import ENVIRONMENT_PATTERN, SLOT_PATTERN
+from core.models.names import ComponentName, EnvironmentName, SlotName
 
 
 class TargetRef(BaseModel):
-    component: str
-    environment: str = Field(..., pattern=ENVIRONMENT_PATTERN)
+    component: ComponentName
+    environment: EnvironmentName
 
 
 class SetWeightsRequest(TargetRef):
@@ -17,7 +17,7 @@ class SetWeightsRequest(TargetRef):
 
 
 class RemoveSetRequest(TargetRef):
-    slot: str = Field(..., pattern=SLOT_PATTERN)
+    slot: SlotName
 
 
 class RetireRequest(BaseModel):
@@ -25,8 +25,8 @@ class RetireRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    component: str
-    environment: str | None = Field(None, pattern=ENVIRONMENT_PATTERN)
+    component: ComponentName
+    environment: EnvironmentName | None = Field(None, description="absent: every environment")
 
 
 class RetireResult(BaseModel):
