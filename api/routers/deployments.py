@@ -33,7 +33,7 @@ from core.models.deployments import (
     Strategy,
 )
 from core.settings import Settings
-from workflows.conditions import ConditionError, validate
+from core.conditions import ConditionError, validate
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 

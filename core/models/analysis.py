@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.conditions import validate as validate_condition
 from core.models.durations import Duration
+from core.models.names import ComponentName, EnvironmentName, VersionLabel
 
 # Measured on the router of the target, for the new version, with no configuration.
 BUILTIN_METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms", "request_rate")
+# Built-in metrics that judge requests, so too few requests are no evidence (`min_requests`).
+REQUEST_METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms")
 
 MetricPhase = Literal["successful", "failed", "inconclusive", "error"]
+# A measurement may also find no data: too few requests to judge. It counts toward nothing.
+MeasurementPhase = Literal["successful", "failed", "inconclusive", "error", "no_data"]
+
+# Re-measurements while data is missing, at most, per metric: each waits `interval` (1 s
+# without one), and all of them together at most `no_data_bound` (MetricSpec).
+NO_DATA_RETRIES = 30
+MIN_NO_DATA_SECONDS = 30.0
+# Measurements (with their no-data retries) that the analyses run inside one deployment's
+# history may take in all: each costs about 11 history events, and Temporal terminates a
+# workflow at 51,200. A background analysis runs in a child workflow that continues as new,
+# so it is not counted.
+MAX_INLINE_MEASUREMENTS = 2000
+
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MetricSpec(BaseModel):
@@ -24,19 +42,39 @@ class MetricSpec(BaseModel):
     filled in.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     name: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    query: str | None = Field(None, description="PromQL; absent for the built-in metrics")
-    success_condition: str | None = None
-    failure_condition: str | None = None
+    query: str | None = Field(
+        None, max_length=4000, description="PromQL; absent for the built-in metrics"
+    )
+    success_condition: str | None = Field(None, max_length=500)
+    failure_condition: str | None = Field(None, max_length=500)
     interval: Duration | None = Field(None, description="time between measurements")
     count: int | None = Field(None, ge=1, le=10_000, description="measurements; default 1")
     initial_delay: Duration = 0
-    failure_limit: int = Field(0, ge=-1, description="failed measurements tolerated; -1: any")
-    inconclusive_limit: int = Field(0, ge=0)
-    consecutive_error_limit: int = Field(4, ge=0)
+    failure_limit: int = Field(
+        0, ge=-1, le=10_000, description="failed measurements tolerated; -1: any"
+    )
+    inconclusive_limit: int = Field(0, ge=0, le=10_000)
+    consecutive_error_limit: int = Field(4, ge=0, le=10_000)
+    min_requests: int = Field(
+        10,
+        ge=0,
+        le=1_000_000,
+        description="error_rate and latencies: fewer requests to the new version in the window"
+        " are no data, measured again after `interval` (1 s without one)",
+    )
     dry_run: bool = Field(False, description="measured and shown, never decides")
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _condition(cls, text: str | None) -> str | None:
+        # Checked here, so every way a spec is made (a deployment, a retry, a rollback with a
+        # strategy, the orchestration API) refuses a bad condition with its field's path.
+        if text is not None:
+            validate_condition(text)
+        return text
 
     @model_validator(mode="after")
     def _measurable(self) -> MetricSpec:
@@ -51,11 +89,52 @@ class MetricSpec(BaseModel):
     def measurements(self) -> int:
         return self.count or 1
 
+    @property
+    def no_data_bound(self) -> float:
+        """How long data may be missing, in all, before a measurement is inconclusive."""
+        return max(MIN_NO_DATA_SECONDS, self.measurements * (self.interval or 1.0))
+
+    @property
+    def judges_requests(self) -> bool:
+        return self.query is None and self.name in REQUEST_METRICS
+
 
 class AnalysisSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Metrics measured together; the worst deciding phase wins."""
 
-    metrics: list[MetricSpec] = Field(..., min_length=1)
+    model_config = _STRICT
+    inline: ClassVar[bool] = True  # runs inside the deployment's own history
+
+    metrics: list[MetricSpec] = Field(..., min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AnalysisSpec:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError("metric names must be unique within an analysis")
+        if self.inline and self.budget > MAX_INLINE_MEASUREMENTS:
+            raise ValueError(_over_budget(self.budget))
+        return self
+
+    @property
+    def budget(self) -> int:
+        """The most measurements this analysis can take, no-data retries included."""
+        return sum(m.measurements + NO_DATA_RETRIES for m in self.metrics)
+
+
+def _over_budget(total: int) -> str:
+    return (
+        f"the analyses of this deployment may take {total} measurements (counts plus "
+        f"{NO_DATA_RETRIES} no-data retries per metric); at most {MAX_INLINE_MEASUREMENTS}. "
+        "Use fewer or rarer measurements, or a background analysis"
+    )
+
+
+def check_inline_budget(specs: list[AnalysisSpec]) -> None:
+    """Refuse a deployment whose inline analyses together could overflow its history."""
+    total = sum(s.budget for s in specs)
+    if total > MAX_INLINE_MEASUREMENTS:
+        raise ValueError(_over_budget(total))
 
 
 class RouterCounters(BaseModel):
@@ -69,14 +148,17 @@ class RouterCounters(BaseModel):
 
 
 class MeasureRequest(BaseModel):
-    component: str
-    environment: str
-    version: str
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
     metric: MetricSpec
     since: RouterCounters | None = Field(
         None,
         description="counters of the previous measurement: a built-in metric covers the window"
         " since then",
+    )
+    baseline: bool = Field(
+        False, description="only read the counters, the start of the analysis' window"
     )
 
 
@@ -86,6 +168,9 @@ class MetricValue(BaseModel):
     value: float | None = None
     error: str | None = Field(None, description="why no value could be had (provider failure)")
     counters: RouterCounters | None = None
+    requests: int | None = Field(
+        None, description="built-in metrics: requests of the version in the window"
+    )
 
 
 class Measurement(BaseModel):
@@ -94,7 +179,7 @@ class Measurement(BaseModel):
     metric: str
     index: int
     value: float | None
-    phase: MetricPhase
+    phase: MeasurementPhase
     at: datetime
     message: str
 

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.models.analysis import AnalysisResult, AnalysisSpec, Measurement
+from core.models.analysis import (
+    AnalysisResult,
+    AnalysisSpec,
+    Measurement,
+    check_inline_budget,
+)
 from core.models.apikeys import Role
 from core.models.durations import Duration
 from core.models.names import ComponentName, EnvironmentName, EnvVars, VersionLabel
 
-_STRICT = ConfigDict(extra="forbid")
+# Non-finite numbers are refused everywhere: JSON's `Infinity`/`NaN` would reach the workflow
+# as input it cannot decode, or overflow a timer.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+MAX_STEPS = 100
+# The longest a deployment may go without progress before it fails, at most.
+MAX_PROGRESS_DEADLINE_SECONDS = 7 * 86400.0
 
 
 # ----------------------------------------------------------------------------- canary steps
@@ -58,9 +68,25 @@ CanaryStep = SetWeightStep | PauseStep | AnalysisStep | ApprovalStep
 
 
 class BackgroundAnalysis(AnalysisSpec):
-    """Runs beside the steps, from `starting_step` until the rollout ends."""
+    """Runs beside the steps, from `starting_step` until the rollout ends.
 
-    starting_step: int = Field(0, ge=0)
+    It runs in a child workflow that continues as new, so it may measure for as long as the
+    rollout lasts: a metric with an `interval` and no `count` measures until the end.
+    """
+
+    inline: ClassVar[bool] = False
+
+    starting_step: int = Field(0, ge=0, le=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _paced(self) -> BackgroundAnalysis:
+        for m in self.metrics:
+            if m.count is None and m.interval is not None and m.interval < 1:
+                raise ValueError(
+                    f"background metric {m.name!r} measures until the rollout ends: its "
+                    "interval must be at least 1s"
+                )
+        return self
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -69,9 +95,14 @@ class BackgroundAnalysis(AnalysisSpec):
 class CanaryStrategy(BaseModel):
     model_config = _STRICT
     type: Literal["canary"] = "canary"
-    steps: list[CanaryStep] = Field(..., min_length=1)
+    steps: list[CanaryStep] = Field(..., min_length=1, max_length=MAX_STEPS)
     analysis: BackgroundAnalysis | None = None
-    progress_deadline_seconds: float = Field(600, gt=0)
+    progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> CanaryStrategy:
+        check_inline_budget([s.analysis for s in self.steps if isinstance(s, AnalysisStep)])
+        return self
 
 
 class BlueGreenStrategy(BaseModel):
@@ -84,7 +115,14 @@ class BlueGreenStrategy(BaseModel):
     abort_scale_down_delay_seconds: Duration = 30
     pre_promotion_analysis: AnalysisSpec | None = None
     post_promotion_analysis: AnalysisSpec | None = None
-    progress_deadline_seconds: float = Field(600, gt=0)
+    progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> BlueGreenStrategy:
+        check_inline_budget(
+            [a for a in (self.pre_promotion_analysis, self.post_promotion_analysis) if a]
+        )
+        return self
 
 
 class RollingStrategy(BaseModel):
@@ -94,7 +132,7 @@ class RollingStrategy(BaseModel):
     max_unavailable: int = Field(0, ge=0, le=100)
     batch_size: int | None = Field(None, ge=1, le=100, description="replaces surge/unavailable")
     pause_between_batches: Duration = 0
-    progress_deadline_seconds: float = Field(600, gt=0)
+    progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
 
     @model_validator(mode="after")
     def _progress_possible(self) -> RollingStrategy:
@@ -109,6 +147,9 @@ Strategy = Annotated[
 
 
 # ----------------------------------------------------------------------------- requests
+
+UiActions = Literal["all", "safe", "none"]
+"""`all`: every signal; `safe`: pause and abort only (they can only stop a rollout); `none`."""
 
 
 class DeploymentRequest(BaseModel):
@@ -137,6 +178,10 @@ class DeploymentInput(DeploymentRequest):
     initiator: str
     replicas_resolved: int = Field(..., ge=1, le=100)
     rollback_of: str | None = None
+    ui_actions: UiActions = Field(
+        "all",
+        description="which signals sent from the Temporal UI are honoured (R2C_UI_ACTIONS)",
+    )
 
 
 class DeploymentState(StrEnum):

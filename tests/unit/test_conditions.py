@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from workflows.conditions import MAX_LENGTH, ConditionError, evaluate, validate
+from core.conditions import MAX_LENGTH, ConditionError, evaluate, validate
 
 NAN = float("nan")
 INF = float("inf")

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         MetricValue,
         RouterCounters,
     )
-    from workflows.conditions import ConditionError, evaluate
+    from core.conditions import ConditionError, evaluate
     from workflows.deployment import activities as acts
 
 Recorder = Callable[[Measurement], None]

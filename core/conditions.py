@@ -12,10 +12,14 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import sys
 from collections.abc import Callable
 from functools import lru_cache
 
 MAX_LENGTH = 500
+# Literals beyond the largest float are refused: a float cannot hold them (`1e999` parses as
+# inf; an integer of 400 digits overflows when judged), and no measurement is that large.
+MAX_NUMBER = sys.float_info.max
 # Bounds the recursion of checking and evaluating, far below any stack limit in a worker.
 MAX_DEPTH = 50
 FUNCTIONS = ("len", "min", "max", "sum", "avg", "abs", "is_nan")
@@ -69,6 +73,9 @@ def _check(node: ast.expr, source: str, depth: int) -> None:
         if not isinstance(node.value, bool | int | float):  # refuses complex numbers too
             kind = "a string" if isinstance(node.value, str | bytes) else repr(node.value)
             raise _error(f"{kind} is not allowed", source, node, "conditions work on numbers")
+        if not _finite(node.value):  # `1e999` parses as inf; `9` * 400 overflows a float
+            hint = f"numbers must be finite and at most {MAX_NUMBER:.3g} in size"
+            raise _error(f"the number {_text(source, node)} is too large", source, node, hint)
     elif isinstance(node, ast.Name):
         if node.id != "result":
             raise _error(f"unknown name {node.id!r}", source, node, "only `result` is defined")
@@ -97,6 +104,13 @@ def _check(node: ast.expr, source: str, depth: int) -> None:
     for child in children:
         if isinstance(child, ast.expr):
             _check(child, source, depth + 1)
+
+
+def _finite(value: float | int | bool) -> bool:
+    try:
+        return math.isfinite(value) and abs(value) <= MAX_NUMBER
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _index(node: ast.expr) -> int | None:
@@ -148,7 +162,12 @@ def evaluate(expression: str, result: float | int | bool | list[float] | None) -
     if result is not None and not all(isinstance(v, int | float) for v in values):
         raise ConditionError(f"`result` must be a number or a list of numbers, not {result!r}")
     evaluator = _Evaluator(source, result)
-    return evaluator.truth(evaluator.calc(body), body)
+    try:
+        return evaluator.truth(evaluator.calc(body), body)
+    except (ArithmeticError, RecursionError, MemoryError) as e:
+        # Whatever the result holds, judging it must fail as a condition error (a failed
+        # measurement), never as an exception that escapes into workflow code.
+        raise _error(f"cannot evaluate: {type(e).__name__}: {e}", source) from None
 
 
 def _total(values: list[float]) -> float:
@@ -168,7 +187,7 @@ class _Evaluator:
         if isinstance(value, list):
             hint = "compare it, e.g. max(result) < 1"
             raise _error(f"{text} is a list, not true or false", self.source, hint=hint)
-        if math.isnan(value):
+        if isinstance(value, float) and math.isnan(value):
             raise _error(
                 f"{text} is NaN, neither true nor false", self.source, hint="test is_nan()"
             )
