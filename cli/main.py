@@ -94,12 +94,16 @@ def router(
     table: Annotated[Path, typer.Option(help="the routing table file to follow")],
     port: Annotated[int, typer.Option(help="port to listen on")],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
+    admin_port: Annotated[
+        int | None,
+        typer.Option(help="port of /status and /metrics, on 127.0.0.1 only; none if absent"),
+    ] = None,
 ) -> None:
     """Run a router (started by the local provider, one per component and environment)."""
     from activities.infrastructure.local.router.main import run_router
 
     setup_logging("INFO", "router")
-    raise typer.Exit(_run(run_router(table, host, port)))
+    raise typer.Exit(_run(run_router(table, host, port, admin_port)))
 
 
 @apikey_app.command("create")

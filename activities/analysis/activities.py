@@ -33,7 +33,6 @@ from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
 HTTP_TIMEOUT = 5.0
 # How long `request_rate` watches the router's counters (see `AnalysisActivities`).
 RATE_SAMPLE_SECONDS = 1.0
-METRICS_PATH = "/_r2c/metrics"
 
 
 class MeasurementError(Exception):
@@ -103,7 +102,13 @@ class AnalysisActivities:
             raise MeasurementError(
                 f"{component}/{environment} has no router to measure: nothing is deployed there"
             )
-        return state.endpoint.rstrip("/") + METRICS_PATH
+        if state.metrics_url is None:
+            raise MeasurementError(
+                f"the router of {component}/{environment} has no admin port yet (started by an "
+                "older version); the next deployment step or a worker restart replaces it"
+            )
+        # The admin port, not the public endpoint: there /_r2c/metrics is the application's.
+        return state.metrics_url
 
     async def _read(self, url: str, version: str) -> RouterCounters:
         """The router's cumulative counters of `version` (zero if it has seen no request)."""

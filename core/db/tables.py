@@ -62,7 +62,8 @@ class InstanceRow(Base):
 
     __tablename__ = "instances"
 
-    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # `<component>.<environment>.<slot>.<n>` (core/ids.py): 63 + 62 + 31 + a number + dots.
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
     component_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("components.id", ondelete="CASCADE")
     )

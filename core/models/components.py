@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import string
+from collections.abc import Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -12,13 +12,55 @@ from core.models.names import ComponentName
 
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
+# `{{` and `}}` are literal braces; `{name}` a placeholder; any other brace is an error.
+_TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 def _placeholders(text: str) -> set[str]:
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError as err:
-        raise ValueError(f"{text!r} is not a valid template: {err}") from None
+    """The placeholders of a command or env template.
+
+    Only bare `{port}`, `{version}` and `{instance}` are accepted: a format spec or a
+    conversion (`{port:>999999999}`, `{port!r}`) would let a definition build huge strings or
+    call `repr`, and templates are filled by `fill_template`, which knows neither.
+    """
+    names = set()
+    for match in _TEMPLATE_TOKEN.finditer(text):
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            continue
+        field = match.group(1)
+        if field is None:
+            raise ValueError(
+                f"{text!r} is not a valid template: a single {token!r} (double it for a literal)"
+            )
+        if any(c in field for c in ":!.[") or not field:
+            raise ValueError(
+                f"{{{field}}} in {text!r}: placeholders take no format spec, conversion, "
+                "attribute or index; write exactly {port}, {version} or {instance}"
+            )
+        names.add(field)
+    return names
+
+
+def fill_template(template: str, values: Mapping[str, str]) -> str:
+    """Replace `{port}`, `{version}`, `{instance}` with `values`, `{{`/`}}` with braces.
+
+    Not `str.format`: values are inserted as they are, and nothing in the template can ask for
+    padding, conversions or attribute access. Raises ValueError on anything else in braces.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        field = match.group(1)
+        if field is None or field not in values:
+            raise ValueError(f"{token!r} in {template!r} is not a known placeholder")
+        return values[field]
+
+    return _TEMPLATE_TOKEN.sub(replace, template)
 
 
 class HealthCheckSpec(BaseModel):

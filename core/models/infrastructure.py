@@ -62,6 +62,12 @@ class TargetState(BaseModel):
     component: str
     environment: str
     endpoint: str | None = Field(None, description="the stable URL clients use (the router)")
+    admin_endpoint: str | None = Field(
+        None, description="the router's own status and metrics, on 127.0.0.1 only"
+    )
+    metrics_url: str | None = Field(
+        None, description="the router's request metrics by version (Prometheus text)"
+    )
     router_pid: int | None = None
     router_alive: bool = False
     generation: int = 0

@@ -21,7 +21,7 @@ from cli.processes import free_port
 from tests.conftest import need
 from tests.support import wait_for
 
-METRICS_PATH = "/_r2c/metrics"
+METRICS_PATH = "/metrics"  # on the router's admin port
 
 
 @dataclass
@@ -79,7 +79,7 @@ def prometheus_binary() -> str:
 async def running_prometheus(
     base: Path, targets: list[str], http: httpx.AsyncClient
 ) -> AsyncIterator[PrometheusServer]:
-    """Start Prometheus scraping `targets` (host:port); yield once every target is up."""
+    """Start Prometheus scraping `targets` (routers' admin host:port); yield once all are up."""
     binary = prometheus_binary()
     base.mkdir(parents=True, exist_ok=True)
     config = base / "prometheus.yml"

@@ -155,9 +155,11 @@ async def test_request_rate_is_measured_while_traffic_flows(
 ) -> None:
     activities = AnalysisActivities(provider, http, None, rate_sample=1.0)
     load = asyncio.create_task(run_load(endpoint + "/", rps=100, duration=3))
+    metrics_url = (await provider.state("demo", "dev")).metrics_url
+    assert metrics_url is not None
 
     async def requests_seen() -> int:
-        text = (await http.get(endpoint + "/_r2c/metrics")).text
+        text = (await http.get(metrics_url)).text
         return parse(text).get("v2", RouterCounters()).requests
 
     await wait_for(requests_seen, lambda n: n > 0, what="traffic through the router")
@@ -198,6 +200,7 @@ class Scraped:
     provider: LocalProvider
     http: httpx.AsyncClient
     endpoint: str
+    metrics_url: str
     prometheus: PrometheusServer
 
     def activities(self) -> AnalysisActivities:
@@ -225,9 +228,11 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scr
             endpoint = await canary_target(provider)
             warm_up = await run_load(endpoint + "/", rps=100, duration=0.5)
             assert warm_up.by_version["v2"].failed > 0 and warm_up.by_version["v1"].requests > 0
-            target = endpoint.removeprefix("http://")
+            state = await provider.state("demo", "dev")
+            assert state.admin_endpoint is not None and state.metrics_url is not None
+            target = state.admin_endpoint.removeprefix("http://")
             async with running_prometheus(base / "prometheus", [target], http) as prometheus:
-                scraped = Scraped(provider, http, endpoint, prometheus)
+                scraped = Scraped(provider, http, endpoint, state.metrics_url, prometheus)
                 await wait_for(
                     lambda: scraped.scraped_total("v2"), lambda n: n > 0, what="first sample"
                 )
@@ -239,7 +244,7 @@ async def scraped(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scr
 async def test_a_promql_metric_measures_the_error_share(scraped: Scraped) -> None:
     activities = scraped.activities()
     report = await run_load(scraped.endpoint + "/", rps=100, duration=3)
-    router = parse((await scraped.http.get(scraped.endpoint + "/_r2c/metrics")).text)
+    router = parse((await scraped.http.get(scraped.metrics_url)).text)
     # Until Prometheus has scraped the final counters, the rates are still moving.
     await wait_for(
         lambda: scraped.scraped_total("v2"),

@@ -174,10 +174,10 @@ async def test_environment_overrides_make_a_version_bad(provider: LocalProvider)
         component, ensure("canary", "v2", 1, env_overrides={"DEMO_ERROR_RATE": "1.0"})
     )
     state = await provider.set_weights(component, "dev", {"canary": 100})
-    assert state.endpoint is not None
+    assert state.endpoint is not None and state.metrics_url is not None
     async with httpx.AsyncClient() as http:
         assert (await http.get(state.endpoint + "/")).status_code == 500
-        metrics = (await http.get(state.endpoint + "/_r2c/metrics")).text
+        metrics = (await http.get(state.metrics_url)).text
     assert (
         'r2c_router_requests_total{component="demo",environment="dev",version="v2",code="500"} 1'
         in metrics

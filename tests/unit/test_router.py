@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from activities.infrastructure.local.router.metrics import RouterMetrics
-from activities.infrastructure.local.router.proxy import Request, Router
+from activities.infrastructure.local.router.balancer import Router
+from activities.infrastructure.local.router.client import Request
 from activities.infrastructure.local.router.table import (
     Backend,
     RouteTable,
@@ -74,15 +75,42 @@ def test_upstream_request_drops_hop_by_hop_headers() -> None:
     req = Request(
         b"POST",
         b"/x?y=1",
-        [(b"Host", b"h"), (b"Connection", b"keep-alive"), (b"Transfer-Encoding", b"chunked")],
+        [(b"host", b"h"), (b"connection", b"keep-alive"), (b"transfer-encoding", b"chunked")],
         b"body",
         True,
         b"10.0.0.1",
     )
     raw = req.upstream_bytes()
-    assert raw.startswith(b"POST /x?y=1 HTTP/1.1\r\nHost: h\r\n")
-    assert b"Connection" not in raw and b"chunked" not in raw
-    assert raw.endswith(b"x-forwarded-for: 10.0.0.1\r\ncontent-length: 4\r\n\r\nbody")
+    assert raw.startswith(b"POST /x?y=1 HTTP/1.1\r\nhost: h\r\n")
+    assert b"connection" not in raw and b"chunked" not in raw
+    assert raw.endswith(b"content-length: 4\r\n\r\nbody")
+
+
+def test_forwarding_headers_of_the_client_are_replaced_unless_trusted() -> None:
+    req = Request(
+        b"GET",
+        b"/",
+        [
+            (b"host", b"shop.example"),
+            (b"x-forwarded-for", b"1.2.3.4"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-real-ip", b"1.2.3.4"),
+            (b"forwarded", b"for=1.2.3.4"),
+        ],
+        b"",
+        True,
+        b"10.0.0.1",
+    )
+    raw = req.upstream_bytes()
+    assert b"1.2.3.4" not in raw and b"https" not in raw
+    assert b"x-forwarded-for: 10.0.0.1\r\n" in raw
+    assert b"x-forwarded-proto: http\r\n" in raw
+    assert b"x-forwarded-host: shop.example\r\n" in raw
+    trusted = req.upstream_bytes(trust_forwarded=True)
+    assert b"x-forwarded-for: 1.2.3.4, 10.0.0.1\r\n" in trusted
+    assert (
+        b"x-forwarded-proto: https\r\n" in trusted and b"x-forwarded-proto: http\r\n" not in trusted
+    )
 
 
 def test_metrics_are_prometheus_text_by_version() -> None:

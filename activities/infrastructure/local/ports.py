@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from activities.infrastructure.local.paths import FILE_MODE, private_dir, private_file
 
 DEFAULT_RANGE = (20000, 29999)
 
@@ -21,13 +24,15 @@ class PortAllocator:
     """A registry of the ports this system handed out, shared by every process on the host."""
 
     def __init__(self, root: Path, port_range: tuple[int, int] = DEFAULT_RANGE) -> None:
+        self.root = root
         self.registry = root / "ports.json"
         self.lock_file = root / "ports.lock"
         self.low, self.high = port_range
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, str]]:
-        self.registry.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root, self.root)
+        private_file(self.lock_file)
         with open(self.lock_file, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             taken: dict[str, str] = (
@@ -35,7 +40,10 @@ class PortAllocator:
             )
             yield taken
             tmp = self.registry.with_suffix(".tmp")
-            tmp.write_text(json.dumps(taken, indent=1, sort_keys=True))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            os.fchmod(fd, FILE_MODE)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(taken, indent=1, sort_keys=True))
             tmp.replace(self.registry)
 
     def allocate(self, owner: str, wanted: int | None = None) -> int:
@@ -66,6 +74,11 @@ class PortAllocator:
     def release(self, port: int) -> None:
         with self._locked() as taken:
             taken.pop(str(port), None)
+
+    def held(self) -> dict[int, str]:
+        """Every port handed out, with its owner (a snapshot)."""
+        with self._locked() as taken:
+            return {int(port): owner for port, owner in taken.items()}
 
 
 def _bindable(port: int) -> bool:

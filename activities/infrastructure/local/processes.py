@@ -36,7 +36,7 @@ def start_detached(
     posix_spawn rather than subprocess.Popen: no Popen object stays behind to complain at
     exit about a child that is meant to outlive us.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     args = list(argv)
     if cwd:  # posix_spawn cannot change directory before exec: a shell does it
         args = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', cwd, *args]
@@ -47,7 +47,8 @@ def start_detached(
         setsid=True,
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+            # Logs may hold what the process prints of its secrets: its user's only.
+            (os.POSIX_SPAWN_OPEN, 1, str(log_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
             (os.POSIX_SPAWN_DUP2, 1, 2),
         ],
     )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,24 +18,20 @@ from pathlib import Path
 import httpx
 
 from activities.infrastructure.local import processes
+from activities.infrastructure.local.launch import instance_argv, instance_env
 from activities.infrastructure.local.orphans import kill_orphans
+from activities.infrastructure.local.paths import child
 from activities.infrastructure.local.ports import DEFAULT_RANGE, PortAllocator
-from activities.infrastructure.local.router.table import (
-    Backend,
-    HealthPolicy,
-    RouterStatus,
-    RouteTable,
-    write_table,
-)
+from activities.infrastructure.local.routers import Routers
 from activities.infrastructure.local.state import (
     InstanceRecord,
-    RouterRecord,
     SetRecord,
     TargetFiles,
     TargetRecord,
 )
 from core.db.tables import utcnow
 from core.errors import ConflictError, InfrastructureError, InvalidInputError
+from core.ids import instance_id
 from core.models.components import Component, RuntimeSpec
 from core.models.infrastructure import (
     InstanceInfo,
@@ -45,20 +40,12 @@ from core.models.infrastructure import (
     SetInfo,
     TargetState,
 )
+from core.models.names import COMPONENT_PATTERN, ENVIRONMENT_PATTERN
 
 log = logging.getLogger("r2c.infra.local")
 
 STARTUP_TIMEOUT = 60.0
-ROUTER_ACK_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 10.0
-# Variables of our own processes that an instance must not inherit (ports, credentials).
-_PRIVATE_PREFIXES = ("R2C_", "VAULT_", "TEMPORAL_", "POSTGRES_")
-_PRIVATE_NAMES = {"PORT", "METRICS_PORT", "JAEGER_ENDPOINT", "PROMETHEUS_URL"}
-
-
-def cli_argv(*args: str) -> list[str]:
-    """This installation's `r2c`, whatever is on PATH."""
-    return [sys.executable, "-m", "cli", *args]
 
 
 class LocalProvider:
@@ -73,10 +60,12 @@ class LocalProvider:
     ) -> None:
         self.root = home.resolve() / "infra"
         self.ports = PortAllocator(self.root, port_range)
+        self.routers = Routers(self.ports, http)
         self.http = http
         self.startup_timeout = startup_timeout
 
     def files(self, component: str, environment: str) -> TargetFiles:
+        """The target's files; InvalidInputError if a name would lead outside the root."""
         return TargetFiles(self.root, component, environment)
 
     # ------------------------------------------------------------------ interface
@@ -84,8 +73,8 @@ class LocalProvider:
     async def ensure_instances(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
         files = self.files(component.name, spec.environment)
         async with files.locked() as rec:
-            kill_orphans(files.dir, _known_pids(rec))
-            await self._ensure_router(component, files, rec)
+            kill_orphans(files.dir, _known_sessions(rec))
+            await self.routers.ensure(component, files, rec)
             current = rec.sets.get(spec.slot)
             if current is not None and current.version != spec.version:
                 if rec.weights.get(spec.slot, 0) > 0:
@@ -97,28 +86,37 @@ class LocalProvider:
                 current = None
             if current is None:
                 current = rec.sets[spec.slot] = SetRecord(version=spec.version, desired=0)
+            # None: a set grown back or healed keeps the overrides it was started with.
+            if spec.env_overrides is not None:
+                current.env_overrides = dict(spec.env_overrides)
             current.desired, current.key = spec.count, spec.key
-            current.env_overrides = spec.env_overrides
             self._forget_dead(current)
             surplus = current.instances[spec.count :]
             current.instances = current.instances[: spec.count]
             while len(current.instances) < spec.count:
-                current.instances.append(self._start_instance(component, files, rec, spec))
+                current.instances.append(
+                    self._start_instance(component, files, rec, spec.slot, current)
+                )
                 files.save(rec)  # recorded at once: a crash now must not orphan it
-            await self._wait_healthy(component.runtime, files, current.instances)
-            await self._publish(component, files, rec)
+            await self._wait_healthy(component.runtime, files, rec, current)
+            await self.routers.publish(component, files, rec)
             await self._drain_and_stop(files, rec, surplus)
             return self._set_info(spec.slot, current, rec, files, healthy=None)
 
     async def set_weights(
         self, component: Component, environment: str, weights: dict[str, int]
     ) -> TargetState:
+        if not weights:
+            raise InvalidInputError(
+                "an empty weight table routes nothing and says so for no slot",
+                hint='give each slot its weight; {"blue": 0} sends no traffic at all',
+            )
         files = self.files(component.name, environment)
         async with files.locked() as rec:
             _check_weights(rec, weights)
-            await self._ensure_router(component, files, rec)
+            await self.routers.ensure(component, files, rec)
             rec.weights = dict(weights)
-            await self._publish(component, files, rec)
+            await self.routers.publish(component, files, rec)
         return await self.state(component.name, environment)
 
     async def remove_set(self, component: str, environment: str, slot: str) -> None:
@@ -136,52 +134,56 @@ class LocalProvider:
                 )
             del rec.sets[slot]
             rec.weights.pop(slot, None)
-            await self._publish(None, files, rec)
+            await self.routers.publish(None, files, rec)
             await self._drain_and_stop(files, rec, removed.instances)
 
     async def retire(self, component: str, environment: str | None = None) -> None:
-        for env in [environment] if environment else await self.environments(component):
-            files = self.files(component, env)
+        # Every path is checked before anything stops or is deleted.
+        envs = [environment] if environment else await self.environments(component)
+        for files in [self.files(component, env) for env in envs]:
             if not files.dir.exists():
                 continue
             async with files.locked() as rec:
                 await self._stop([i for s in rec.sets.values() for i in s.instances])
-                if rec.router is not None:
-                    await processes.stop(rec.router.pid, rec.router.ticks)
-                    self.ports.release(rec.router.port)
+                await self.routers.stop(files, rec)
                 kill_orphans(files.dir, set())
             files.remove()
-            log.info("retired", extra={"component": component, "environment": env})
+            log.info("retired", extra={"component": component, "environment": files.environment})
 
     async def environments(self, component: str) -> list[str]:
-        base = self.root / component
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return _subfolders(child(self.root, component), ENVIRONMENT_PATTERN)
 
     async def targets(self) -> list[tuple[str, str]]:
-        if not self.root.is_dir():
-            return []
         return [
-            (c.name, e.name)
-            for c in sorted(p for p in self.root.iterdir() if p.is_dir())
-            for e in sorted(p for p in c.iterdir() if p.is_dir())
+            (c, e)
+            for c in _subfolders(self.root, COMPONENT_PATTERN)
+            for e in _subfolders(child(self.root, c), ENVIRONMENT_PATTERN)
         ]
 
     async def state(self, component: str, environment: str) -> TargetState:
         files = self.files(component, environment)
         rec = files.load()
-        router_alive = rec.router is not None and processes.alive(rec.router.pid, rec.router.ticks)
+        router = rec.router
+        router_alive = router is not None and processes.alive(router.pid, router.ticks)
         health: dict[str, bool] = {}
         generation = rec.generation
-        if router_alive and rec.router is not None:
-            status = await self._router_status(rec.router.port)
+        if router_alive and router is not None:
+            status = await self.routers.status(router)
             if status is not None:
                 health = {b.instance_id: b.healthy for b in status.backends}
                 generation = status.generation
+        admin = (
+            f"http://127.0.0.1:{router.admin_port}"
+            if router is not None and router.admin_port is not None
+            else None
+        )
         return TargetState(
             component=component,
             environment=environment,
-            endpoint=f"http://127.0.0.1:{rec.router.port}" if rec.router else None,
-            router_pid=rec.router.pid if rec.router else None,
+            endpoint=f"http://127.0.0.1:{router.port}" if router else None,
+            admin_endpoint=admin,
+            metrics_url=f"{admin}/metrics" if admin else None,
+            router_pid=router.pid if router else None,
             router_alive=router_alive,
             generation=generation,
             weights=rec.weights,
@@ -191,50 +193,59 @@ class LocalProvider:
         )
 
     async def reconcile(self) -> list[str]:
-        """Restart routers that died while nothing touched their target (worker start-up)."""
+        """Restart routers that died while nothing touched their target (worker start-up),
+        and replace those that have no admin port yet."""
         restarted = []
         for component, environment in await self.targets():
             files = self.files(component, environment)
             rec = files.load()
-            if rec.router and not processes.alive(rec.router.pid, rec.router.ticks):
+            router = rec.router
+            if router and (
+                router.admin_port is None or not processes.alive(router.pid, router.ticks)
+            ):
                 async with files.locked() as locked:
-                    await self._ensure_router(None, files, locked)
+                    await self.routers.ensure(None, files, locked)
                 restarted.append(f"{component}/{environment}")
         return restarted
 
     # ------------------------------------------------------------------ instances
 
     def _start_instance(
-        self, component: Component, files: TargetFiles, rec: TargetRecord, spec: InstanceSetSpec
+        self,
+        component: Component,
+        files: TargetFiles,
+        rec: TargetRecord,
+        slot: str,
+        current: SetRecord,
     ) -> InstanceRecord:
-        instance_id = f"{component.name}-{spec.environment}-{spec.slot}-{rec.next_instance}"
+        name = instance_id(component.name, files.environment, slot, rec.next_instance)
         rec.next_instance += 1
-        port = self.ports.allocate(owner=instance_id)
-        values = {"port": str(port), "version": spec.version, "instance": instance_id}
+        log_file = files.log_file(name)
+        port = self.ports.allocate(owner=name)
+        values = {"port": str(port), "version": current.version, "instance": name}
         runtime = component.runtime
-        argv = [arg.format(**values) for arg in runtime.command]
-        if argv[0] == "r2c":
-            argv = cli_argv(*argv[1:])
-        env = {k: v for k, v in os.environ.items() if not _private(k)}
-        env.update({k: v.format(**values) for k, v in runtime.env.items()})
-        env.update({k: v.format(**values) for k, v in spec.env_overrides.items()})
-        env.update(R2C_INSTANCE=instance_id, R2C_TARGET=str(files.dir))
         try:
-            pid, ticks = processes.start_detached(
-                argv, env, runtime.working_dir, files.logs / f"{instance_id}.log"
-            )
+            argv = instance_argv(runtime, values)
+            env = instance_env(runtime, current.env_overrides, values, files.dir)
+            pid, ticks = processes.start_detached(argv, env, runtime.working_dir, log_file)
+        except ValueError as err:  # a template stored before templates were checked
+            self.ports.release(port)
+            raise InvalidInputError(
+                f"the runtime of {component.name} cannot be filled in: {err}",
+                hint="fix the component's runtime (PUT /api/v1/components/{id})",
+            ) from err
         except OSError as err:
             self.ports.release(port)
             raise InvalidInputError(
-                f"cannot run {argv[0]!r} for {component.name}: {err.strerror or err}",
+                f"cannot run {runtime.command[0]!r} for {component.name}: {err.strerror or err}",
                 hint="fix the component's runtime.command (PUT /api/v1/components/{id})",
             ) from err
         log.info(
             "instance started",
-            extra={"instance": instance_id, "pid": pid, "port": port, "version": spec.version},
+            extra={"instance": name, "pid": pid, "port": port, "version": current.version},
         )
         return InstanceRecord(
-            instance_id=instance_id, port=port, pid=pid, ticks=ticks, started_at=utcnow()
+            instance_id=name, port=port, pid=pid, ticks=ticks, started_at=utcnow()
         )
 
     def _forget_dead(self, current: SetRecord) -> None:
@@ -248,20 +259,22 @@ class LocalProvider:
         current.instances = [i for i in current.instances if processes.alive(i.pid, i.ticks)]
 
     async def _wait_healthy(
-        self, runtime: RuntimeSpec, files: TargetFiles, instances: Iterable[InstanceRecord]
+        self, runtime: RuntimeSpec, files: TargetFiles, rec: TargetRecord, current: SetRecord
     ) -> None:
+        """Wait until every new instance of `current` passes its check; an instance that
+        exits or stays unhealthy is stopped and taken out of the set, its port given back."""
         check = runtime.health_check
-        waiting = {i.instance_id: i for i in instances if not i.healthy_once}
+        waiting = {i.instance_id: i for i in current.instances if not i.healthy_once}
         streak = dict.fromkeys(waiting, 0)
         deadline = time.monotonic() + self.startup_timeout
         while waiting:
             for inst in list(waiting.values()):
-                log_file = files.logs / f"{inst.instance_id}.log"
                 if not processes.alive(inst.pid, inst.ticks):
+                    await self._discard(files, rec, current, [inst])
                     raise InfrastructureError(
                         f"instance {inst.instance_id} exited while starting",
                         hint="check the component's runtime command",
-                        log_tail=processes.tail(log_file),
+                        log_tail=processes.tail(files.logs / f"{inst.instance_id}.log"),
                     )
                 url = f"http://127.0.0.1:{inst.port}{check.path}"
                 try:
@@ -274,13 +287,28 @@ class LocalProvider:
                     del waiting[inst.instance_id]
             if waiting and time.monotonic() > deadline:
                 first = next(iter(waiting.values()))
+                tail = processes.tail(files.logs / f"{first.instance_id}.log")
+                await self._discard(files, rec, current, list(waiting.values()))
                 raise InfrastructureError(
                     f"{len(waiting)} instance(s) not healthy within {self.startup_timeout:.0f}s",
                     hint=f"GET {check.path} must answer 2xx; see the instance log",
-                    log_tail=processes.tail(files.logs / f"{first.instance_id}.log"),
+                    log_tail=tail,
                 )
             if waiting:
                 await asyncio.sleep(0.05)
+
+    async def _discard(
+        self,
+        files: TargetFiles,
+        rec: TargetRecord,
+        current: SetRecord,
+        failed: list[InstanceRecord],
+    ) -> None:
+        """Stop instances that failed to start and forget them, ports included."""
+        await self._stop(failed)
+        gone = {i.instance_id for i in failed}
+        current.instances = [i for i in current.instances if i.instance_id not in gone]
+        files.save(rec)
 
     async def _stop(self, instances: Iterable[InstanceRecord]) -> None:
         batch = list(instances)
@@ -298,102 +326,12 @@ class LocalProvider:
         if rec.router is not None:
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while time.monotonic() < deadline:
-                status = await self._router_status(rec.router.port)
+                status = await self.routers.status(rec.router)
                 if status is None or status.draining == 0:
                     break
                 await asyncio.sleep(0.05)
         await self._stop(instances)
         files.save(rec)
-
-    # ------------------------------------------------------------------ router
-
-    async def _ensure_router(
-        self, component: Component | None, files: TargetFiles, rec: TargetRecord
-    ) -> None:
-        if rec.router is not None and processes.alive(rec.router.pid, rec.router.ticks):
-            return
-        owner = f"router:{files.component}/{files.environment}"
-        if rec.router is None:
-            wanted = component.runtime.router_port if component else None
-            rec.router = RouterRecord(port=self.ports.allocate(owner, wanted))
-        else:
-            log.warning("router found dead; restarting it", extra={"port": rec.router.port})
-            self.ports.allocate(owner, rec.router.port)
-        if not files.routes_file.exists():
-            write_table(
-                files.routes_file,
-                RouteTable(component=files.component, environment=files.environment),
-            )
-        argv = cli_argv(
-            "router",
-            "--table",
-            str(files.routes_file),
-            "--port",
-            str(rec.router.port),
-        )
-        env = {k: v for k, v in os.environ.items() if not _private(k)}
-        env["R2C_TARGET"] = str(files.dir)
-        pid, ticks = processes.start_detached(argv, env, None, files.logs / "router.log")
-        rec.router.pid, rec.router.ticks = pid, ticks
-        files.save(rec)
-        deadline = time.monotonic() + ROUTER_ACK_TIMEOUT
-        while await self._router_status(rec.router.port) is None:
-            if time.monotonic() > deadline or not processes.alive(pid, ticks):
-                raise InfrastructureError(
-                    f"the router of {files.component}/{files.environment} did not start",
-                    log_tail=processes.tail(files.logs / "router.log"),
-                )
-            await asyncio.sleep(0.05)
-
-    async def _publish(
-        self, component: Component | None, files: TargetFiles, rec: TargetRecord
-    ) -> None:
-        """Write the routing table and wait until the router serves it."""
-        previous = files.routes_file
-        health = (
-            HealthPolicy(
-                **component.runtime.health_check.model_dump(exclude={"path"}),
-                path=component.runtime.health_check.path,
-            )  # fmt: skip
-            if component
-            else _current_policy(previous)
-        )
-        rec.generation += 1
-        table = RouteTable(
-            component=files.component,
-            environment=files.environment,
-            generation=rec.generation,
-            weights=rec.weights,
-            backends=[
-                Backend(instance_id=i.instance_id, port=i.port, version=s.version, slot=slot)
-                for slot, s in rec.sets.items()
-                for i in s.instances
-                if i.healthy_once
-            ],
-            health=health,
-        )
-        write_table(files.routes_file, table)
-        files.save(rec)
-        if rec.router is None:
-            return
-        deadline = time.monotonic() + ROUTER_ACK_TIMEOUT
-        while True:
-            status = await self._router_status(rec.router.port)
-            if status is not None and status.generation >= rec.generation:
-                return
-            if time.monotonic() > deadline:
-                raise InfrastructureError(
-                    f"the router did not apply routing generation {rec.generation} in time",
-                    log_tail=processes.tail(files.logs / "router.log"),
-                )
-            await asyncio.sleep(0.02)
-
-    async def _router_status(self, port: int) -> RouterStatus | None:
-        try:
-            resp = await self.http.get(f"http://127.0.0.1:{port}/_r2c/status", timeout=1.0)
-            return RouterStatus.model_validate_json(resp.content)
-        except (httpx.HTTPError, ValueError):
-            return None
 
     # ------------------------------------------------------------------ reporting
 
@@ -430,15 +368,23 @@ class LocalProvider:
         )
 
 
-def _private(name: str) -> bool:
-    return name.startswith(_PRIVATE_PREFIXES) or name in _PRIVATE_NAMES
+def _subfolders(base: Path, pattern: str) -> list[str]:
+    """Names of the folders in `base` that are valid names (never links, never `_prometheus`)."""
+    if not base.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if re.fullmatch(pattern, p.name) and p.is_dir() and not p.is_symlink()
+    )
 
 
-def _known_pids(rec: TargetRecord) -> set[int]:
-    pids = {i.pid for s in rec.sets.values() for i in s.instances}
+def _known_sessions(rec: TargetRecord) -> set[int]:
+    """The sessions of the live processes the state records (each leads its own)."""
+    leaders = [(i.pid, i.ticks) for s in rec.sets.values() for i in s.instances]
     if rec.router is not None:
-        pids.add(rec.router.pid)
-    return pids
+        leaders.append((rec.router.pid, rec.router.ticks))
+    return {pid for pid, ticks in leaders if processes.alive(pid, ticks)}
 
 
 def _check_weights(rec: TargetRecord, weights: dict[str, int]) -> None:
@@ -455,10 +401,3 @@ def _check_weights(rec: TargetRecord, weights: dict[str, int]) -> None:
     for slot, weight in weights.items():
         if weight > 0 and not any(i.healthy_once for i in rec.sets[slot].instances):
             raise InvalidInputError(f"slot {slot!r} has no healthy instance to send traffic to")
-
-
-def _current_policy(routes_file: Path) -> HealthPolicy:
-    try:
-        return RouteTable.model_validate_json(routes_file.read_bytes()).health
-    except (OSError, ValueError):
-        return HealthPolicy()

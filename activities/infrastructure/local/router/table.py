@@ -33,6 +33,37 @@ class HealthPolicy(BaseModel):
     unhealthy_threshold: int = 2
 
 
+class RouterLimits(BaseModel):
+    """What one client may ask of the router before it is refused or disconnected.
+
+    Every client shares the router with every other: without bounds one of them could hold
+    memory (huge URLs, headers or bodies, endless pipelines) or connections (slow or idle
+    clients) that the others need.
+    """
+
+    max_url_bytes: int = Field(8192, ge=64, description="longer: 414")
+    max_headers: int = Field(100, ge=1, description="more header lines: 431")
+    max_header_bytes: int = Field(32768, ge=256, description="request line and headers: 431")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="larger: 413")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="to send a request's line and headers; then the connection closes"
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="longest silence while a request's body is being sent"
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, description="a keep-alive connection with nothing to do is closed after this"
+    )
+    max_pipelined: int = Field(
+        32, ge=1, description="requests queued on one connection; beyond it: 503 and close"
+    )
+    trust_forwarded: bool = Field(
+        False,
+        description="keep the client's X-Forwarded-* (append its address) instead of replacing "
+        "them: only behind a proxy of ours",
+    )
+
+
 class RouteTable(BaseModel):
     """Weights per slot and the backends of each slot, with a generation that only grows."""
 
@@ -42,6 +73,7 @@ class RouteTable(BaseModel):
     weights: dict[str, int] = Field(default_factory=dict, description="slot -> weight 0..100")
     backends: list[Backend] = Field(default_factory=list)
     health: HealthPolicy = Field(default_factory=HealthPolicy)
+    limits: RouterLimits = Field(default_factory=RouterLimits)
 
 
 def write_table(path: Path, table: RouteTable) -> None:
@@ -49,6 +81,7 @@ def write_table(path: Path, table: RouteTable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".routes-", suffix=".json")
     try:
+        os.fchmod(fd, 0o600)  # the provider's files are private to its user
         with os.fdopen(fd, "w") as f:
             f.write(table.model_dump_json(indent=2))
             f.flush()
@@ -70,7 +103,7 @@ class BackendStatus(BaseModel):
 
 
 class RouterStatus(BaseModel):
-    """What the router answers on `/_r2c/status` (the fields the provider reads)."""
+    """What the router answers on its admin port's `/status` (the fields the provider reads)."""
 
     generation: int
     draining: int = 0

@@ -1,0 +1,422 @@
+"""The router's side towards its clients: parse requests within bounds, answer them in order.
+
+Each connection is bounded (URL, headers, body, requests queued, bytes queued) and timed
+(to send a request's head, between pieces of its body, idle between requests, stalled
+reading the answers), because every client shares the router with every other. Deadlines are
+timestamps checked by the router's periodic sweep, not a timer per request. Reading pauses
+while the queue is full or the client does not read its answers (back-pressure), so a fast
+writer cannot make the router buffer without end.
+
+`Expect: 100-continue` is answered here (never forwarded): the upstream's interim answer would
+otherwise be taken for its answer, and the next client would receive this one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+import httptools
+
+from activities.infrastructure.local.router.balancer import Answer, Router, error_answer
+from activities.infrastructure.local.router.table import RouterLimits
+
+log = logging.getLogger("r2c.router")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"expect",  # answered by the router itself
+    }
+)
+# Said by the client about itself: trusted only when the router is told to (see RouterLimits).
+FORWARDING = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+)
+_DROP_UNTRUSTED = HOP_BY_HOP | FORWARDING
+# Reading pauses once this many requests, or bytes of their bodies, wait on one connection.
+PAUSE_AT_QUEUED = 4
+PAUSE_AT_QUEUED_BYTES = 1024 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NEVER = float("inf")
+
+
+class Refusal(Exception):
+    """Raised from a parser callback: the request is answered with `status`, then we close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Request:
+    """A parsed client request; header names are lower-case. `answer` is set when the router
+    has already decided the answer (a refusal), which keeps it in order behind earlier ones."""
+
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "peer", "answer")
+
+    def __init__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+                 body: bytes, keep_alive: bool, peer: bytes) -> None:  # fmt: skip
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.peer = peer
+        self.answer: Answer | None = None
+
+    def upstream_bytes(self, trust_forwarded: bool = False) -> bytes:
+        """The request as the upstream gets it: hop-by-hop headers dropped, a known length,
+        and X-Forwarded-For/-Proto/-Host said by the router (the client's own replaced, or
+        appended to when trusted)."""
+        if trust_forwarded:
+            return self._trusted_bytes()
+        lines = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        host: bytes | None = None
+        for name, value in self.headers:
+            if name in _DROP_UNTRUSTED:
+                continue
+            if name == b"host":
+                host = value
+            lines += [name, b": ", value, b"\r\n"]
+        lines += [b"x-forwarded-for: ", self.peer, b"\r\nx-forwarded-proto: http\r\n"]
+        if host is not None:
+            lines += [b"x-forwarded-host: ", host, b"\r\n"]
+        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
+        return b"".join(lines)
+
+    def _trusted_bytes(self) -> bytes:
+        lines = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        host: bytes | None = None
+        chain: list[bytes] = []
+        said: set[bytes] = set()
+        for name, value in self.headers:
+            if name == b"x-forwarded-for":
+                chain.append(value)
+                continue
+            if name in HOP_BY_HOP:
+                continue
+            if name == b"host":
+                host = value
+            elif name in FORWARDING:
+                said.add(name)
+            lines += [name, b": ", value, b"\r\n"]
+        chain.append(self.peer)
+        lines += [b"x-forwarded-for: ", b", ".join(chain), b"\r\n"]
+        if b"x-forwarded-proto" not in said:
+            lines.append(b"x-forwarded-proto: http\r\n")
+        if host is not None and b"x-forwarded-host" not in said:
+            lines += [b"x-forwarded-host: ", host, b"\r\n"]
+        lines += [b"content-length: ", str(len(self.body)).encode(), b"\r\n\r\n", self.body]
+        return b"".join(lines)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests and answers them in order (keep-alive)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.limits: RouterLimits = router.table.limits
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Request] = deque()
+        self.queued_bytes = 0
+        self.worker: asyncio.Task[None] | None = None
+        self.peer = b"unknown"
+        # The request being received.
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.declared: bytes | None = None  # Content-Length
+        self.expect: bytes | None = None
+        self.receiving = False
+        self.in_head = False
+        self.head_known = 0  # bytes of the URL and headers parsed so far
+        self.head_bytes = -1  # bytes received for the head; -1: it began in this chunk
+        # Flow and time.
+        self.deadline = _NEVER
+        self.stalled_since = _NEVER  # when writing paused; the client reads no answers
+        self.reading = True
+        self.write_paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.refused = False
+        self.continue_owed = False
+
+    # ------------------------------------------------------------------ transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode()
+        # A client that connects and says nothing has as long as a slow one to say it.
+        self.deadline = time.monotonic() + self.limits.header_timeout_seconds
+        self.router.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002
+        self.transport = None
+        self.router.connections.discard(self)
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.stalled_since = time.monotonic()
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.stalled_since = _NEVER
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read from the client only while there is room for what it sends."""
+        transport = self.transport
+        if transport is None:
+            return
+        room = not (
+            self.refused
+            or self.write_paused
+            or len(self.queue) >= PAUSE_AT_QUEUED
+            or self.queued_bytes >= PAUSE_AT_QUEUED_BYTES
+        )
+        if room != self.reading:
+            self.reading = room
+            if room:
+                transport.resume_reading()
+                if self.receiving:  # the time paused was ours, not the client's
+                    limits = self.limits
+                    wait = (
+                        limits.header_timeout_seconds
+                        if self.in_head
+                        else limits.body_timeout_seconds
+                    )
+                    self.deadline = time.monotonic() + wait
+            else:
+                transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return  # the rest of a refused request, or what follows it: never parsed
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as err:
+            refusal = err.__context__
+            if not isinstance(refusal, Refusal):
+                raise
+            self._refuse(refusal.status, refusal.message)
+            return
+        except httptools.HttpParserUpgrade:
+            self._refuse(501, "protocol upgrades are not supported")
+            return
+        except httptools.HttpParserError:
+            self._refuse(400, "malformed HTTP request")
+            return
+        if self.in_head:
+            # httptools buffers a header line until it ends: count what it holds, so that one
+            # endless line is refused too. A head that began in this chunk counts what was
+            # parsed of it (the chunk may also hold the end of the previous request).
+            if self.head_bytes < 0:
+                self.head_bytes = self.head_known
+            else:
+                self.head_bytes += len(data)
+            if self.head_bytes > self.limits.max_header_bytes:
+                self._refuse(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` after the requests before it, then close; read nothing more."""
+        req = Request(b"", b"", [], b"", False, self.peer)
+        req.answer = error_answer(status, message)
+        self.refused = True
+        self.receiving = self.in_head = False
+        self.queue.append(req)
+        self._flow()
+        self._start_worker()
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.body_size = 0
+        self.declared = self.expect = None
+        self.receiving = self.in_head = True
+        self.head_known = 0
+        self.head_bytes = -1
+        self.deadline = time.monotonic() + self.limits.header_timeout_seconds
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_known += len(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            raise Refusal(414, f"the URL is longer than {self.limits.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        self.headers.append((name, value))
+        self.head_known += len(name) + len(value) + 4
+        if name == b"content-length":
+            self.declared = value
+        elif name == b"expect":
+            self.expect = value
+        limits = self.limits
+        if len(self.headers) > limits.max_headers or self.head_known > limits.max_header_bytes:
+            raise Refusal(
+                431,
+                f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes in all",
+            )
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        limits = self.limits
+        if self.parser.should_upgrade():
+            raise Refusal(501, "protocol upgrades are not supported")
+        if self.declared is not None and int(self.declared) > limits.max_body_bytes:
+            raise Refusal(413, f"the body is larger than {limits.max_body_bytes} bytes")
+        if self.expect is not None:
+            if self.expect.lower() != b"100-continue":
+                raise Refusal(417, "only Expect: 100-continue is understood")
+            # Interim answers go out in order too: after the answers still owed.
+            if self.queue or (self.worker is not None and not self.worker.done()):
+                self.continue_owed = True
+            elif self.transport is not None:
+                self.transport.write(CONTINUE)
+        self.deadline = time.monotonic() + limits.body_timeout_seconds
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > self.limits.max_body_bytes:
+            raise Refusal(413, f"the body is larger than {self.limits.max_body_bytes} bytes")
+        self.body.append(body)
+        self.deadline = time.monotonic() + self.limits.body_timeout_seconds
+
+    def on_message_complete(self) -> None:
+        self.receiving = False
+        self.continue_owed = False
+        self.deadline = _NEVER  # answering now: the upstream's timeout applies
+        if len(self.queue) >= self.limits.max_pipelined:
+            raise Refusal(503, f"more than {self.limits.max_pipelined} requests queued")
+        body = b"".join(self.body)
+        self.queue.append(
+            Request(
+                self.parser.get_method(),
+                self.url,
+                self.headers,
+                body,
+                self.parser.should_keep_alive(),
+                self.peer,
+            )
+        )
+        self.queued_bytes += len(body)
+        self._flow()
+        self._start_worker()
+
+    # ------------------------------------------------------------------ answering
+
+    def _start_worker(self) -> None:
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.get_running_loop().create_task(self._serve())
+
+    async def answer(self, req: Request) -> Answer:
+        """The answer to one request: the application's, through the router."""
+        return await self.router.forward(req)
+
+    async def _serve(self) -> None:
+        router = self.router
+        while self.queue and self.transport is not None:
+            if self.write_paused:
+                self.drained = asyncio.get_running_loop().create_future()
+                await self.drained
+                continue
+            req = self.queue.popleft()
+            self.queued_bytes -= len(req.body)
+            self._flow()
+            if req.answer is not None:
+                answer = req.answer
+            else:
+                router.in_flight += 1
+                try:
+                    answer = await self.answer(req)
+                finally:
+                    router.in_flight -= 1
+            self._reply(*answer, keep_alive=req.keep_alive and not self.refused)
+            if self.continue_owed and not self.queue and self.transport is not None:
+                self.continue_owed = False
+                self.transport.write(CONTINUE)
+        if not self.receiving and self.transport is not None:
+            self.deadline = time.monotonic() + self.limits.idle_timeout_seconds
+
+    def _reply(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, keep_alive: bool
+    ) -> None:
+        if self.transport is None:
+            return
+        lines = [b"HTTP/1.1 ", str(status).encode(), b" ", _REASONS.get(status, b"-"), b"\r\n"]
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP:
+                lines += [name, b": ", value, b"\r\n"]
+        lines += [b"content-length: ", str(len(body)).encode(), b"\r\n"]
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines += [b"\r\n", body]
+        self.transport.write(b"".join(lines))
+        if not keep_alive:
+            self.transport.close()
+            self.transport = None
+
+    # ------------------------------------------------------------------ deadlines
+
+    def expired(self, now: float) -> bool:
+        """Whether a deadline of this connection has passed (asked by the sweep)."""
+        # While reading is paused, the wait is the router's doing: only a stall counts.
+        return (self.reading and now > self.deadline) or (
+            now - self.stalled_since > self.limits.idle_timeout_seconds
+        )
+
+    def time_out(self, now: float) -> None:
+        """Close a connection whose client is too slow, idle too long, or reads nothing."""
+        transport = self.transport
+        if transport is None:
+            return
+        if now - self.stalled_since > self.limits.idle_timeout_seconds:
+            transport.abort()  # what it has not read would never leave the buffer
+            return
+        busy = self.queue or (self.worker is not None and not self.worker.done())
+        if self.receiving and not busy:
+            self._reply(*error_answer(408, "request not received in time"), keep_alive=False)
+        else:
+            transport.close()
+        self.deadline = _NEVER
+
+
+class AdminConnection(ClientConnection):
+    """A connection to the admin port (127.0.0.1 only): the router's own status and metrics."""
+
+    async def answer(self, req: Request) -> Answer:
+        return self.router.own(req.url)
+
+
+_REASONS = {
+    200: b"OK", 201: b"Created", 202: b"Accepted", 204: b"No Content", 301: b"Moved Permanently",
+    302: b"Found", 304: b"Not Modified", 400: b"Bad Request", 401: b"Unauthorized",
+    403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout", 409: b"Conflict",
+    413: b"Content Too Large", 414: b"URI Too Long", 417: b"Expectation Failed",
+    422: b"Unprocessable Entity", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
+}  # fmt: skip
