@@ -1,4 +1,4 @@
-"""The FastAPI application: thin routes over Temporal and the store."""
+"""The FastAPI application: thin routers over services, Temporal behind one gateway."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, openapi
 from api.auth import KeyVerifier
+from api.gateway import Gateway
+from api.guard import RequestGuard
 from api.middleware import RequestContextMiddleware
 from api.routers import apikeys, audit, components, deployments, health, workflows
 from core.db.engine import make_engine, sessions
@@ -20,7 +22,8 @@ The orchestration API of the readme-to-cicd platform. Every long-running operati
 Temporal workflow: start it here, follow it here or in the Temporal Web UI, cancel it here.
 
 Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer`
-(read), `operator` (start, cancel, act), `admin` (everything, including keys and components).
+(read), `operator` (start, cancel, act), `admin` (everything, including keys and components);
+each route says which it needs (`x-required-role`). Every error has the body `ErrorBody`.
 """
 
 
@@ -32,11 +35,15 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(settings)
         app.state.settings = settings
         app.state.sessions = sessions(engine)
-        app.state.keys = KeyVerifier(app.state.sessions)
-        # Lazy: the API starts, and says "not ready", while Temporal is still down.
-        app.state.temporal = await connect(
-            settings, lazy=True, identity="r2c-api", runtime=make_runtime()
+        app.state.keys = KeyVerifier(
+            app.state.sessions,
+            per_key=settings.auth_failures_per_key,
+            per_address=settings.auth_failures_per_address,
         )
+        # Lazy: the API starts, and says "not ready", while Temporal is still down.
+        client = await connect(settings, lazy=True, identity="r2c-api", runtime=make_runtime())
+        app.state.temporal = client
+        app.state.gateway = Gateway(client, settings)
         try:
             yield
         finally:
@@ -48,8 +55,11 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    # The last added runs first: request ids, then the guard, then the app.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
     for module in (health, workflows, components, deployments, apikeys, audit):
         app.include_router(module.router)
+    openapi.document(app)
     return app

@@ -2,7 +2,9 @@
 
 Verifying an argon2 hash costs tens of milliseconds, so a verified key is remembered (by its
 SHA-256) and only its revocation is re-checked, cheaply, every few seconds. A key revoked
-through this process stops working at once; one revoked elsewhere within `RECHECK_SECONDS`.
+through this process stops working at once, even one whose first verification was in flight
+when it was revoked; one revoked elsewhere within `RECHECK_SECONDS`. Failed verifications are
+limited per key prefix and per client address (429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from api.ratelimit import FailureLimiter
 from core.db import apikeys
-from core.errors import AuthenticationError, PermissionDeniedError
+from core.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from core.models.apikeys import Principal, Role
 
 RECHECK_SECONDS = 5.0
@@ -30,13 +33,21 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Ke
 class KeyVerifier:
     """Turns a presented key into a `Principal`, or None when it matches no active key."""
 
-    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[Any], per_key: int = 5, per_address: int = 20
+    ) -> None:
         self._sessions = sessions
         self._cache: dict[str, tuple[Principal, float]] = {}
         # First verifications in flight: concurrent requests with a new key share one.
         self._pending: dict[str, asyncio.Task[Principal | None]] = {}
+        # Bumped by every revocation: a verification that saw it change re-checks its key.
+        self._generation = 0
+        self._per_key = FailureLimiter(per_key)
+        self._per_address = FailureLimiter(per_address)
 
-    async def verify(self, key: str) -> Principal | None:
+    async def verify(self, key: str, address: str = "unknown") -> Principal | None:
+        """The principal of `key`; None if it is not an active key; RateLimitedError when the
+        key's prefix or the address failed too often lately."""
         digest = hashlib.sha256(key.encode()).hexdigest()
         cached = self._cache.get(digest)
         now = time.monotonic()
@@ -46,40 +57,65 @@ class KeyVerifier:
                 return principal
             # Claim the re-check before awaiting, so a burst of requests runs one query.
             self._cache[digest] = (principal, now)
-            async with self._sessions() as session:
-                if await apikeys.is_active(session, principal.key_id):
-                    self._cache[digest] = (principal, now)
-                    return principal
+            if await self._is_active(principal.key_id):
+                return principal
             self._cache.pop(digest, None)
             return None
+        self._refuse_if_limited(key, address)
         task = self._pending.get(digest)
         if task is None:
-            task = asyncio.create_task(self._first_verify(digest, key))
+            task = asyncio.create_task(self._first_verify(digest, key, address))
             self._pending[digest] = task
             task.add_done_callback(lambda _: self._pending.pop(digest, None))
         return await asyncio.shield(task)
 
-    async def _first_verify(self, digest: str, key: str) -> Principal | None:
+    def _refuse_if_limited(self, key: str, address: str) -> None:
+        prefix = apikeys.prefix_of(key)
+        waits = [self._per_address.retry_after(address)]
+        if prefix is not None:
+            waits.append(self._per_key.retry_after(prefix))
+        wait = max((w for w in waits if w is not None), default=None)
+        if wait is not None:
+            raise RateLimitedError(
+                "too many failed API key verifications from this client or for this key",
+                retry_after=wait,
+                hint=f"check the key and retry in {wait}s",
+            )
+
+    async def _first_verify(self, digest: str, key: str, address: str) -> Principal | None:
+        seen = self._generation
         async with self._sessions() as session:
             found = await apikeys.find_by_key(session, key)
         if found is None:
             return None
         row, key_hash = found
         if not await asyncio.to_thread(apikeys.verify_hash, key_hash, key):
+            self._per_key.failed(row.prefix)
+            self._per_address.failed(address)
             return None
         principal = apikeys.principal(row)
+        while self._generation != seen:  # a key was revoked meanwhile: perhaps this one
+            seen = self._generation
+            if not await self._is_active(principal.key_id):
+                return None
         self._cache[digest] = (principal, time.monotonic())
         return principal
 
+    async def _is_active(self, key_id: str) -> bool:
+        async with self._sessions() as session:
+            return await apikeys.is_active(session, key_id)
+
     def forget(self, key_id: str) -> None:
-        """Drop a revoked key from the cache at once."""
+        """Drop a revoked key from the cache at once (and from verifications in flight)."""
+        self._generation += 1
         for digest, (principal, _) in list(self._cache.items()):
             if principal.key_id == key_id:
                 del self._cache[digest]
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates the caller and checks that its role is at least `role`."""
+    """A dependency that authenticates the caller and checks that its role is at least `role`;
+    `required_role` on it lets the OpenAPI document and the tests find the role of a route."""
 
     async def dependency(
         request: Request,
@@ -94,7 +130,8 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 "`r2c up` writes the admin key to R2C_HOME/admin.key",
             )
         verifier: KeyVerifier = request.app.state.keys
-        principal = await verifier.verify(key)
+        address = request.client.host if request.client else "unknown"
+        principal = await verifier.verify(key, address)
         if principal is None:
             raise AuthenticationError(
                 "the API key is not valid or has been revoked",
@@ -109,6 +146,7 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
         request.state.principal = principal
         return principal
 
+    dependency.required_role = role  # type: ignore[attr-defined]
     return dependency
 
 

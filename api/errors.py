@@ -1,6 +1,7 @@
 """One place that turns every error into an HTTP answer that says what is wrong and what to do.
 
-Body shape: `{"error": {"type", "message", "hint", "fields"?, "details"?, "request_id"}}`.
+Body shape (`api.openapi.ErrorBody`):
+`{"error": {"type", "message", "hint"?, "fields"?, "details"?, "request_id"}}`.
 """
 
 from __future__ import annotations
@@ -12,30 +13,58 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
-from core.errors import (
-    DependencyUnavailableError,
-    NotFoundError,
-    R2CError,
-)
+from api.gateway import is_connect_failure, rpc_error, temporal_unreachable
+from core.errors import AuthenticationError, DependencyUnavailableError, R2CError, RateLimitedError
 from core.logging import request_id_var
 
 log = logging.getLogger("r2c.api")
 
-_UNREACHABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
+_HTTP_TYPES = {
+    400: ("BadRequest", "send a body the route's schema describes, as JSON"),
+    404: ("NotFound", "GET /docs lists the routes"),
+    405: ("MethodNotAllowed", "GET /docs lists the methods of each route"),
+    413: ("PayloadTooLarge", "send less; R2C_MAX_BODY_BYTES sets the limit"),
+}
 
 
 def error_body(
-    error_type: str, message: str, hint: str | None = None, **extra: Any
+    error_type: str,
+    message: str,
+    hint: str | None = None,
+    *,
+    fields: list[dict[str, str]] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The error body, with the request id of the current request."""
     body: dict[str, Any] = {"type": error_type, "message": message}
     if hint:
         body["hint"] = hint
-    body.update({k: v for k, v in extra.items() if v})
+    if fields:
+        body["fields"] = fields
+    if details:
+        body["details"] = details
     body["request_id"] = request_id_var.get()
     return {"error": body}
+
+
+def error_response(err: R2CError) -> JSONResponse:
+    """The answer to one of our errors, with the headers its status calls for."""
+    details = dict(err.details)
+    fields = details.pop("fields", None)
+    headers: dict[str, str] = {}
+    if isinstance(err, RateLimitedError):
+        headers["Retry-After"] = str(err.retry_after)
+    if isinstance(err, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        error_body(err.error_type, err.message, err.hint, fields=fields, details=details),
+        status_code=err.http_status,
+        headers=headers or None,
+    )
 
 
 def field_errors(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[str, str]]:
@@ -47,28 +76,6 @@ def field_errors(errors: Any, prefix: tuple[str | int, ...] = ()) -> list[dict[s
     return out
 
 
-def temporal_unreachable() -> DependencyUnavailableError:
-    return DependencyUnavailableError(
-        "Temporal is not reachable",
-        hint="check that the Temporal server at TEMPORAL_ADDRESS is up; GET /ready tells",
-    )
-
-
-def is_connect_failure(err: BaseException) -> bool:
-    """A lazy client that never reached the server raises a bare RuntimeError from the SDK's
-    core, not an RPCError; its message is the only way to tell it apart."""
-    return isinstance(err, RuntimeError) and str(err).startswith("Failed client connect")
-
-
-def temporal_error(err: RPCError, what: str) -> R2CError:
-    """Map a Temporal RPC failure to our vocabulary (an unreachable server is a 503)."""
-    if err.status in _UNREACHABLE:
-        return temporal_unreachable()
-    if err.status == RPCStatusCode.NOT_FOUND:
-        return NotFoundError(f"{what} not found")
-    return R2CError(f"Temporal refused the request: {err.message}")
-
-
 def install(app: FastAPI) -> None:
     """Register the exception handlers on the app."""
 
@@ -76,10 +83,7 @@ def install(app: FastAPI) -> None:
     async def _domain(_: Request, err: R2CError) -> JSONResponse:
         if err.http_status >= 500 and err.http_status != 503:
             log.error("request failed: %s", err.message)
-        return JSONResponse(
-            error_body(err.error_type, err.message, err.hint, **err.details),
-            status_code=err.http_status,
-        )
+        return error_response(err)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -96,33 +100,33 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        kind = "NotFound" if err.status_code == 404 else "HTTPError"
+        kind, hint = _HTTP_TYPES.get(err.status_code, ("HTTPError", None))
         return JSONResponse(
-            error_body(kind, str(err.detail)),
+            error_body(kind, str(err.detail), hint),
             status_code=err.status_code,
             headers=getattr(err, "headers", None),
         )
 
     @app.exception_handler(RPCError)
-    async def _rpc(_: Request, err: RPCError) -> JSONResponse:
-        mapped = temporal_error(err, "resource")
-        return await _domain(_, mapped)
+    async def _rpc(request: Request, err: RPCError) -> JSONResponse:
+        return await _domain(request, rpc_error(err, "the request"))
 
     @app.exception_handler(OperationalError)
-    async def _store(_: Request, err: OperationalError) -> JSONResponse:
-        log.warning("store unavailable: %s", err.orig)
+    @app.exception_handler(PoolTimeoutError)
+    async def _store(request: Request, err: Exception) -> JSONResponse:
+        log.warning("store unavailable: %s", getattr(err, "orig", None) or type(err).__name__)
         unavailable = DependencyUnavailableError(
             "the store is not reachable", hint="check POSTGRES_URL, or the R2C_HOME folder"
         )
-        return await _domain(_, unavailable)
+        return await _domain(request, unavailable)
 
     # Registered for RuntimeError, not only Exception, so that Starlette's ordinary handler
     # answers it: handlers of `Exception` run in the server-error middleware, which re-raises.
     @app.exception_handler(RuntimeError)
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         if is_connect_failure(err):
-            return await _domain(_, temporal_unreachable())
+            return await _domain(request, temporal_unreachable())
         log.exception("unexpected error")
         return JSONResponse(
             error_body("InternalError", "the server failed to answer; the log has the details"),

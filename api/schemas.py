@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.models.deployments import DeploymentState, DeploymentStatus, Strategy
+
 WorkflowStatus = Literal[
     "running", "completed", "failed", "cancelled", "terminated", "timed_out", "continued_as_new"
 ]
@@ -20,7 +22,9 @@ class WorkflowStartRequest(BaseModel):
     id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$",
-        description="workflow id; the same id never starts a second workflow",
+        description="workflow id (for type `deployment`: the deployment's id, at most 64"
+        " characters); the same id never starts a second one; ids starting with deploy:,"
+        " retire: or r2c: are the system's",
     )
 
 
@@ -37,6 +41,7 @@ class WorkflowStarted(BaseModel):
     created: bool = Field(description="false when an existing workflow was returned")
     status: WorkflowStatus
     links: Links
+    deployment_id: str | None = Field(None, description="for type `deployment`: its id")
 
 
 class WorkflowFailure(BaseModel):
@@ -98,3 +103,68 @@ class InstanceView(BaseModel):
     state: str
     created_at: datetime
     updated_at: datetime
+
+
+class DeploymentLinks(BaseModel):
+    self: str
+    temporal_ui: str
+
+
+class DeploymentView(BaseModel):
+    """A deployment as the API shows it."""
+
+    id: str
+    component: str
+    environment: str
+    version: str
+    strategy: str
+    state: DeploymentState
+    initiator: str
+    rollback_of: str | None
+    reason: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    status: DeploymentStatus | None = Field(None, description="live while it runs")
+    links: DeploymentLinks
+
+
+class DeploymentPage(BaseModel):
+    items: list[DeploymentView]
+    total: int
+    next_offset: int | None
+
+
+class DesiredState(BaseModel):
+    """The body of PUT /api/v1/deployments/{id}."""
+
+    model_config = ConfigDict(extra="forbid")
+    desired: Literal["paused", "resumed", "promoted", "aborted"]
+    full: bool = False
+    reason: str = Field("", max_length=500)
+
+
+class RollbackRequest(BaseModel):
+    """The body of POST /api/v1/deployments/{id}/rollback."""
+
+    model_config = ConfigDict(extra="forbid")
+    revision: int | None = Field(None, ge=1, description="default: the one before")
+    strategy: Strategy | None = Field(None, description="default: an immediate switch")
+
+
+class Revision(BaseModel):
+    """What ran after one successful deployment; `env` values are shown to admins only."""
+
+    revision: int
+    version: str
+    env: dict[str, str]
+    replicas: int
+    deployment_id: str
+    created_at: datetime
+
+
+class Readiness(BaseModel):
+    """The answer of GET /ready: each dependency is `ok` or `unreachable`."""
+
+    status: Literal["ready", "not ready"]
+    dependencies: dict[str, Literal["ok", "unreachable"]]
+    message: str | None = Field(None, description="which dependencies do not answer")

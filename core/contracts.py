@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey
 
+from core.models.apikeys import Role
 from core.models.deployments import DeploymentRequest
 from core.models.health import HealthCheckInput
 from core.models.operations import RetireRequest
@@ -39,6 +40,8 @@ class WorkflowContract:
     name: str
     input_model: type[BaseModel]
     description: str
+    role: Role = Role.OPERATOR
+    """The role a caller needs to start it: the same as the dedicated route that does it."""
 
 
 WORKFLOW_CONTRACTS: dict[str, WorkflowContract] = {
@@ -58,7 +61,9 @@ WORKFLOW_CONTRACTS: dict[str, WorkflowContract] = {
         WorkflowContract(
             name=RETIRE_WORKFLOW,
             input_model=RetireRequest,
-            description="Stop a component's instances and router, in one environment or all",
+            description="Stop a component's instances and router, in one environment or all"
+            " (the same as DELETE /api/v1/components/{id}/environments/{env})",
+            role=Role.ADMIN,
         ),
     )
 }

@@ -70,3 +70,35 @@ class InfrastructureError(R2CError):
 
     error_type = "InfrastructureError"
     http_status = 502
+
+
+class BadRequestError(R2CError):
+    """The request cannot be understood as sent: a token or value this API never gave out."""
+
+    error_type = "BadRequest"
+    http_status = 400
+
+
+class PayloadTooLargeError(R2CError):
+    """The request, or what it would make the system store, is over a size limit."""
+
+    error_type = "PayloadTooLarge"
+    http_status = 413
+
+
+class RateLimitedError(R2CError):
+    """Too many attempts; `retry_after` says in how many seconds to try again."""
+
+    error_type = "RateLimited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class UpstreamError(R2CError):
+    """A server this system depends on refused a request in a way no client can fix."""
+
+    error_type = "UpstreamError"
+    http_status = 502

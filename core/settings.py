@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+UiActions = Literal["all", "safe", "none"]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "root", "dev-root-token"}
@@ -66,6 +67,52 @@ class Settings(BaseSettings):
     )
     task_queue: str = Field("r2c-main", validation_alias="R2C_TASK_QUEUE")
     admin_api_key: str | None = Field(None, validation_alias="R2C_ADMIN_API_KEY", repr=False)
+    ui_actions: UiActions = Field(
+        "safe",
+        validation_alias="R2C_UI_ACTIONS",
+        description="which human actions a deployment accepts from the Temporal UI's signals:"
+        " all, safe (those that only stop or undo) or none; `all` by default in development",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        validation_alias="R2C_MAX_BODY_BYTES",
+        description="larger request bodies are refused with 413 before they are read",
+    )
+    auth_failures_per_key: int = Field(
+        5,
+        ge=1,
+        validation_alias="R2C_AUTH_FAILURES_PER_KEY",
+        description="failed verifications of one key prefix per minute before 429",
+    )
+    auth_failures_per_address: int = Field(
+        20,
+        ge=1,
+        validation_alias="R2C_AUTH_FAILURES_PER_ADDRESS",
+        description="failed verifications from one client address per minute before 429",
+    )
+    page_token_secret: str | None = Field(
+        None,
+        validation_alias="R2C_PAGE_TOKEN_SECRET",
+        repr=False,
+        description="signs list page tokens; set the same value on every API replica",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ui_actions_default(cls, data: Any) -> Any:
+        # Development trusts whoever reaches the embedded Temporal UI; elsewhere only the
+        # actions that stop or undo a deployment are open to it, unless configured.
+        if isinstance(data, dict) and not any(k in data for k in ("ui_actions", "R2C_UI_ACTIONS")):
+            env = data.get("env", data.get("R2C_ENV", "development"))
+            data = {**data, "ui_actions": "all" if env == "development" else "safe"}
+        return data
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # The platform documents `LOG_LEVEL=debug`; logging wants the upper-case name.
+        return value.strip().upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -176,6 +223,7 @@ class SettingsError(Exception):
     """A setting has a value the system cannot start with; the message says which and why."""
 
 
+_SECRET_SETTINGS = ("VAULT_TOKEN", "R2C_ADMIN_API_KEY", "R2C_PAGE_TOKEN_SECRET", "POSTGRES_URL")
 _ENV_NAMES = {
     name: str(field.validation_alias or name) for name, field in Settings.model_fields.items()
 }
@@ -190,8 +238,6 @@ def load_settings(**overrides: Any) -> Settings:
         for e in err.errors():
             loc = e["loc"][0] if e["loc"] else ""
             name = _ENV_NAMES.get(str(loc), str(loc))
-            shown = (
-                "" if name in ("VAULT_TOKEN", "R2C_ADMIN_API_KEY") else f" (got {e.get('input')!r})"
-            )
+            shown = "" if name in _SECRET_SETTINGS else f" (got {e.get('input')!r})"
             problems.append(f"{name}: {e['msg']}{shown}" if name else e["msg"])
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

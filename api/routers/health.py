@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from temporalio.client import Client
 
+from api.schemas import Readiness
+
 router = APIRouter(tags=["health"])
+log = logging.getLogger("r2c.api")
 
 CHECK_TIMEOUT = 3.0
+Check = Literal["ok", "unreachable"]
 
 
 @router.get("/health")
@@ -21,33 +26,44 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is not reachable"}})
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is not reachable"}},
+)
 async def ready(request: Request) -> JSONResponse:
-    """Ready when both Temporal and the store answer; 503 names the one that does not."""
+    """Ready when both Temporal and the store answer; 503 names the one that does not. The
+    reason (hosts, users, errors) goes to the log only: this route needs no key."""
     store, temporal = await asyncio.gather(
-        _check_store(request.app.state.sessions), _check_temporal(request.app.state.temporal)
+        _check("store", _store(request.app.state.sessions)),
+        _check("temporal", _temporal(request.app.state.gateway.client)),
     )
-    deps = {"store": store, "temporal": temporal}
+    deps: dict[str, Check] = {"store": store, "temporal": temporal}
     failing = [name for name, result in deps.items() if result != "ok"]
-    body: dict[str, Any] = {"status": "ready" if not failing else "not ready", "dependencies": deps}
-    if failing:
-        body["message"] = f"not reachable: {', '.join(failing)}"
-    return JSONResponse(body, status_code=503 if failing else 200)
+    body = Readiness(
+        status="not ready" if failing else "ready",
+        dependencies=deps,
+        message=f"not reachable: {', '.join(failing)}" if failing else None,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if failing else 200)
 
 
-async def _check_store(sessions: Any) -> str:
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT), sessions() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception as err:
-        return f"unreachable: {type(err).__name__}: {err}"[:300]
-    return "ok"
-
-
-async def _check_temporal(client: Client) -> str:
+async def _check(name: str, probe: Any) -> Check:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
-            ok = await client.service_client.check_health()
+            if await probe:
+                return "ok"
+            log.warning("readiness: %s answered not serving", name)
     except Exception as err:
-        return f"unreachable: {type(err).__name__}: {err}"[:300]
-    return "ok" if ok else "unreachable: health check answered not serving"
+        log.warning("readiness: %s unreachable: %s: %s", name, type(err).__name__, err)
+    return "unreachable"
+
+
+async def _store(sessions: Any) -> bool:
+    async with sessions() as session:
+        await session.execute(text("SELECT 1"))
+    return True
+
+
+async def _temporal(client: Client) -> bool:
+    return bool(await client.service_client.check_health())

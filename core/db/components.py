@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,7 @@ from core.models.components import Component, ComponentSpec, RuntimeSpec
 
 
 def to_model(row: ComponentRow) -> Component:
+    """The API model of a stored component."""
     return Component(
         id=row.id,
         name=row.name,
@@ -35,6 +36,7 @@ def _duplicate(name: str) -> ConflictError:
 
 
 async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
+    """Add a component (not committed); a taken name is a ConflictError."""
     now = utcnow()
     row = ComponentRow(
         id=str(uuid.uuid4()),
@@ -69,6 +71,37 @@ async def get_row(session: AsyncSession, ref: str) -> ComponentRow:
     return row
 
 
+async def lock(session: AsyncSession, ref: str) -> ComponentRow:
+    """The component (by id or name), locked until the session's transaction ends.
+
+    Deployment starts, retires, deletion and runtime changes of one component take this lock
+    for their short check-and-act sections, so none of them acts on a check another has made
+    stale. It is a no-op UPDATE rather than SELECT ... FOR UPDATE because that locks on both
+    backends: on PostgreSQL the row, at a strength that instance rows referencing it do not
+    wait for; on SQLite, whose driver opens a transaction at the first write, the database's
+    write lock (other writers wait, readers do not).
+    """
+    row = await get_row(session, ref)
+    done = await session.execute(
+        update(ComponentRow)
+        .where(ComponentRow.id == row.id)
+        .values(revision=ComponentRow.revision)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(done, "rowcount", 1) == 0:  # deleted between the read and the lock
+        raise NotFoundError(
+            f"no component {ref!r}", hint="GET /api/v1/components lists the registered ones"
+        )
+    await session.refresh(row)
+    return row
+
+
+async def instance_environments(session: AsyncSession, component_id: str) -> set[str]:
+    """The environments where the worker last saw instances of the component."""
+    query = select(InstanceRow.environment).where(InstanceRow.component_id == component_id)
+    return set((await session.execute(query.distinct())).scalars())
+
+
 async def list_all(session: AsyncSession, *, owner: str | None = None) -> list[Component]:
     query = select(ComponentRow).order_by(ComponentRow.name)
     if owner is not None:
@@ -77,6 +110,7 @@ async def list_all(session: AsyncSession, *, owner: str | None = None) -> list[C
 
 
 async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Component:
+    """Overwrite a component's definition (not committed) and bump its revision."""
     row = await get_row(session, ref)
     row.name = spec.name
     row.description = spec.description
@@ -93,6 +127,7 @@ async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Compo
 
 
 async def delete(session: AsyncSession, ref: str) -> Component:
+    """Remove a component and, by cascade, its instance rows (not committed)."""
     row = await get_row(session, ref)
     component = to_model(row)
     await session.delete(row)
@@ -101,6 +136,7 @@ async def delete(session: AsyncSession, ref: str) -> Component:
 
 
 async def instances(session: AsyncSession, component_id: str) -> list[InstanceRow]:
+    """The component's instances as the worker last mirrored them."""
     query = (
         select(InstanceRow)
         .where(InstanceRow.component_id == component_id)

@@ -14,7 +14,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
     """The async engine of the store named by the settings; the folder is created if needed."""
     url = settings.database_url
     if url.startswith("sqlite"):
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
@@ -22,6 +22,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    """Sessions of the engine; objects stay readable after a commit (nothing is re-fetched)."""
     return async_sessionmaker(engine, expire_on_commit=False)
 
 

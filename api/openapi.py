@@ -1,0 +1,122 @@
+"""What the OpenAPI document says about errors: one body schema, and the statuses of each route
+derived from what the route is (authenticated, with a body, with path parameters) plus the
+extras a route declares, so no route can leave a status it answers undocumented."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.utils import create_model_field
+from pydantic import BaseModel, Field
+
+from core.models.apikeys import Role
+
+ROLE_EXTENSION = "x-required-role"
+
+
+class FieldError(BaseModel):
+    """One invalid field: where it is in the request, and what is wrong with it."""
+
+    field: str = Field(description="e.g. body.runtime.command or input.rounds")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and how to fix it."""
+
+    type: str = Field(description="a stable name: NotFound, Conflict, ValidationError, ...")
+    message: str
+    hint: str | None = Field(None, description="what to do about it")
+    fields: list[FieldError] | None = None
+    details: dict[str, Any] | None = Field(None, description="data about the error, by name")
+    request_id: str | None = Field(None, description="also in the X-Request-ID header")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+DESCRIPTIONS = {
+    400: "the request cannot be understood: unreadable body, or a token this API never gave",
+    401: "no API key, or one that is not valid or has been revoked",
+    403: "the key's role is below the one this route needs",
+    404: "the resource named in the path does not exist",
+    409: "the request clashes with the current state; the message says with what",
+    413: "the request body, or what it would store in Temporal, is over the size limit",
+    422: "invalid fields, each named in `fields`",
+    429: "too many failed key verifications, or Temporal is over a rate limit: see Retry-After",
+    502: "a server behind the API (Temporal, the infrastructure) failed the request",
+    503: "Temporal or the store cannot be reached right now",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries with the error body for each status."""
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
+
+
+def required_role(route: APIRoute) -> Role | None:
+    """The role the route's authentication dependency asks for; None for public routes."""
+
+    def walk(dependant: Dependant) -> Role | None:
+        role = getattr(dependant.call, "required_role", None)
+        if isinstance(role, Role):
+            return role
+        for sub in dependant.dependencies:
+            found = walk(sub)
+            if found is not None:
+                return found
+        return None
+
+    return walk(route.dependant)
+
+
+def default_statuses(route: APIRoute) -> set[int]:
+    """The statuses any route of this shape can answer, whatever its handler does."""
+    statuses: set[int] = set()
+    role = required_role(route)
+    if role is not None:
+        # Authentication reads the store; failed verifications are rate-limited.
+        statuses |= {401, 429, 503}
+        if role is not Role.VIEWER:
+            statuses.add(403)
+    if route.body_field is not None:
+        statuses |= {400, 413, 422}
+    if route.dependant.path_params:
+        statuses.add(404)
+    if route.dependant.query_params or route.dependant.header_params or route.body_field:
+        statuses.add(422)
+    if route.dependant.path_params:
+        statuses.add(422)
+    return statuses
+
+
+def document(app: FastAPI) -> None:
+    """Add the error statuses and the required role to every route of the app."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        extras = dict(route.responses)
+        route.responses = {**errors(*sorted(default_statuses(route))), **extras}
+        # FastAPI turns `responses` into fields when the route is made; redo it.
+        route.response_fields = {
+            status: create_model_field(
+                name=f"Response_{status}_{route.unique_id}",
+                type_=spec["model"],
+                mode="serialization",
+            )
+            for status, spec in route.responses.items()
+            if spec.get("model") is not None
+        }
+        role = required_role(route)
+        if role is not None:
+            route.openapi_extra = {**(route.openapi_extra or {}), ROLE_EXTENSION: role.value}
+            note = f"Needs the `{role.value}` role."
+            if note not in (route.description or ""):
+                route.description = f"{route.description or ''}\n\n{note}".strip()
+    app.openapi_schema = None

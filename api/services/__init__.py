@@ -1,0 +1,1 @@
+"""The API's rules, over the store (`core.db`) and Temporal (`api.gateway`); routers call these."""
