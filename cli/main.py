@@ -13,6 +13,7 @@ import typer
 
 from core.logging import setup_logging
 from core.models.apikeys import Role
+from core.paths import secure_home
 from core.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -27,11 +28,14 @@ app.add_typer(demo_app, name="demo")
 
 
 def _settings(process: str) -> Settings:
+    """The settings of an entry point (`up`, `worker`, `api`, the key commands): it logs as
+    `process`, and its state folder and every file it or its children create are private."""
     try:
         settings = load_settings()
     except SettingsError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    secure_home(settings.home)
     setup_logging(settings.log_level, process)
     return settings
 

@@ -1,5 +1,11 @@
-"""The embedded Temporal dev server, tuned as ENVIRONMENT.md measured: WAL and raised history
-poll rates, so a workflow step costs milliseconds instead of 50 ms."""
+"""The embedded Temporal dev server, tuned: SQLite in WAL mode and raised history poll rates.
+
+Measured on a 2-core machine (Temporal CLI 1.9.1): with the defaults the single SQLite
+connection limits the server to 50-90 workflow starts/s, and each sequential activity step
+costs ~50 ms, the default transfer-queue poll rate (20/s); WAL lifts starts to 220-290/s, and
+`history.transferProcessorMaxPollRPS=200` with `history.timerProcessorMaxPollRPS=200` cuts a
+step to ~9 ms. `synchronous=NORMAL` keeps WAL's durability against process crashes at nearly
+the speed of `OFF`."""
 
 from __future__ import annotations
 

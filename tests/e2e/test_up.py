@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import stat
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,9 +151,25 @@ def stop_and_check_nothing_is_left(stack: UpStack, run: UpRun, sig: signal.Signa
     assert not left, f"processes left behind after {sig.name}: {left}"
 
 
+def assert_private(home: Path) -> None:
+    """Only the owner may read anything in the state folder: the store, the Temporal
+    database, keys, logs, lock and ready files (SQLite's WAL files included)."""
+    loose = {
+        str(path.relative_to(home.parent)): oct(stat.S_IMODE(path.stat().st_mode))
+        for path in [home, *home.rglob("*")]
+        if not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) & 0o077
+    }
+    assert not loose, f"readable by others: {loose}"
+
+
 def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStack) -> None:
+    up_stack.home.mkdir(mode=0o755)  # a home made earlier, open to all: `up` closes it
     first = up_stack.start()
     key = admin_key(up_stack)
+    assert_private(up_stack.home)
+    made = {p.name for p in up_stack.home.iterdir()}
+    assert {"admin.key", "temporal.db", "up.lock", "logs", "run"} <= made, made
+    assert "POSTGRES_URL" in up_stack.env or "r2c.db" in made
     assert admin_key_line(first).endswith(f"{up_stack.admin_key_file} (new)")
 
     with client(up_stack, None) as anonymous, client(up_stack, key) as admin:
