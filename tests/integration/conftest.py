@@ -12,14 +12,19 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
+from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.settings import Settings
+from core.temporal import connect
+from tests.perf.noop_worker import NoopProvider
 from tests.support import wait_for
 from workers.main import run_worker
+from workers.registry import WORKFLOWS, activities
 
 
 @dataclass
@@ -68,14 +73,17 @@ async def make_system(
     contexts: list[Any] = []
     systems: list[System] = []
 
-    async def build(*, worker: bool = True, **overrides: Any) -> System:
+    async def build(*, worker: bool = True, noop: bool = False, **overrides: Any) -> System:
+        """`noop`: the worker runs every workflow and activity on a provider that starts
+        nothing (deployments complete at once, retires stop nothing)."""
         settings = make_settings(**overrides)
         await asyncio.to_thread(upgrade, settings)
         key_file, _ = await ensure_admin_key(settings)
         if worker:
             stop = asyncio.Event()
             ready = settings.home / "worker.ready"
-            task = asyncio.create_task(run_worker(settings, stop, ready))
+            serve = run_noop_worker if noop else run_worker
+            task = asyncio.create_task(serve(settings, stop, ready))
             stops.append((stop, task))
             await wait_for(lambda: _exists_or_failed(ready, task), what="worker ready", within=30)
         app = create_app(settings)
@@ -99,9 +107,29 @@ async def make_system(
         await task
 
 
+async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -> None:
+    """The real workflows and activities on the no-op provider, until `stop` is set."""
+    client = await connect(settings)
+    engine = make_engine(settings)
+    try:
+        async with httpx.AsyncClient() as http:
+            worker = Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=list(WORKFLOWS),
+                activities=activities(sessions(engine), http, NoopProvider()),
+                graceful_shutdown_timeout=timedelta(seconds=5),
+            )
+            async with worker:
+                ready.write_text("ready\n")
+                await stop.wait()
+    finally:
+        await engine.dispose()
+
+
 async def _terminate_leftovers(system: System) -> None:
     """A workflow a failed test left running must not block the next test: workflow ids
-    such as deploy-<component>-<environment> are shared by every test on the server."""
+    such as deploy:<component>:<environment> are shared by every test on the server."""
     query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
     try:
         async for execution in system.temporal.list_workflows(

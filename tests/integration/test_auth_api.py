@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +14,7 @@ from core.db import apikeys
 from core.db.engine import make_engine, sessions
 from core.db.tables import ApiKeyRow
 from tests.integration.conftest import System
+from tests.support import wait_for
 
 
 async def test_missing_and_wrong_keys_are_401(system: System) -> None:
@@ -109,3 +113,69 @@ async def test_a_burst_with_a_new_key_verifies_its_hash_once(
     )
     assert [r.status_code for r in answers] == [200] * 20
     assert len(calls) == 1
+
+
+async def test_wrong_secrets_for_a_key_prefix_are_limited_before_argon2(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await system.key("viewer", "target")
+    prefix = key.split("_")[1]
+    calls: list[str] = []
+    real = apikeys.verify_hash
+
+    def counting(key_hash: str, presented: str) -> bool:
+        calls.append(presented)
+        return real(key_hash, presented)
+
+    monkeypatch.setattr(apikeys, "verify_hash", counting)
+    limit = system.settings.auth_failures_per_key
+    answers = []
+    for i in range(limit + 2):
+        wrong = f"r2c_{prefix}_wrong-secret-{i}"
+        answers.append(await system.http.get("/api/v1/components", headers=system.auth(wrong)))
+    assert [r.status_code for r in answers] == [401] * limit + [429, 429]
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    assert answers[-1].json()["error"]["type"] == "RateLimited"
+    assert len(calls) == limit  # the refused attempts cost no argon2 verification
+
+
+async def test_wrong_secrets_from_one_address_are_limited(
+    make_system: Callable[..., Any],
+) -> None:
+    system: System = await make_system(worker=False, auth_failures_per_address=3)
+    prefixes = [(await system.key("viewer", f"k{i}")).split("_")[1] for i in range(4)]
+    codes = []
+    for prefix in prefixes:
+        resp = await system.http.get(
+            "/api/v1/components", headers=system.auth(f"r2c_{prefix}_wrong")
+        )
+        codes.append(resp.status_code)
+    assert codes == [401, 401, 401, 429]
+
+
+async def test_a_key_revoked_during_its_first_verification_is_not_cached(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await system.key("viewer", "revoked-midway")
+    entered, go = threading.Event(), threading.Event()
+    real = apikeys.verify_hash
+
+    def held(key_hash: str, presented: str) -> bool:
+        if presented == key:
+            entered.set()
+            go.wait(30)
+        return real(key_hash, presented)
+
+    monkeypatch.setattr(apikeys, "verify_hash", held)
+    in_flight = asyncio.create_task(system.http.get("/api/v1/components", headers=system.auth(key)))
+
+    async def verifying() -> bool:
+        return entered.is_set()
+
+    await wait_for(verifying, what="the first verification to be running")
+    revoked = await system.http.delete("/api/v1/apikeys/revoked-midway", headers=system.auth())
+    assert revoked.status_code == 200
+    go.set()
+    assert (await in_flight).status_code == 401
+    after = await system.http.get("/api/v1/components", headers=system.auth(key))
+    assert after.status_code == 401

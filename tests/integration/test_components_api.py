@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -117,7 +118,7 @@ async def test_delete_with_running_deployment_is_409(system: System) -> None:
     # tagged like one, it counts as running although no worker serves it.
     handle = await system.temporal.start_workflow(
         DEPLOYMENT_WORKFLOW,
-        id="deploy-demo-test",
+        id="deploy:demo:test",
         task_queue="no-worker-needed",
         search_attributes=TypedSearchAttributes([SearchAttributePair(COMPONENT, "demo")]),
         execution_timeout=timedelta(minutes=5),
@@ -125,7 +126,7 @@ async def test_delete_with_running_deployment_is_409(system: System) -> None:
     try:
         resp = await _delete_when_listed(system)
         assert resp.status_code == 409
-        assert "deploy-demo-test" in resp.json()["error"]["message"]
+        assert "deploy:demo:test" in resp.json()["error"]["message"]
         still = await system.http.get("/api/v1/components/demo", headers=system.auth())
         assert still.status_code == 200
     finally:
@@ -136,7 +137,7 @@ async def test_delete_with_running_deployment_is_409(system: System) -> None:
 
 async def _delete_when_listed(system: System) -> Any:
     async def indexed() -> list[Any]:
-        query = "WorkflowId = 'deploy-demo-test' AND ExecutionStatus = 'Running'"
+        query = "WorkflowId = 'deploy:demo:test' AND ExecutionStatus = 'Running'"
         return [e async for e in system.temporal.list_workflows(query)]
 
     # Visibility is eventually consistent: wait until the deployment is indexed, then delete.
@@ -196,3 +197,65 @@ async def test_retire_from_one_environment_keeps_the_component(system: System) -
         "/api/v1/components/demo/environments/Bad Env", headers=system.auth()
     )
     assert bad.status_code == 422
+
+
+async def test_a_rename_is_refused_with_a_hint_and_changes_nothing(system: System) -> None:
+    created = await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
+    renamed = await system.http.put(
+        f"/api/v1/components/{created.json()['id']}",
+        json={**DEMO, "name": "demo-two"},
+        headers=system.auth(),
+    )
+    assert renamed.status_code == 409, renamed.text
+    assert "register a new component" in renamed.json()["error"]["hint"]
+    again = await system.http.get(
+        f"/api/v1/components/{created.json()['id']}", headers=system.auth()
+    )
+    assert (again.json()["name"], again.json()["revision"]) == ("demo", 1)
+
+
+async def test_runtime_change_while_a_deployment_runs_is_409(
+    make_system: Callable[..., Any],
+) -> None:
+    # No worker: the deployment stays running (and starts nothing) until the test ends.
+    system: System = await make_system(worker=False)
+    await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
+    body = {"component": "demo", "environment": "dev", "version": "v1"}
+    started = await system.http.post("/api/v1/deployments", json=body, headers=system.auth())
+    assert started.status_code == 202, started.text
+    changed = copy.deepcopy(DEMO)
+    changed["runtime"]["command"][0] = "other-program"
+    refused = await system.http.put("/api/v1/components/demo", json=changed, headers=system.auth())
+    assert refused.status_code == 409, refused.text
+    assert started.json()["id"] in refused.json()["error"]["message"]
+    same_runtime = {**DEMO, "description": "only the description changes"}
+    allowed = await system.http.put(
+        "/api/v1/components/demo", json=same_runtime, headers=system.auth()
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["runtime"] == (await _as_admin(system))["runtime"]
+
+
+async def _as_admin(system: System) -> dict[str, Any]:
+    resp = await system.http.get("/api/v1/components/demo", headers=system.auth())
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def test_env_values_are_shown_to_admins_only(system: System) -> None:
+    secret_env = {**DEMO["runtime"]["env"], "DB_PASSWORD": "hunter2"}
+    spec = {**DEMO, "runtime": {**DEMO["runtime"], "env": secret_env}}
+    created = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
+    assert created.status_code == 201
+    viewer, operator = await system.key("viewer"), await system.key("operator")
+    for key in (viewer, operator):
+        one = await system.http.get("/api/v1/components/demo", headers=system.auth(key))
+        listed = await system.http.get("/api/v1/components", headers=system.auth(key))
+        for shown in (one.json(), listed.json()[0]):
+            assert shown["runtime"]["env"] == {
+                "DEMO_LATENCY_MS": "<redacted>",
+                "DB_PASSWORD": "<redacted>",
+            }
+        assert "hunter2" not in one.text + listed.text
+    admin = await system.http.get("/api/v1/components/demo", headers=system.auth())
+    assert admin.json()["runtime"]["env"]["DB_PASSWORD"] == "hunter2"

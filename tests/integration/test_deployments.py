@@ -181,7 +181,7 @@ async def test_abort_and_cancel_compensate_to_stable(demo: System) -> None:
     again = await deploy(demo, "v2", paused)
     await until(demo, again["id"], "paused")
     cancel = await demo.http.delete(
-        "/api/v1/orchestration/workflows/deploy-demo-dev", headers=demo.auth()
+        "/api/v1/orchestration/workflows/deploy:demo:dev", headers=demo.auth()
     )
     assert cancel.status_code == 202
     done = await until(demo, again["id"], *FINAL)
@@ -371,7 +371,7 @@ async def test_deployments_are_listed_and_searchable(demo: System) -> None:
     found = await wait_for(
         lambda: _search(demo, query), lambda ids: len(ids) == 1, what="search attributes"
     )
-    assert found == ["deploy-demo-dev"]
+    assert found == ["deploy:demo:dev"]
 
 
 async def _search(system: System, query: str) -> list[str]:
@@ -390,9 +390,9 @@ async def test_retry_signals_and_the_orchestration_api(demo: System) -> None:
         headers=demo.auth(),
     )
     assert started.status_code == 202, started.text
-    assert started.json()["id"] == "deploy-demo-dev"
+    assert started.json()["id"] == "deploy:demo:dev"
     listed = await demo.http.get("/api/v1/deployments?status=paused", headers=demo.auth())
-    handle = demo.temporal.get_workflow_handle("deploy-demo-dev")
+    handle = demo.temporal.get_workflow_handle("deploy:demo:dev")
     dep_id = (await wait_for(
         lambda: demo.http.get("/api/v1/deployments?component=demo", headers=demo.auth()),
         lambda r: any(i["version"] == "v2" for i in r.json()["items"]),
@@ -442,7 +442,7 @@ async def test_a_cancel_while_instances_start_leaves_nothing_behind(demo: System
         what="the canary's instances to be starting",
     )
     cancel = await demo.http.delete(
-        "/api/v1/orchestration/workflows/deploy-demo-dev", headers=demo.auth()
+        "/api/v1/orchestration/workflows/deploy:demo:dev", headers=demo.auth()
     )
     assert cancel.status_code == 202
     done = await until(demo, started["id"], *FINAL)

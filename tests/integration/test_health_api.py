@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
+from api.app import create_app
 from cli.processes import free_port
+from core.settings import Settings
 from tests.integration.conftest import System
 
 
@@ -53,3 +57,24 @@ async def test_metrics_count_requests_and_starts(system: System) -> None:
         {"route": "/api/v1/orchestration/workflows", "method": "POST", "status": "202"},
     )
     assert requests and requests >= 1
+
+
+async def test_ready_names_the_failing_store_without_its_connection_details(
+    make_settings: Callable[..., Settings],
+) -> None:
+    port = free_port()
+    url = f"postgresql://secret-user:hunter2@127.0.0.1:{port}/secret-db"
+    app = create_app(make_settings(postgres_url=url))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
+    ):
+        ready = await http.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "not ready",
+        "dependencies": {"store": "unreachable", "temporal": "ok"},
+        "message": "not reachable: store",
+    }
+    for detail in ("secret-user", "hunter2", "secret-db", str(port), "127.0.0.1"):
+        assert detail not in ready.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 from tests.integration.conftest import System
@@ -155,3 +156,28 @@ async def test_workflow_types_describe_their_input(system: System) -> None:
     resp = await system.http.get("/api/v1/orchestration/workflow-types", headers=system.auth())
     types = {t["type"]: t for t in resp.json()}
     assert "rounds" in types["component-health-check"]["input_schema"]["properties"]
+
+
+async def test_a_forged_page_token_is_400(system: System) -> None:
+    for _ in range(3):
+        await system.start()
+    url = "/api/v1/orchestration/workflows?page_size=1&type=component-health-check"
+    page = await wait_for(
+        lambda: system.http.get(url, headers=system.auth()),
+        lambda r: r.json()["next_page_token"] is not None,
+        what="a second page",
+    )
+    token = page.json()["next_page_token"]
+    forged = base64.urlsafe_b64encode(b"x" * 16 + b'{"LastRunID": "nope"}').decode()
+    for query in (f"{url}&page_token={forged}", f"{url}&page_token=not-base64!!"):
+        resp = await system.http.get(query, headers=system.auth())
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["type"] == "BadRequest"
+        assert "next_page_token" in resp.json()["error"]["hint"]
+    # A real token is bound to its filters.
+    other = await system.http.get(
+        f"/api/v1/orchestration/workflows?page_size=1&page_token={token}", headers=system.auth()
+    )
+    assert other.status_code == 400
+    ok = await system.http.get(f"{url}&page_token={token}", headers=system.auth())
+    assert ok.status_code == 200

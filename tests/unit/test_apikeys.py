@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from api import ratelimit
 from core.db.apikeys import hash_key, new_key, prefix_of, verify_hash
 from core.models.apikeys import Role
 
@@ -32,3 +35,31 @@ def test_roles_include_lower_roles() -> None:
     assert Role.ADMIN.allows(Role.OPERATOR) and Role.ADMIN.allows(Role.VIEWER)
     assert Role.OPERATOR.allows(Role.VIEWER) and not Role.OPERATOR.allows(Role.ADMIN)
     assert not Role.VIEWER.allows(Role.OPERATOR)
+
+
+def test_failure_limiter_allows_the_limit_then_says_when_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: now[0])
+    limiter = ratelimit.FailureLimiter(limit=3, window=60)
+    for _ in range(3):
+        assert limiter.retry_after("prefix") is None
+        limiter.failed("prefix")
+    assert limiter.retry_after("prefix") == 60
+    assert limiter.retry_after("other") is None
+    now[0] += 30
+    assert limiter.retry_after("prefix") == 30
+    now[0] += 31
+    assert limiter.retry_after("prefix") is None
+
+
+def test_failure_limiter_forgets_the_oldest_keys_beyond_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ratelimit, "MAX_TRACKED", 3)
+    limiter = ratelimit.FailureLimiter(limit=1)
+    for key in ("a", "b", "c", "d"):
+        limiter.failed(key)
+    assert limiter.retry_after("a") is None
+    assert limiter.retry_after("d") == 60

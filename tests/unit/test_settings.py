@@ -13,7 +13,8 @@ from core.settings import SettingsError, load_settings
 @pytest.fixture
 def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("R2C_CONFIG_DIR", str(tmp_path))
-    for name in ("PORT", "LOG_LEVEL", "R2C_ENV", "R2C_HOME", "POSTGRES_URL", "TEMPORAL_ADDRESS"):
+    for name in ("PORT", "LOG_LEVEL", "R2C_ENV", "R2C_HOME", "POSTGRES_URL", "TEMPORAL_ADDRESS",
+                 "R2C_UI_ACTIONS", "R2C_MAX_BODY_BYTES"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -57,7 +58,7 @@ def test_postgres_url_selects_postgresql(config_dir: Path, monkeypatch: pytest.M
     [
         ("PORT", "eighty", "PORT: Input should be a valid integer"),
         ("PORT", "70000", "PORT: Input should be less than or equal to 65535"),
-        ("LOG_LEVEL", "LOUD", "LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("TEMPORAL_ADDRESS", "localhost", "TEMPORAL_ADDRESS: Value error, expected host:port"),
         ("POSTGRES_URL", "mysql://x", "POSTGRES_URL: Value error, expected a URL of the form"),
         ("R2C_ENV", "prod", "R2C_ENV: Input should be 'development', 'staging' or 'production'"),
@@ -96,3 +97,52 @@ def test_shipped_config_files_are_valid(monkeypatch: pytest.MonkeyPatch) -> None
     for env in ("development", "staging", "production"):
         monkeypatch.setenv("R2C_ENV", env)
         assert load_settings().env == env
+
+
+@pytest.mark.parametrize("value", ["debug", "Debug", "DEBUG", " info ", "warning"])
+def test_log_level_is_accepted_in_any_case(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", value)
+    assert load_settings().log_level == value.strip().upper()
+
+
+@pytest.mark.parametrize(
+    ("env", "given", "expected"),
+    [
+        ("development", None, "all"),
+        ("staging", None, "safe"),
+        ("production", None, "safe"),
+        ("production", "none", "none"),
+        ("development", "safe", "safe"),
+    ],
+)
+def test_ui_actions_default_depends_on_the_environment(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch, env: str, given: str | None, expected: str
+) -> None:
+    monkeypatch.setenv("R2C_ENV", env)
+    if given is not None:
+        monkeypatch.setenv("R2C_UI_ACTIONS", given)
+    else:
+        monkeypatch.delenv("R2C_UI_ACTIONS", raising=False)
+    assert load_settings().ui_actions == expected
+
+
+def test_request_limits_have_defaults_and_are_checked(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = load_settings()
+    assert (s.max_body_bytes, s.auth_failures_per_key) == (1024 * 1024, 5)
+    monkeypatch.setenv("R2C_MAX_BODY_BYTES", "10")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "R2C_MAX_BODY_BYTES: Input should be greater than or equal to 1024" in str(caught.value)
+
+
+def test_a_bad_postgres_url_is_not_echoed(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTGRES_URL", "mysql://user:hunter2@db/x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "POSTGRES_URL" in str(caught.value) and "hunter2" not in str(caught.value)
