@@ -47,6 +47,10 @@ _DROP_UNTRUSTED = HOP_BY_HOP | FORWARDING
 PAUSE_AT_QUEUED = 4
 PAUSE_AT_QUEUED_BYTES = 1024 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+FEED_SLICE = 8192
+# After a refusal, what the client still sends is read and dropped for this long, so that its
+# unread bytes do not make the close a reset that would destroy the answer in flight.
+LINGER_SECONDS = 2.0
 _NEVER = float("inf")
 
 
@@ -188,8 +192,7 @@ class ClientConnection(asyncio.Protocol):
         if transport is None:
             return
         room = not (
-            self.refused
-            or self.write_paused
+            self.write_paused
             or len(self.queue) >= PAUSE_AT_QUEUED
             or self.queued_bytes >= PAUSE_AT_QUEUED_BYTES
         )
@@ -209,6 +212,18 @@ class ClientConnection(asyncio.Protocol):
                 transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
+        if len(data) <= FEED_SLICE:
+            self._feed(data)
+            return
+        # In slices, so that what the parser holds of an unfinished head is counted to
+        # within a slice (see _feed), however much one read brings.
+        view = memoryview(data)
+        for start in range(0, len(data), FEED_SLICE):
+            if self.refused:
+                return
+            self._feed(view[start : start + FEED_SLICE])
+
+    def _feed(self, data: bytes | memoryview) -> None:
         if self.refused:
             return  # the rest of a refused request, or what follows it: never parsed
         try:
@@ -227,8 +242,8 @@ class ClientConnection(asyncio.Protocol):
             return
         if self.in_head:
             # httptools buffers a header line until it ends: count what it holds, so that one
-            # endless line is refused too. A head that began in this chunk counts what was
-            # parsed of it (the chunk may also hold the end of the previous request).
+            # endless line is refused too. A head that began in this slice counts what was
+            # parsed of it (the slice may also hold the end of the previous request).
             if self.head_bytes < 0:
                 self.head_bytes = self.head_known
             else:
@@ -237,11 +252,13 @@ class ClientConnection(asyncio.Protocol):
                 self._refuse(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer `status` after the requests before it, then close; read nothing more."""
+        """Answer `status` after the requests before it, then close; what the client sends
+        meanwhile is dropped unparsed."""
         req = Request(b"", b"", [], b"", False, self.peer)
         req.answer = error_answer(status, message)
         self.refused = True
-        self.receiving = self.in_head = False
+        self.receiving = self.in_head = self.continue_owed = False
+        self.deadline = _NEVER  # until the answer is out (see _reply)
         self.queue.append(req)
         self._flow()
         self._start_worker()
@@ -353,11 +370,11 @@ class ClientConnection(asyncio.Protocol):
                     answer = await self.answer(req)
                 finally:
                     router.in_flight -= 1
-            self._reply(*answer, keep_alive=req.keep_alive and not self.refused)
+            self._reply(*answer, keep_alive=req.keep_alive)
             if self.continue_owed and not self.queue and self.transport is not None:
                 self.continue_owed = False
                 self.transport.write(CONTINUE)
-        if not self.receiving and self.transport is not None:
+        if not self.receiving and not self.refused and self.transport is not None:
             self.deadline = time.monotonic() + self.limits.idle_timeout_seconds
 
     def _reply(
@@ -375,6 +392,11 @@ class ClientConnection(asyncio.Protocol):
         lines += [b"\r\n", body]
         self.transport.write(b"".join(lines))
         if not keep_alive:
+            if self.refused and self.transport.can_write_eof():
+                # Half-close, keep reading (and dropping) what the client still sends.
+                self.transport.write_eof()
+                self.deadline = time.monotonic() + LINGER_SECONDS
+                return
             self.transport.close()
             self.transport = None
 
@@ -383,7 +405,7 @@ class ClientConnection(asyncio.Protocol):
     def expired(self, now: float) -> bool:
         """Whether a deadline of this connection has passed (asked by the sweep)."""
         # While reading is paused, the wait is the router's doing: only a stall counts.
-        return (self.reading and now > self.deadline) or (
+        return ((self.reading or self.refused) and now > self.deadline) or (
             now - self.stalled_since > self.limits.idle_timeout_seconds
         )
 
