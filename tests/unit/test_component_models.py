@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.models.components import ComponentSpec
+from core.models.components import ComponentSpec, fill_template
 
 
 def _spec(**runtime: Any) -> dict[str, Any]:
@@ -34,6 +34,12 @@ def test_port_may_come_from_the_environment() -> None:
         (_spec(command=["srv", "--fixed", "80"]), "must use {port}"),
         (_spec(command=["srv", "{port}", "{secret}"]), "unknown placeholder(s) ['secret']"),
         (_spec(command=["srv", "{port"]), "not a valid template"),
+        (_spec(command=["srv", "{port:>999999999}"]), "no format spec, conversion"),
+        (_spec(command=["srv", "{port!r}"]), "no format spec, conversion"),
+        (_spec(command=["srv", "{port}", "{version.__class__}"]), "no format spec, conversion"),
+        (_spec(command=["srv", "{port}", "{instance[0]}"]), "no format spec, conversion"),
+        (_spec(command=["srv", "{port}", "{}"]), "no format spec, conversion"),
+        (_spec(command=["srv", "{port}"], env={"X": "{port:>99}"}), "no format spec"),
         (_spec(env={"1BAD": "x"}), "not a valid environment variable name"),
         ({"name": "-bad-", "runtime": {"command": ["srv", "{port}"]}}, "name"),
         (_spec(health_check={"path": "health"}), "String should match pattern"),
@@ -48,3 +54,10 @@ def test_invalid_definitions_are_refused(body: dict[str, Any], message: str) -> 
 def test_literal_braces_are_allowed_when_doubled() -> None:
     spec = ComponentSpec.model_validate(_spec(command=["srv", "{port}", "--json", "{{}}"]))
     assert spec.runtime.command[-1] == "{{}}"
+
+
+def test_templates_are_filled_without_str_format() -> None:
+    values = {"port": "8080", "version": "v{1}", "instance": "demo.dev.blue.1"}
+    assert fill_template("--port={port} {{json}} {version}", values) == "--port=8080 {json} v{1}"
+    with pytest.raises(ValueError, match="not a known placeholder"):
+        fill_template("{port:>9}", values)
