@@ -13,6 +13,7 @@ from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
 from activities.infrastructure.activities import InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
+from workflows.deployment.background import BackgroundAnalysisWorkflow
 from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
 from workflows.retire import ComponentRetireWorkflow
@@ -21,6 +22,7 @@ WORKFLOWS: Sequence[type] = (
     ComponentHealthCheckWorkflow,
     ComponentRetireWorkflow,
     DeploymentWorkflow,
+    BackgroundAnalysisWorkflow,
 )
 
 

@@ -43,11 +43,12 @@ class AnalysisActivities:
     """Measures one metric of one version of a deployed target.
 
     Built-in metrics (no `query`) come from the router of the target: `error_rate` and the
-    latency percentiles cover the requests since `req.since` (the counters the previous
-    measurement returned; None: since the router started). `request_rate` is requests per
-    second over a short sample taken during the measurement (`rate_sample` seconds), because
-    the counters carry no time: a rate over the whole window would need the time of the
-    previous reading in `RouterCounters`.
+    latency percentiles cover the requests since `req.since` (the counters of the previous
+    measurement, or of the baseline read when the analysis started: `req.baseline`), and
+    say how many requests that window holds, so the workflow can tell "no data" apart.
+    `request_rate` is requests per second over a short sample taken during the measurement
+    (`rate_sample` seconds), because the counters carry no time: a rate over the whole
+    window would need the time of the previous reading in `RouterCounters`.
     """
 
     def __init__(
@@ -72,6 +73,8 @@ class AnalysisActivities:
         """One measurement of `req.metric` for `req.version` on (component, environment)."""
         if req.metric.query is None:
             result = await self._builtin(req)
+        elif req.baseline:  # a query covers its own window: nothing to read beforehand
+            return MetricValue()
         else:
             result = await self._query(req, req.metric.query)
         if result.error is not None:
@@ -83,13 +86,16 @@ class AnalysisActivities:
     async def _builtin(self, req: MeasureRequest) -> MetricValue:
         try:
             url = await self._metrics_url(req.component, req.environment)
-            if req.metric.name == "request_rate":
+            if req.metric.name == "request_rate" and not req.baseline:
                 return await self._request_rate(url, req.version)
             counters = await self._read(url, req.version)
         except MeasurementError as err:
             return MetricValue(error=str(err))
-        value = builtin_value(req.metric.name, window(counters, req.since), None)
-        return MetricValue(value=value, counters=counters)
+        if req.baseline:  # the start of the analysis' window: counters, nothing to judge
+            return MetricValue(counters=counters)
+        seen = window(counters, req.since)
+        value = builtin_value(req.metric.name, seen, None)
+        return MetricValue(value=value, counters=counters, requests=seen.requests)
 
     async def _metrics_url(self, component: str, environment: str) -> str:
         try:
@@ -130,8 +136,9 @@ class AnalysisActivities:
         await asyncio.sleep(self.rate_sample)
         last = await self._read(url, version)
         seconds = time.monotonic() - started
-        value = builtin_value("request_rate", window(last, first), seconds)
-        return MetricValue(value=value, counters=last)
+        seen = window(last, first)
+        value = builtin_value("request_rate", seen, seconds)
+        return MetricValue(value=value, counters=last, requests=seen.requests)
 
     # ------------------------------------------------------------------ Prometheus
 

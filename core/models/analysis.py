@@ -195,3 +195,44 @@ class AnalysisResult(BaseModel):
     phase: MetricPhase
     metrics: list[MetricResult]
     reason: str
+
+
+# How many measurements the status keeps: the newest, per deployment and per metric result.
+STATUS_MEASUREMENTS = 50
+RESULT_MEASUREMENTS = 10
+
+
+class MetricProgress(BaseModel):
+    """Where one metric's measuring stands: carried across a continue-as-new."""
+
+    judged: int = Field(0, description="measurements that count toward `count`")
+    counts: dict[str, int] = Field(default_factory=dict, description="judged, by phase")
+    consecutive_errors: int = 0
+    since: RouterCounters | None = Field(None, description="counters at the window's start")
+    baseline_read: bool = False
+    delayed: bool = Field(False, description="the initial delay has passed")
+    no_data_seconds: float = Field(0.0, description="waited for data so far, in all")
+    no_data_retries: int = 0
+    next_wait: float = Field(0.0, description="seconds to wait before the next measurement")
+    recent: list[Measurement] = Field(default_factory=list)
+
+
+class UnboundedAnalysisSpec(AnalysisSpec):
+    """An analysis run by a child workflow that continues as new: no history budget."""
+
+    inline: ClassVar[bool] = False
+
+
+class BackgroundAnalysisInput(BaseModel):
+    """The input of the background-analysis child workflow (and of each continue-as-new)."""
+
+    spec: UnboundedAnalysisSpec
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
+    where: str
+    until_cancelled: list[str] = Field(
+        default_factory=list, description="metrics that measure until the rollout ends"
+    )
+    progress: dict[str, MetricProgress] = Field(default_factory=dict)
+    runs: int = Field(1, description="this run's number; each continue-as-new adds one")

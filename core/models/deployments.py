@@ -242,6 +242,9 @@ class DeploymentStatus(BaseModel):
     measurements: list[Measurement] = Field(default_factory=list)
     analyses: list[AnalysisResult] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
+    notices: list[str] = Field(
+        default_factory=list, description="the newest signals that were ignored, and why"
+    )
     reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

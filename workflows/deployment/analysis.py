@@ -1,35 +1,73 @@
-"""Running an analysis inside the workflow: measurements by activity, judgement here.
+"""Running an analysis inside a workflow: measurements by activity, judgement here.
 
 Argo Rollouts' semantics: each metric is measured `count` times, `interval` apart, after
 `initial_delay`; a measurement is failed when `failure_condition` holds or
-`success_condition` does not, inconclusive when neither decides (or nothing was measured);
-`failure_limit`, `inconclusive_limit` and `consecutive_error_limit` say how many are tolerated.
+`success_condition` does not, inconclusive when neither decides; `failure_limit`,
+`inconclusive_limit` and `consecutive_error_limit` say how many are tolerated.
+
+Beyond Argo: a measurement that finds too few requests to judge (`min_requests`) is *no data*,
+not a verdict. It counts toward nothing, and the metric is measured again after `interval`
+(1 s without one); only data missing for longer than `MetricSpec.no_data_bound` (or for more
+than `NO_DATA_RETRIES` retries) makes a measurement inconclusive. So a bad canary measured a
+moment after its weight change is judged on its requests once they arrive, instead of pausing
+for a human because the first look found nothing. The window of a built-in metric starts when
+the analysis starts (a baseline read of the router's counters), never when the router started.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.conditions import ConditionError, evaluate
     from core.models.analysis import (
+        NO_DATA_RETRIES,
+        RESULT_MEASUREMENTS,
         AnalysisResult,
         AnalysisSpec,
         Measurement,
+        MeasurementPhase,
         MeasureRequest,
         MetricPhase,
+        MetricProgress,
         MetricResult,
         MetricSpec,
         MetricValue,
-        RouterCounters,
     )
-    from core.conditions import ConditionError, evaluate
     from workflows.deployment import activities as acts
 
 Recorder = Callable[[Measurement], None]
+# The patch that brought baseline windows and no-data retries: histories recorded before it
+# replay on the old rule (a window from the router's start; no value is inconclusive).
+WINDOW_PATCH = "analysis-window-and-no-data"
+
+
+@dataclass
+class Target:
+    """What an analysis measures: the new version of a deployed target."""
+
+    component: str
+    environment: str
+    version: str
+
+
+@dataclass
+class AnalysisRun:
+    """How one analysis runs: where (for messages), what to call per measurement, and when to
+    stop early so that a child workflow can continue as new."""
+
+    target: Target
+    where: str
+    record: Recorder
+    stop_requested: Callable[[], bool] = lambda: False
+    # Metrics measured until the rollout ends rather than `count` times (background).
+    until_cancelled: frozenset[str] = frozenset()
+    interruptible: bool = False  # waits end early when a stop is requested
 
 
 def judge(spec: MetricSpec, value: float | None) -> tuple[MetricPhase, str]:
@@ -51,84 +89,198 @@ def judge(spec: MetricSpec, value: float | None) -> tuple[MetricPhase, str]:
     return "inconclusive", f"{shown}: no condition to judge it by"
 
 
-async def run_metric(
-    spec: MetricSpec,
-    target: tuple[str, str, str],
-    since: RouterCounters | None,
-    where: str,
-    record: Recorder,
-) -> MetricResult:
-    component, environment, version = target
-    if spec.initial_delay:
-        await workflow.sleep(timedelta(seconds=spec.initial_delay), summary=f"{spec.name} delay")
-    counts: dict[MetricPhase, int] = {"successful": 0, "failed": 0, "inconclusive": 0, "error": 0}
-    consecutive_errors = 0
-    measurements: list[Measurement] = []
-    total = spec.measurements
-    for index in range(total):
-        if index and spec.interval:
-            await workflow.sleep(
-                timedelta(seconds=spec.interval), summary=f"{spec.name}: next measurement"
-            )
-        got: MetricValue = await acts.measure(
-            MeasureRequest(
-                component=component,
-                environment=environment,
-                version=version,
-                metric=spec,
-                since=since,
-            )
+def _no_data(spec: MetricSpec, got: MetricValue) -> bool:
+    if got.value is None:
+        return True
+    return spec.judges_requests and (got.requests or 0) < spec.min_requests
+
+
+class _MetricRunner:
+    """Measures one metric until it decides, its count is done, or a stop is requested."""
+
+    def __init__(
+        self, spec: MetricSpec, progress: MetricProgress, run: AnalysisRun, new_rules: bool
+    ) -> None:
+        self.spec = spec
+        self.p = progress
+        self.ctx = run
+        self.new_rules = new_rules
+        self.until_cancelled = spec.name in run.until_cancelled
+
+    def _request(self, baseline: bool = False) -> MeasureRequest:
+        t = self.ctx.target
+        return MeasureRequest(
+            component=t.component,
+            environment=t.environment,
+            version=t.version,
+            metric=self.spec,
+            since=self.p.since,
+            baseline=baseline,
         )
-        if got.error is not None:
-            phase: MetricPhase = "error"
-            words = f"{spec.name} could not be measured: {got.error}"
-            consecutive_errors += 1
-        else:
-            consecutive_errors = 0
-            since = got.counters or since
-            phase, words = judge(spec, got.value)
-        counts[phase] += 1
+
+    async def _wait(self, seconds: float, summary: str) -> bool:
+        """Wait; False when a stop was requested first (the wait is kept for the next run)."""
+        if not self.ctx.interruptible:
+            await workflow.sleep(timedelta(seconds=seconds), summary=summary)
+            return True
+        try:
+            await workflow.wait_condition(
+                self.ctx.stop_requested, timeout=timedelta(seconds=seconds), timeout_summary=summary
+            )
+        except TimeoutError:
+            return True
+        return False
+
+    def _total(self) -> str:
+        return "∞" if self.until_cancelled else str(self.spec.measurements)
+
+    def _measurement(self, phase: MeasurementPhase, value: float | None, words: str) -> Measurement:
+        index = self.p.judged + (0 if phase == "no_data" else 1)
         m = Measurement(
-            metric=spec.name,
-            index=index + 1,
-            value=got.value,
+            metric=self.spec.name,
+            index=index,
+            value=value,
             phase=phase,
             at=workflow.now(),
-            message=f"{words} {where}, measurement {index + 1} of {total}",
+            message=f"{words} {self.ctx.where}, measurement {index} of {self._total()}",
         )
-        measurements.append(m)
-        record(m)
-        if spec.failure_limit >= 0 and counts["failed"] > spec.failure_limit:
-            return MetricResult(metric=spec.name, phase="failed", measurements=measurements,
-                                reason=m.message)  # fmt: skip
-        if counts["inconclusive"] > spec.inconclusive_limit:
-            return MetricResult(metric=spec.name, phase="inconclusive",
-                                measurements=measurements, reason=m.message)  # fmt: skip
-        if consecutive_errors > spec.consecutive_error_limit:
-            return MetricResult(metric=spec.name, phase="error", measurements=measurements,
-                                reason=m.message)  # fmt: skip
-    last = measurements[-1].message
-    return MetricResult(
-        metric=spec.name, phase="successful", measurements=measurements, reason=last
-    )
+        self.p.recent = [*self.p.recent, m][-RESULT_MEASUREMENTS:]
+        self.ctx.record(m)
+        return m
+
+    def _result(self, phase: MetricPhase, reason: str) -> MetricResult:
+        return MetricResult(
+            metric=self.spec.name, phase=phase, measurements=list(self.p.recent), reason=reason
+        )
+
+    async def run(self) -> MetricResult | None:
+        """The metric's verdict; None when stopped early for a continue-as-new."""
+        spec, p = self.spec, self.p
+        if self.new_rules and spec.query is None and not p.baseline_read:
+            got = await acts.measure(self._request(baseline=True))
+            p.since, p.baseline_read = got.counters, True
+        if not p.delayed:
+            if spec.initial_delay and not await self._wait(
+                spec.initial_delay, f"{spec.name} delay"
+            ):
+                return None
+            p.delayed = True
+        while self.until_cancelled or p.judged < spec.measurements:
+            if self.ctx.stop_requested():
+                return None
+            if p.next_wait and not await self._wait(p.next_wait, f"{spec.name}: next measurement"):
+                return None
+            p.next_wait = 0.0
+            verdict = await self._measure_once()
+            if verdict is not None:
+                return verdict
+        last = p.recent[-1].message if p.recent else f"{spec.name}: nothing measured"
+        return self._result("successful", last)
+
+    async def _measure_once(self) -> MetricResult | None:
+        spec, p = self.spec, self.p
+        got: MetricValue = await acts.measure(self._request())
+        phase: MetricPhase
+        if got.error is not None:
+            phase, words = "error", f"{spec.name} could not be measured: {got.error}"
+            p.consecutive_errors += 1
+        elif self.new_rules and _no_data(spec, got):
+            retry = spec.interval or 1.0
+            if p.no_data_retries < NO_DATA_RETRIES and p.no_data_seconds < spec.no_data_bound:
+                p.no_data_retries += 1
+                p.no_data_seconds += retry
+                p.next_wait = retry
+                self._measurement("no_data", got.value, self._no_data_words(got, retry))
+                return None
+            p.consecutive_errors = 0
+            phase = "inconclusive"
+            words = (
+                f"{spec.name}: no data after waiting {p.no_data_seconds:g}s "
+                f"({self._seen(got)}), so nothing to judge"
+            )
+        else:
+            p.consecutive_errors = 0
+            p.since = got.counters or p.since
+            phase, words = judge(spec, got.value)
+        p.counts[phase] = p.counts.get(phase, 0) + 1
+        p.next_wait = spec.interval or 0.0
+        m = self._measurement(phase, got.value, words)
+        if spec.failure_limit >= 0 and p.counts.get("failed", 0) > spec.failure_limit:
+            return self._result("failed", m.message)
+        if p.counts.get("inconclusive", 0) > spec.inconclusive_limit:
+            return self._result("inconclusive", m.message)
+        if p.consecutive_errors > spec.consecutive_error_limit:
+            return self._result("error", m.message)
+        p.judged += 1
+        return None
+
+    def _seen(self, got: MetricValue) -> str:
+        if got.value is None and got.requests is None:
+            return "the query returned no value"
+        n, least = got.requests or 0, max(1, self.spec.min_requests)
+        return f"{n} request{'' if n == 1 else 's'} reached the new version, fewer than {least}"
+
+    def _no_data_words(self, got: MetricValue, retry: float) -> str:
+        return (
+            f"{self.spec.name}: no data yet ({self._seen(got)}); measuring again in {retry:g}s "
+            f"(waited {self.p.no_data_seconds:g}s of at most {self.spec.no_data_bound:g}s)"
+        )
+
+
+def new_rules() -> bool:
+    """Whether this analysis runs on the baseline/no-data rules (see WINDOW_PATCH)."""
+    return workflow.patched(WINDOW_PATCH)
 
 
 async def run_analysis(
     spec: AnalysisSpec,
-    target: tuple[str, str, str],
-    since: RouterCounters | None,
-    where: str,
-    record: Recorder,
-) -> AnalysisResult:
-    """Every metric at once; the worst phase of the deciding (not dry-run) metrics wins."""
-    results = list(
-        await asyncio.gather(*(run_metric(m, target, since, where, record) for m in spec.metrics))
-    )
-    deciding = [r for r, m in zip(results, spec.metrics, strict=True) if not m.dry_run]
+    run: AnalysisRun,
+    progress: dict[str, MetricProgress] | None = None,
+) -> AnalysisResult | None:
+    """Every metric at once; the worst phase of the deciding (not dry-run) metrics wins.
+
+    None when a stop was requested before every metric decided (`progress` then holds where
+    each one stands, for the next run)."""
+    rules = new_rules()
+    states = progress if progress is not None else {}
+    tasks = [
+        asyncio.create_task(
+            _MetricRunner(m, states.setdefault(m.name, MetricProgress()), run, rules).run()
+        )
+        for m in spec.metrics
+    ]
+    try:
+        pending: list[asyncio.Task[MetricResult | None]] = list(tasks)
+        while pending:
+            _, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending = list(still)
+            # A deciding metric that failed settles the analysis: the others need not go on
+            # (a background metric would otherwise measure until the rollout ends).
+            if any(_settles(t, m) for t, m in zip(tasks, spec.metrics, strict=True)):
+                break
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    outcomes = [t.result() if t.done() and not t.cancelled() else None for t in tasks]
+    verdicts = [o for o, m in zip(outcomes, spec.metrics, strict=True) if o and not m.dry_run]
     for phase in ("failed", "error", "inconclusive"):
-        culprits = [r for r in deciding if r.phase == phase]
+        culprits = [r for r in verdicts if r.phase == phase]
         if culprits:
-            return AnalysisResult(phase=phase, metrics=results, reason=culprits[0].reason)
+            return AnalysisResult(
+                phase=phase, metrics=[o for o in outcomes if o], reason=culprits[0].reason
+            )
+    if any(o is None for o in outcomes):
+        return None  # stopped for a continue-as-new before every metric decided
+    results = [o for o in outcomes if o is not None]
     return AnalysisResult(
-        phase="successful", metrics=results, reason=f"every metric passed {where}"
+        phase="successful", metrics=results, reason=f"every metric passed {run.where}"
     )
+
+
+def _settles(task: asyncio.Task[MetricResult | None], spec: MetricSpec) -> bool:
+    if not task.done() or task.cancelled() or task.exception() is not None:
+        return task.done() and not task.cancelled()  # an exception settles it too
+    result = task.result()
+    return result is not None and not spec.dry_run and result.phase != "successful"

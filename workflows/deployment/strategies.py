@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.models.analysis import BackgroundAnalysisInput, UnboundedAnalysisSpec
     from core.models.deployments import (
         AnalysisStep,
         ApprovalStep,
@@ -18,7 +18,11 @@ with workflow.unsafe.imports_passed_through():
         RollingStrategy,
         SetWeightStep,
     )
+    from workflows.deployment.background import BackgroundAnalysisWorkflow
     from workflows.deployment.saga import Saga
+
+# The patch that moved the background analysis into a child workflow that continues as new.
+BACKGROUND_PATCH = "background-analysis-child"
 
 if TYPE_CHECKING:
     from workflows.deployment.workflow import DeploymentWorkflow
@@ -85,6 +89,9 @@ async def _canary_steps(wf: DeploymentWorkflow, s: CanaryStrategy, stable: str, 
 async def _background_analysis(wf: DeploymentWorkflow, s: CanaryStrategy) -> None:
     assert s.analysis is not None
     await workflow.wait_condition(lambda: wf.status.step > s.analysis.starting_step)  # type: ignore[union-attr]
+    if workflow.patched(BACKGROUND_PATCH):
+        await _background_child(wf, s)
+        return
     # Without a count, a background metric measures until the rollout ends (Argo).
     spec = s.analysis.model_copy(
         update={
@@ -95,6 +102,33 @@ async def _background_analysis(wf: DeploymentWorkflow, s: CanaryStrategy) -> Non
         }
     )
     await wf.analyse(spec, "in the background analysis")
+
+
+async def _background_child(wf: DeploymentWorkflow, s: CanaryStrategy) -> None:
+    """The background analysis as a child workflow: its history, not ours, holds the
+    measurements, and it continues as new however long the rollout lasts."""
+    assert s.analysis is not None
+    # Without a count, a background metric measures until the rollout ends (Argo).
+    endless = [m.name for m in s.analysis.metrics if m.count is None and m.interval]
+    inp = BackgroundAnalysisInput(
+        spec=UnboundedAnalysisSpec(metrics=s.analysis.metrics),
+        component=wf.inp.component,
+        environment=wf.inp.environment,
+        version=wf.inp.version,
+        where="in the background analysis",
+        until_cancelled=endless,
+    )
+    info = workflow.info()
+    result = await workflow.execute_child_workflow(
+        BackgroundAnalysisWorkflow.run,
+        inp,
+        id=f"{info.workflow_id}:background:{wf.inp.deployment_id}",
+        static_summary=f"background analysis of {wf.inp.version}",
+    )
+    for metric in result.metrics:
+        for m in metric.measurements:
+            wf.record_measurement(m)
+    await wf.judge_analysis(result)
 
 
 async def _first_of(steps: asyncio.Task[None], background: asyncio.Task[None] | None) -> None:
@@ -147,9 +181,7 @@ async def blue_green(
         await wf.analyse(s.post_promotion_analysis, "after promotion")
     if s.scale_down_delay_seconds:
         wf.status.phase = f"keeping the old set {s.scale_down_delay_seconds:g}s"
-        await workflow.sleep(
-            timedelta(seconds=s.scale_down_delay_seconds), summary="scale-down delay"
-        )
+        await wf.delay(s.scale_down_delay_seconds, "scale-down delay")
     await wf.finish_rollout(saga, new, stable)
 
 

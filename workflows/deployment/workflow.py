@@ -9,6 +9,8 @@ the same way: the previous version at 100% of the traffic, the new instances gon
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from temporalio import workflow
@@ -18,7 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.deployments import RecordRequest
     from core.contracts import DEPLOYMENT_PHASE, DEPLOYMENT_WORKFLOW, STATUS_QUERY
     from core.deployment_plan import plan_markdown
-    from core.models.analysis import AnalysisSpec, Measurement
+    from core.models.analysis import STATUS_MEASUREMENTS, AnalysisResult, AnalysisSpec, Measurement
+    from core.models.apikeys import Role
     from core.models.deployments import (
         FINAL_STATES,
         ActionRequest,
@@ -29,11 +32,21 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.models.infrastructure import InstanceSetSpec, TargetState
     from workflows.deployment import activities as acts
-    from workflows.deployment.analysis import run_analysis
+    from workflows.deployment.analysis import AnalysisRun, Target, run_analysis
     from workflows.deployment.saga import Saga
     from workflows.deployment.strategies import run_strategy
 
 SLOTS = ("blue", "green")
+# The patch that stopped counting pauses against the progress deadline and arms one timer per
+# deadline instead of one per progress mark; older histories replay on the old watchdog.
+DEADLINE_PATCH = "progress-deadline-holds"
+# Signals the Temporal UI may send under each R2C_UI_ACTIONS policy (updates from the API are
+# checked against the caller's role instead).
+UI_SIGNALS = {
+    "all": frozenset({"promote", "pause", "resume", "abort", "approve"}),
+    "safe": frozenset({"pause", "abort"}),
+    "none": frozenset(),
+}
 
 
 class RollbackNeeded(Exception):
@@ -59,13 +72,21 @@ class DeploymentWorkflow:
             version=inp.version,
             strategy=inp.strategy.type,
         )
-        self.promote_requested = False
+        # A promotion applies to the gate open when it arrives (a pause, an inconclusive
+        # analysis, a blue-green promotion), never to one that opens later.
+        self.open_gate = 0  # 0: none open
+        self.gates_opened = 0
+        self.promoted_gate = 0
         self.promote_full = False
         self.user_paused = False
         self.abort_request: ActionRequest | None = None
         self.approval_needed: tuple[int, list[str]] | None = None
         self.progress_marker = 0
+        # Waits that do not count against the progress deadline (pauses, delays, analyses).
+        self.holds = 0
+        self.last_progress = 0.0
         self.ending: DeploymentState | None = None
+        self.unwinding = False
         self.committed = False
         self.cancel_requested = False
         self.cleanup: asyncio.Task[None] | None = None
@@ -75,10 +96,12 @@ class DeploymentWorkflow:
     @workflow.run
     async def run(self, inp: DeploymentInput) -> DeploymentStatus:
         self.status.started_at = workflow.now()
+        self.last_progress = workflow.time()
         workflow.set_current_details(plan_markdown(inp))
         saga = Saga()
         main = asyncio.create_task(self._rollout(saga))
-        watchdog = asyncio.create_task(self._watch_progress())
+        watch = self._watch_progress if workflow.patched(DEADLINE_PATCH) else self._watch_legacy
+        watchdog = asyncio.create_task(watch())
         try:
             await workflow.wait([main, watchdog], return_when=asyncio.FIRST_COMPLETED)
             if not main.done():  # the deadline passed: stop the rollout, then undo it
@@ -126,10 +149,10 @@ class DeploymentWorkflow:
         if not any(name == "new set" for name, _ in saga.undo):
 
             async def undo_new_set() -> None:
-                if stable is not None:
-                    await self.route({stable: 100, slot: 0}, record=False)
-                else:
-                    await self.route({}, record=False)
+                # With no stable version there is nothing to route back to: no traffic at all
+                # (an empty table would be refused, and would mean nothing).
+                back = {stable: 100, slot: 0} if stable is not None else {slot: 0}
+                await self.route(back, record=False)
                 await self._delay_before_scale_down()
                 await acts.remove_set(inp.component, inp.environment, slot)
 
@@ -163,6 +186,7 @@ class DeploymentWorkflow:
                         version=version,
                         slot=slot,
                         count=full,
+                        env_overrides=None,  # the old set's own, as it was started
                         key=f"{inp.deployment_id}:restore:{slot}",
                     )  # fmt: skip
                 )
@@ -175,6 +199,7 @@ class DeploymentWorkflow:
                 version=version,
                 slot=slot,
                 count=count,
+                env_overrides=None,  # the old set keeps the overrides it was started with
                 key=f"{inp.deployment_id}:{slot}:{count}",
             )
         )
@@ -191,11 +216,19 @@ class DeploymentWorkflow:
             self._check_abort()
             self.mark_progress()
 
+    def target(self) -> Target:
+        return Target(self.inp.component, self.inp.environment, self.inp.version)
+
     async def analyse(self, spec: AnalysisSpec, where: str) -> None:
         """Run an analysis; failure rolls back, an inconclusive one waits for a human."""
-        target = (self.inp.component, self.inp.environment, self.inp.version)
         self.status.phase = f"analysis {where}"
-        result = await run_analysis(spec, target, None, where, self._record_measurement)
+        run = AnalysisRun(self.target(), where, self.record_measurement)
+        with self.holding():  # measured in its own time; each measurement is progress
+            result = await run_analysis(spec, run)
+        assert result is not None  # only a stop request ends it early, and none is made
+        await self.judge_analysis(result)
+
+    async def judge_analysis(self, result: AnalysisResult) -> None:
         self.status.analyses.append(result)
         self.mark_progress()
         if result.phase in ("failed", "error"):
@@ -217,26 +250,63 @@ class DeploymentWorkflow:
             )
             await asyncio.shield(self.cleanup)
 
-    def _record_measurement(self, m: Measurement) -> None:
-        self.status.measurements.append(m)
+    def record_measurement(self, m: Measurement) -> None:
+        # Bounded: a long analysis must not grow the status (and each query's answer).
+        self.status.measurements = [*self.status.measurements, m][-STATUS_MEASUREMENTS:]
+        self.last_progress = workflow.time()
         workflow.set_current_details(f"{self.status.phase}\n\n- {m.message}")
 
     # ------------------------------------------------------------------ waiting
 
     def mark_progress(self) -> None:
         self.progress_marker += 1
+        self.last_progress = workflow.time()
         s = self.status
         weights = ", ".join(f"{slot} {w}%" for slot, w in s.weights.items()) or "none"
         step = f"step {s.step} of {s.steps}: " if s.steps else ""
         workflow.set_current_details(f"**{s.state.value}**: {step}{s.phase}\n\nweights: {weights}")
 
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """A wait that does not count against the progress deadline (as in Argo, pauses do
+        not); leaving it counts as progress."""
+        self.holds += 1
+        try:
+            yield
+        except GeneratorExit:  # the workflow is being evicted from the cache: no clock now
+            self.holds -= 1
+            raise
+        except BaseException:
+            self._end_hold()
+            raise
+        self._end_hold()
+
+    def _end_hold(self) -> None:
+        self.holds -= 1
+        # Not `mark_progress`: that re-arms the legacy watchdog (a new timer command, which
+        # histories recorded before DEADLINE_PATCH do not have).
+        self.last_progress = workflow.time()
+
+    @contextmanager
+    def gate(self) -> Iterator[int]:
+        """A gate a promotion can pass while it is open; yields its number."""
+        self.gates_opened += 1
+        self.open_gate = self.gates_opened
+        try:
+            yield self.open_gate
+        finally:
+            self.open_gate = 0
+
+    def _passed(self, gate: int) -> bool:
+        return self.promoted_gate == gate or self.promote_full or self._aborting()
+
     async def wait_for_promotion(self, reason: str) -> None:
         """Paused until someone promotes (or aborts)."""
         await self._set_state(DeploymentState.PAUSED, reason)
         self.status.paused_reason = reason
-        await workflow.wait_condition(lambda: self.promote_requested or self._aborting())
+        with self.holding(), self.gate() as gate:
+            await workflow.wait_condition(lambda: self._passed(gate))
         self._check_abort()
-        self.promote_requested = False
         self.status.paused_reason = None
         await self._set_state(DeploymentState.PROGRESSING, "promoted")
         self.mark_progress()
@@ -244,24 +314,30 @@ class DeploymentWorkflow:
     async def timed_pause(self, seconds: float) -> None:
         """Wait `seconds`, or less if promoted; an abort ends it at once."""
         self.status.phase = f"pause {seconds:g}s"
-        try:
-            await workflow.wait_condition(
-                lambda: self.promote_requested or self._aborting(),
-                timeout=timedelta(seconds=seconds),
-                timeout_summary=f"pause {seconds:g}s",
-            )
-        except TimeoutError:
-            pass
+        with self.holding(), self.gate() as gate:
+            try:
+                await workflow.wait_condition(
+                    lambda: self._passed(gate),
+                    timeout=timedelta(seconds=seconds),
+                    timeout_summary=f"pause {seconds:g}s",
+                )
+            except TimeoutError:
+                pass
         self._check_abort()
-        self.promote_requested = False
         self.mark_progress()
+
+    async def delay(self, seconds: float, summary: str) -> None:
+        """A fixed wait of the strategy (blue-green's scale-down delay): not a lack of progress."""
+        with self.holding():
+            await workflow.sleep(timedelta(seconds=seconds), summary=summary)
 
     async def checkpoint(self) -> None:
         """Between steps: honour a pause by hand and an abort."""
         self._check_abort()
         if self.user_paused:
             await self._set_state(DeploymentState.PAUSED, "paused by hand")
-            await workflow.wait_condition(lambda: not self.user_paused or self._aborting())
+            with self.holding():
+                await workflow.wait_condition(lambda: not self.user_paused or self._aborting())
             self._check_abort()
             await self._set_state(DeploymentState.PROGRESSING, "resumed")
             self.mark_progress()
@@ -272,11 +348,12 @@ class DeploymentWorkflow:
         self.approval_needed = (step, roles)
         await self._set_state(DeploymentState.PAUSED, f"waiting for approval by {', '.join(roles)}")
         try:
-            await workflow.wait_condition(
-                lambda: any(a.step == step for a in self.status.approvals) or self._aborting(),
-                timeout=timedelta(seconds=window),
-                timeout_summary="approval window",
-            )
+            with self.holding():
+                await workflow.wait_condition(
+                    lambda: any(a.step == step for a in self.status.approvals) or self._aborting(),
+                    timeout=timedelta(seconds=window),
+                    timeout_summary="approval window",
+                )
         except TimeoutError:
             if on_timeout == "abort":
                 raise RollbackNeeded(
@@ -302,7 +379,26 @@ class DeploymentWorkflow:
             raise RollbackNeeded(DeploymentState.ABORTED, f"aborted by {who}{why}")
 
     async def _watch_progress(self) -> BaseException:
-        """Fails the rollout when it makes no progress for the deadline (pauses excepted)."""
+        """Fails the rollout when it makes no progress for the deadline. Time in pauses,
+        delays and analyses is not counted; one timer runs per deadline, not per step."""
+        deadline = self.inp.strategy.progress_deadline_seconds
+        while True:
+            if self.holds or self.status.state is DeploymentState.PAUSED:
+                await workflow.wait_condition(
+                    lambda: not self.holds and self.status.state is not DeploymentState.PAUSED
+                )
+                self.last_progress = workflow.time()
+                continue
+            remaining = self.last_progress + deadline - workflow.time()
+            if remaining <= 0:
+                return RollbackNeeded(
+                    DeploymentState.FAILED,
+                    f"no progress for {deadline:g}s (progress deadline exceeded)",
+                )
+            await workflow.sleep(timedelta(seconds=remaining), summary="progress deadline")
+
+    async def _watch_legacy(self) -> BaseException:
+        """The watchdog of histories recorded before DEADLINE_PATCH (a timer per mark)."""
         deadline = timedelta(seconds=self.inp.strategy.progress_deadline_seconds)
         while True:
             marker = self.progress_marker
@@ -353,9 +449,15 @@ class DeploymentWorkflow:
             state, reason = DeploymentState.ABORTED, f"{reason} (cancellation)"
         elif isinstance(err, FailureError):
             state, reason = DeploymentState.FAILED, _describe(err)
-        else:  # a bug in workflow code: fail the task, let a fixed worker replay it
-            raise err
+        else:
+            # A bug, or input no check foresaw: undo and fail with the reason, rather than
+            # fail the workflow task forever with the target's lock held and the canary's
+            # weights in place.
+            workflow.logger.exception("unexpected error in the deployment")
+            state = DeploymentState.FAILED
+            reason = f"internal error: {type(err).__name__}: {err}"[:1000]
         self.ending = state  # before compensating: the abort delay depends on it
+        self.unwinding = True
         self.status.phase, self.status.reason = "rolling back", reason
         workflow.set_current_details(f"**rolling back**: {reason}")
         # Shielded: a cancellation must not interrupt the undo it asked for.
@@ -388,7 +490,9 @@ class DeploymentWorkflow:
             info = workflow.info()
             await acts.record(
                 RecordRequest(
-                    input=self.inp,
+                    # Env values stay out of every record payload (they may be sensitive);
+                    # the API stored the whole request when it started the deployment.
+                    input=self.inp.model_copy(update={"env": {}}),
                     status=upcoming,
                     workflow_id=info.workflow_id,
                     run_id=info.run_id,
@@ -403,13 +507,35 @@ class DeploymentWorkflow:
         return self.status
 
     def _active(self) -> None:
-        if self.status.state in FINAL_STATES or self.status.phase == "rolling back":
+        if self.status.state in FINAL_STATES or self.unwinding:
             raise ValueError(f"the deployment is {self.status.state.value}; nothing to act on")
 
+    def _promotion_problem(self, req: ActionRequest) -> str | None:
+        if self.approval_needed is not None:
+            return "this step waits for an approval, not a promotion: use approve"
+        if not self.open_gate and not req.full:
+            return (
+                "nothing waits for a promotion now (a promotion passes the pause, inconclusive"
+                ' analysis or blue-green promotion that is open); send {"full": true} to skip'
+                " every remaining step"
+            )
+        return None
+
     def _promote(self, req: ActionRequest) -> None:
-        self.promote_requested = True
-        self.promote_full = self.promote_full or req.full
-        self.user_paused = False
+        if self.open_gate:
+            self.promoted_gate = self.open_gate
+        if req.full:
+            self.promote_full = True
+            self.user_paused = False
+
+    def _approval_problem(self, req: ActionRequest) -> str | None:
+        if self.approval_needed is None:
+            return "no step is waiting for an approval"
+        _, roles = self.approval_needed
+        # Roles are ordered: a role approves where any role at or below it may.
+        if req.role is not None and not any(req.role.allows(Role(r)) for r in roles):
+            return f"this approval needs one of the roles {roles} or higher; yours is {req.role}"
+        return None
 
     def _approve(self, req: ActionRequest) -> None:
         assert self.approval_needed is not None
@@ -424,10 +550,11 @@ class DeploymentWorkflow:
         return self.status
 
     @promote.validator
-    def _can_promote(self, req: ActionRequest) -> None:  # noqa: ARG002
+    def _can_promote(self, req: ActionRequest) -> None:
         self._active()
-        if self.approval_needed is not None:
-            raise ValueError("this step waits for an approval, not a promotion: use approve")
+        problem = self._promotion_problem(req)
+        if problem:
+            raise ValueError(problem)
 
     @workflow.update(name="pause")
     def pause(self, _req: ActionRequest) -> DeploymentStatus:
@@ -472,36 +599,64 @@ class DeploymentWorkflow:
     @approve.validator
     def _can_approve(self, req: ActionRequest) -> None:
         self._active()
-        if self.approval_needed is None:
-            raise ValueError("no step is waiting for an approval")
-        _, roles = self.approval_needed
-        if req.role is not None and req.role.value not in roles:
-            raise ValueError(
-                f"this approval needs one of the roles {roles}; yours is {req.role.value}"
-            )
+        problem = self._approval_problem(req)
+        if problem:
+            raise ValueError(problem)
 
-    # Signals, so "Send signal" in the Temporal UI steers a deployment too (no answer there).
+    # Signals, so "Send signal" in the Temporal UI steers a deployment too. A signal has no
+    # answer and, in SDK 1.35, no sender identity that workflow code can read (the history
+    # keeps it on the WorkflowExecutionSignaled event): which signals are honoured is the
+    # R2C_UI_ACTIONS policy in the input; one that is not is noted in the status and dropped.
+    def _signal(self, name: str, req: ActionRequest | None) -> ActionRequest | None:
+        sent = (req or ActionRequest()).model_copy(
+            update={
+                "by": f"temporal-ui ({(req.by if req and req.by else 'unnamed')})",
+                "role": None,
+            }  # fmt: skip
+        )
+        problem: str | None = None
+        if name not in UI_SIGNALS[self.inp.ui_actions]:
+            problem = f"R2C_UI_ACTIONS={self.inp.ui_actions} does not honour it from the UI"
+        elif self.status.state in FINAL_STATES or self.unwinding:
+            problem = "the deployment is ending"
+        elif name == "promote":
+            problem = self._promotion_problem(sent)
+        elif name == "approve":
+            problem = self._approval_problem(sent)
+        if problem:
+            note = f"signal {name} from {sent.by} ignored: {problem}"
+            self.status.notices = [*self.status.notices, note][-10:]
+            workflow.logger.warning(note)
+            return None
+        return sent
+
     @workflow.signal(name="promote")
     def promote_signal(self, req: ActionRequest | None = None) -> None:
-        self._promote(req or ActionRequest(by="temporal-ui"))
+        sent = self._signal("promote", req)
+        if sent is not None:
+            self._promote(sent)
 
     @workflow.signal(name="pause")
-    def pause_signal(self, _req: ActionRequest | None = None) -> None:
-        self.user_paused = True
+    def pause_signal(self, req: ActionRequest | None = None) -> None:
+        if self._signal("pause", req) is not None:
+            self.user_paused = True
 
     @workflow.signal(name="resume")
-    def resume_signal(self, _req: ActionRequest | None = None) -> None:
-        self.user_paused = False
+    def resume_signal(self, req: ActionRequest | None = None) -> None:
+        if self._signal("resume", req) is not None:
+            self.user_paused = False
 
     @workflow.signal(name="abort")
     def abort_signal(self, req: ActionRequest | None = None) -> None:
-        if self.abort_request is None:
-            self.abort_request = req or ActionRequest(by="temporal-ui")
+        sent = self._signal("abort", req)
+        if sent is not None and self.abort_request is None:
+            self.abort_request = sent
 
     @workflow.signal(name="approve")
     def approve_signal(self, req: ActionRequest | None = None) -> None:
-        if self.approval_needed is not None:
-            self._approve(req or ActionRequest(by="temporal-ui"))
+        sent = self._signal("approve", req)
+        if sent is not None:
+            self._approve(sent)
 
 
 def _serving_slot(state: TargetState) -> str | None:
