@@ -168,6 +168,9 @@ def stable_v1(replicas: int = 2, env: dict[str, str] | None = None) -> FakeInfra
 
 
 def deployment_input(strategy: dict[str, Any], **fields: Any) -> DeploymentInput:
+    """A validated request (as the API takes it), made into the workflow's input; fields of
+    the input alone (`ui_actions`) may be given too."""
+    own = {k: fields.pop(k) for k in list(fields) if k not in DeploymentRequest.model_fields}
     request = DeploymentRequest.model_validate(
         {"component": "demo", "environment": "dev", "version": "v2", "strategy": strategy} | fields
     )
@@ -176,6 +179,7 @@ def deployment_input(strategy: dict[str, Any], **fields: Any) -> DeploymentInput
         deployment_id=f"dep-{uuid.uuid4().hex[:8]}",
         initiator="apikey:test",
         replicas_resolved=request.replicas or 2,
+        **own,
     )
 
 
