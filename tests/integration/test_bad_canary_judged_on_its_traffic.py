@@ -1,0 +1,67 @@
+"""The core promise, with real processes and real traffic: a bad canary whose first
+measurement comes before its traffic rolls back by itself instead of pausing for a human."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from cli.demo import demo_spec
+from cli.load import run_load
+from tests.integration.conftest import System
+from tests.integration.test_deployments import FINAL, deploy, first_version, until, versions
+
+# The canary a new user writes: no initial delay, the first measurement right after the
+# weight change.
+CANARY = {
+    "type": "canary",
+    "steps": [
+        {"set_weight": 20},
+        {
+            "analysis": {
+                "metrics": [
+                    {
+                        "name": "error_rate",
+                        "failure_condition": "result > 0.05",
+                        "interval": "2s",
+                        "count": 3,
+                    }
+                ]
+            }
+        },
+        {"set_weight": 100},
+    ],
+}
+
+
+@pytest.fixture
+async def demo(system: System) -> System:
+    spec = demo_spec("demo", 2)
+    spec["runtime"]["health_check"]["interval_seconds"] = 0.5
+    resp = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
+    assert resp.status_code == 201, resp.text
+    return system
+
+
+async def test_a_half_failing_canary_without_initial_delay_rolls_back_on_its_own(
+    demo: System,
+) -> None:
+    endpoint = await first_version(demo)
+    load = asyncio.create_task(run_load(endpoint + "/", rps=40, duration=10))
+    began = time.monotonic()
+    started = await deploy(demo, "v2", CANARY, env={"DEMO_ERROR_RATE": "0.5"})
+    done = await until(demo, started["id"], *FINAL, "paused", within=60)
+    took = time.monotonic() - began
+    print(f"50%-failing canary rolled back {took:.1f}s after it was accepted")
+    assert done["state"] == "rolled_back", done["status"]
+    assert (
+        "error_rate" in done["reason"]
+        and "failure condition `result > 0.05` holds" in (done["reason"])
+    )
+    assert await versions(endpoint) == {"v1"}
+    report = await load
+    # Before the fix it sat paused at 20%, failing 151 requests in the first 40 s.
+    print(f"requests failed while it ran: {report.failed} of {report.requests}")
+    assert report.requests > 0 and report.failed < 40
