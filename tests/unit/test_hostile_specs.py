@@ -134,4 +134,9 @@ def test_a_deployment_spec_is_refused_or_safe_to_run(spec: dict[str, Any]) -> No
     text = json.dumps(dumped, allow_nan=False)
     assert DeploymentRequest.model_validate_json(text) == request
     assert not any(k.startswith(("LD_", "PYTHON", "NODE_", "BASH_")) for k in request.env)
-    assert request.component in ("demo", "ok-1") and request.environment in ("dev", "prod-eu")
+    # `all` is a name like any other: "every environment" is `*` in ids (core/ids.py).
+    assert request.component in ("demo", "ok-1") and request.environment in (
+        "dev",
+        "all",
+        "prod-eu",
+    )
