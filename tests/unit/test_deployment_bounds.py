@@ -132,6 +132,10 @@ async def test_a_six_hour_background_analysis_stays_far_under_the_history_limit(
     runs = await _child_runs(env, f"{handle.id}:background:{status.deployment_id}")
     # The deployment's history holds the child's start and end, not its measurements; each
     # run of the child stays small; Temporal's limit is 51,200 events.
+    print(
+        f"6 h background analysis: {len(measured)} measurements; deployment history "
+        f"{parent} events; {len(runs)} child runs, the largest {max(runs)} events"
+    )
     assert parent < 200, parent
     assert len(runs) >= 3 and max(runs) < 5_000, runs
     assert len(status.measurements) <= 50  # the status keeps the newest
