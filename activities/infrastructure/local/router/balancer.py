@@ -57,6 +57,8 @@ class Router:
         # Open client connections and upstream exchanges, for the sweep of their timeouts.
         self.connections: set[ClientConnection] = set()
         self.exchanges: set[Upstream] = set()
+        # The sweep's clock, read for deadlines instead of the system's on every request.
+        self.now = time.monotonic()
 
     # ------------------------------------------------------------------ table
 
@@ -176,7 +178,7 @@ class Router:
                 conn = await self._connect(state)
                 self.exchanges.add(conn)
                 try:
-                    await conn.exchange(raw, head, time.monotonic() + UPSTREAM_TIMEOUT)
+                    await conn.exchange(raw, head, self.now + UPSTREAM_TIMEOUT)
                 except UpstreamError:
                     conn.close()
                     raise
@@ -199,6 +201,7 @@ class Router:
 
     def sweep(self, now: float) -> None:
         """Enforce every deadline: exchanges waiting on an upstream, slow and idle clients."""
+        self.now = now
         for conn in [c for c in self.exchanges if now > c.deadline]:
             conn.time_out()
         for client in [c for c in self.connections if c.expired(now)]:

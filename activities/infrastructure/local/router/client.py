@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 
 import httptools
@@ -126,7 +125,13 @@ class Request:
 
 
 class ClientConnection(asyncio.Protocol):
-    """One client connection: parses requests and answers them in order (keep-alive)."""
+    """One client connection: parses requests and answers them in order (keep-alive).
+
+    Deadlines are taken from `router.now`, the clock of the sweep, not from a clock read per
+    request: a deadline may fall up to one sweep interval early (a quarter of the timeout).
+    """
+
+    admin = False  # the admin port's connections answer from the router itself
 
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -146,7 +151,6 @@ class ClientConnection(asyncio.Protocol):
         self.expect: bytes | None = None
         self.receiving = False
         self.in_head = False
-        self.head_known = 0  # bytes of the URL and headers parsed so far
         self.head_bytes = -1  # bytes received for the head; -1: it began in this chunk
         # Flow and time.
         self.deadline = _NEVER
@@ -165,7 +169,7 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             self.peer = str(peer[0]).encode()
         # A client that connects and says nothing has as long as a slow one to say it.
-        self.deadline = time.monotonic() + self.limits.header_timeout_seconds
+        self.deadline = self.router.now + self.limits.header_timeout_seconds
         self.router.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002
@@ -176,7 +180,7 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.stalled_since = time.monotonic()
+        self.stalled_since = self.router.now
         self._flow()
 
     def resume_writing(self) -> None:
@@ -207,23 +211,18 @@ class ClientConnection(asyncio.Protocol):
                         if self.in_head
                         else limits.body_timeout_seconds
                     )
-                    self.deadline = time.monotonic() + wait
+                    self.deadline = self.router.now + wait
             else:
                 transport.pause_reading()
 
-    def data_received(self, data: bytes) -> None:
-        if len(data) <= FEED_SLICE:
-            self._feed(data)
+    def data_received(self, data: bytes | memoryview) -> None:
+        if len(data) > FEED_SLICE:
+            # In slices, so that what the parser holds of an unfinished head is counted to
+            # within a slice (below), however much one read brings.
+            view = memoryview(data)
+            for start in range(0, len(data), FEED_SLICE):
+                self.data_received(view[start : start + FEED_SLICE])
             return
-        # In slices, so that what the parser holds of an unfinished head is counted to
-        # within a slice (see _feed), however much one read brings.
-        view = memoryview(data)
-        for start in range(0, len(data), FEED_SLICE):
-            if self.refused:
-                return
-            self._feed(view[start : start + FEED_SLICE])
-
-    def _feed(self, data: bytes | memoryview) -> None:
         if self.refused:
             return  # the rest of a refused request, or what follows it: never parsed
         try:
@@ -235,6 +234,9 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(refusal.status, refusal.message)
             return
         except httptools.HttpParserUpgrade:
+            # Parsed and queued as a plain request: it gets the refusal instead.
+            if self.queue and self.queue[-1].answer is None:
+                self.queued_bytes -= len(self.queue.pop().body)
             self._refuse(501, "protocol upgrades are not supported")
             return
         except httptools.HttpParserError:
@@ -245,11 +247,16 @@ class ClientConnection(asyncio.Protocol):
             # endless line is refused too. A head that began in this slice counts what was
             # parsed of it (the slice may also hold the end of the previous request).
             if self.head_bytes < 0:
-                self.head_bytes = self.head_known
+                self.head_bytes = self._parsed_head_bytes()
             else:
                 self.head_bytes += len(data)
-            if self.head_bytes > self.limits.max_header_bytes:
+            if len(self.url) > self.limits.max_url_bytes:
+                self._refuse(414, f"the URL is longer than {self.limits.max_url_bytes} bytes")
+            elif self.head_bytes > self.limits.max_header_bytes:
                 self._refuse(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
+
+    def _parsed_head_bytes(self) -> int:
+        return len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` after the requests before it, then close; what the client sends
@@ -264,6 +271,7 @@ class ClientConnection(asyncio.Protocol):
         self._start_worker()
 
     # ------------------------------------------------------------------ httptools callbacks
+    # On the hot path: a request whose head arrives whole costs no count beyond these.
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -272,36 +280,44 @@ class ClientConnection(asyncio.Protocol):
         self.body_size = 0
         self.declared = self.expect = None
         self.receiving = self.in_head = True
-        self.head_known = 0
         self.head_bytes = -1
-        self.deadline = time.monotonic() + self.limits.header_timeout_seconds
+        self.deadline = self.router.now + self.limits.header_timeout_seconds
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.head_known += len(url)
-        if len(self.url) > self.limits.max_url_bytes:
-            raise Refusal(414, f"the URL is longer than {self.limits.max_url_bytes} bytes")
+        self.url += url  # its length is checked with the head's (data_received, _check_head)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         self.headers.append((name, value))
-        self.head_known += len(name) + len(value) + 4
         if name == b"content-length":
             self.declared = value
         elif name == b"expect":
             self.expect = value
-        limits = self.limits
-        if len(self.headers) > limits.max_headers or self.head_known > limits.max_header_bytes:
-            raise Refusal(
-                431,
-                f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes in all",
-            )
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         limits = self.limits
-        if self.parser.should_upgrade():
-            raise Refusal(501, "protocol upgrades are not supported")
+        if (
+            len(self.headers) > limits.max_headers
+            or len(self.url) > limits.max_url_bytes
+            or self.declared is not None
+            or self.expect is not None
+            or limits.max_header_bytes < FEED_SLICE  # below a slice: count every head
+        ):
+            self._check_head(limits)
+        self.deadline = self.router.now + limits.body_timeout_seconds
+
+    def _check_head(self, limits: RouterLimits) -> None:
+        if len(self.url) > limits.max_url_bytes:
+            raise Refusal(414, f"the URL is longer than {limits.max_url_bytes} bytes")
+        if (
+            len(self.headers) > limits.max_headers
+            or self._parsed_head_bytes() > limits.max_header_bytes
+        ):
+            raise Refusal(
+                431,
+                f"at most {limits.max_headers} headers of {limits.max_header_bytes} bytes in all",
+            )
         if self.declared is not None and int(self.declared) > limits.max_body_bytes:
             raise Refusal(413, f"the body is larger than {limits.max_body_bytes} bytes")
         if self.expect is not None:
@@ -312,23 +328,23 @@ class ClientConnection(asyncio.Protocol):
                 self.continue_owed = True
             elif self.transport is not None:
                 self.transport.write(CONTINUE)
-        self.deadline = time.monotonic() + limits.body_timeout_seconds
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         if self.body_size > self.limits.max_body_bytes:
             raise Refusal(413, f"the body is larger than {self.limits.max_body_bytes} bytes")
         self.body.append(body)
-        self.deadline = time.monotonic() + self.limits.body_timeout_seconds
+        self.deadline = self.router.now + self.limits.body_timeout_seconds
 
     def on_message_complete(self) -> None:
         self.receiving = False
         self.continue_owed = False
         self.deadline = _NEVER  # answering now: the upstream's timeout applies
-        if len(self.queue) >= self.limits.max_pipelined:
+        queue = self.queue
+        if len(queue) >= self.limits.max_pipelined:
             raise Refusal(503, f"more than {self.limits.max_pipelined} requests queued")
         body = b"".join(self.body)
-        self.queue.append(
+        queue.append(
             Request(
                 self.parser.get_method(),
                 self.url,
@@ -338,19 +354,18 @@ class ClientConnection(asyncio.Protocol):
                 self.peer,
             )
         )
-        self.queued_bytes += len(body)
-        self._flow()
-        self._start_worker()
+        if body:
+            self.queued_bytes += len(body)
+        if len(queue) >= PAUSE_AT_QUEUED or self.queued_bytes >= PAUSE_AT_QUEUED_BYTES:
+            self._flow()
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     # ------------------------------------------------------------------ answering
 
     def _start_worker(self) -> None:
         if self.worker is None or self.worker.done():
             self.worker = asyncio.get_running_loop().create_task(self._serve())
-
-    async def answer(self, req: Request) -> Answer:
-        """The answer to one request: the application's, through the router."""
-        return await self.router.forward(req)
 
     async def _serve(self) -> None:
         router = self.router
@@ -360,14 +375,18 @@ class ClientConnection(asyncio.Protocol):
                 await self.drained
                 continue
             req = self.queue.popleft()
-            self.queued_bytes -= len(req.body)
-            self._flow()
+            if req.body:
+                self.queued_bytes -= len(req.body)
+            if not self.reading:
+                self._flow()
             if req.answer is not None:
                 answer = req.answer
+            elif self.admin:
+                answer = router.own(req.url)
             else:
                 router.in_flight += 1
                 try:
-                    answer = await self.answer(req)
+                    answer = await router.forward(req)
                 finally:
                     router.in_flight -= 1
             self._reply(*answer, keep_alive=req.keep_alive)
@@ -375,7 +394,7 @@ class ClientConnection(asyncio.Protocol):
                 self.continue_owed = False
                 self.transport.write(CONTINUE)
         if not self.receiving and not self.refused and self.transport is not None:
-            self.deadline = time.monotonic() + self.limits.idle_timeout_seconds
+            self.deadline = router.now + self.limits.idle_timeout_seconds
 
     def _reply(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, keep_alive: bool
@@ -395,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
             if self.refused and self.transport.can_write_eof():
                 # Half-close, keep reading (and dropping) what the client still sends.
                 self.transport.write_eof()
-                self.deadline = time.monotonic() + LINGER_SECONDS
+                self.deadline = self.router.now + LINGER_SECONDS
                 return
             self.transport.close()
             self.transport = None
@@ -428,8 +447,7 @@ class ClientConnection(asyncio.Protocol):
 class AdminConnection(ClientConnection):
     """A connection to the admin port (127.0.0.1 only): the router's own status and metrics."""
 
-    async def answer(self, req: Request) -> Answer:
-        return self.router.own(req.url)
+    admin = True
 
 
 _REASONS = {
