@@ -89,7 +89,7 @@ class Reader:
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     def listening() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"{proc.args} exited with {proc.returncode}")
+            raise AssertionError(f"{proc.args!r} exited with {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return True
         return False
