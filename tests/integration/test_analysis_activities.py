@@ -316,7 +316,10 @@ async def test_unsafe_values_never_reach_promql(
     provider: LocalProvider, http: httpx.AsyncClient
 ) -> None:
     activities = AnalysisActivities(provider, http, f"http://127.0.0.1:{free_port()}")
-    sneaky = request('v2"} or vector(0) #', "error_share", query=ERROR_SHARE)
+    # The request model refuses such a version; the activity must hold even if one gets by.
+    sneaky = request("v2", "error_share", query=ERROR_SHARE).model_copy(
+        update={"version": 'v2"} or vector(0) #'}
+    )
     result = await measure(activities, sneaky)
     assert result.error is not None and "cannot be put into a PromQL query" in result.error
     unknown = await measure(activities, request("v2", "m", query='up{job="{{job}}"}'))

@@ -236,7 +236,7 @@ async def test_invalid_requests_are_422_with_the_field(demo: System) -> None:
                     ],
                 },
             },
-            "body.strategy.steps.0.analysis.metrics.0.failure_condition",
+            "body.strategy.canary.steps.0.AnalysisStep.analysis.metrics.0.failure_condition",
         ),
     ]
     for body, field in cases:
@@ -345,16 +345,19 @@ async def test_blue_green_by_hand_and_its_post_promotion_analysis(demo: System) 
     assert await versions(endpoint) == {"v1"}
 
 
-async def test_progress_deadline_rolls_back(demo: System) -> None:
+async def test_pauses_and_analyses_do_not_count_against_the_progress_deadline(
+    demo: System,
+) -> None:
     await first_version(demo)
-    # An analysis that waits longer than the deadline allows: no progress meanwhile.
-    late = {"name": "error_rate", "initial_delay": "30s", "failure_condition": "result > 1"}
-    steps = [{"set_weight": 50}, {"analysis": {"metrics": [late]}}]
+    # A pause and an analysis' initial delay, each longer than the deadline: as in Argo
+    # Rollouts, time in them is not a lack of progress. (The deadline firing on a stuck step,
+    # with its compensation, is a fast test: tests/unit/test_deployment_bounds.py.)
+    late = {"name": "request_rate", "initial_delay": "3s", "success_condition": "result >= 0"}
+    steps = [{"set_weight": 50}, {"pause": {"duration": "3s"}}, {"analysis": {"metrics": [late]}}]
     slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 2}
     started = await deploy(demo, "v2", slow)
     done = await until(demo, started["id"], *FINAL)
-    assert done["state"] in ("failed", "rolled_back"), done
-    assert "progress deadline" in done["reason"]
+    assert done["state"] == "succeeded", done
     assert instance_count(demo) == 2
 
 

@@ -258,11 +258,12 @@ async def run_analysis(
             # (a background metric would otherwise measure until the rollout ends).
             if any(_settles(t, m) for t, m in zip(tasks, spec.metrics, strict=True)):
                 break
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    except GeneratorExit:  # evicted from the worker's cache: nothing may be awaited now
+        raise
+    except BaseException:
+        await _stop(tasks)
+        raise
+    await _stop(tasks)
     outcomes = [t.result() if t.done() and not t.cancelled() else None for t in tasks]
     verdicts = [o for o, m in zip(outcomes, spec.metrics, strict=True) if o and not m.dry_run]
     for phase in ("failed", "error", "inconclusive"):
@@ -277,6 +278,13 @@ async def run_analysis(
     return AnalysisResult(
         phase="successful", metrics=results, reason=f"every metric passed {run.where}"
     )
+
+
+async def _stop(tasks: list[asyncio.Task[MetricResult | None]]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _settles(task: asyncio.Task[MetricResult | None], spec: MetricSpec) -> bool:

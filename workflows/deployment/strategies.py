@@ -143,11 +143,19 @@ async def _first_of(steps: asyncio.Task[None], background: asyncio.Task[None] | 
         else:
             background.result()  # it ended first: raises if it failed
             await steps
-    finally:
-        for task in (steps, background):
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+    except GeneratorExit:  # evicted from the worker's cache: nothing may be awaited now
+        raise
+    except BaseException:
+        await _stop(steps, background)
+        raise
+    await _stop(steps, background)
+
+
+async def _stop(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 # ----------------------------------------------------------------------------- blue-green

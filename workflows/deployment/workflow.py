@@ -110,6 +110,8 @@ class DeploymentWorkflow:
                 raise watchdog.result()
             watchdog.cancel()
             main.result()
+        except GeneratorExit:  # evicted from the worker's cache (not an ending): no undo here
+            raise
         except BaseException as err:
             watchdog.cancel()
             # A cancellation reaches this task only: stop the rollout's own task too, and
