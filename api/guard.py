@@ -24,7 +24,10 @@ class BodyTooLarge(HTTPException):
     HTTP exceptions answers it (FastAPI re-raises HTTPExceptions met while reading a body)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than {limit} bytes")
+        # The rest of the body is never read: the connection cannot carry another request.
+        super().__init__(
+            413, f"the request body is larger than {limit} bytes", {"connection": "close"}
+        )
 
 
 class RequestGuard:

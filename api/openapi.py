@@ -4,13 +4,14 @@ extras a route declares, so no route can leave a status it answers undocumented.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from fastapi.utils import create_model_field
 from pydantic import BaseModel, Field
+from starlette.routing import BaseRoute
 
 from core.models.apikeys import Role
 
@@ -96,23 +97,23 @@ def default_statuses(route: APIRoute) -> set[int]:
     return statuses
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute as declared, also inside included routers (whose effective copies FastAPI
+    builds from these on first use, so changes made here before then reach them)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
+
+
 def document(app: FastAPI) -> None:
-    """Add the error statuses and the required role to every route of the app."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    """Add the error statuses and the required role to every route of the app; call it after
+    the routers are included and before the app serves or builds its schema."""
+    for route in api_routes(app.routes):
         extras = dict(route.responses)
         route.responses = {**errors(*sorted(default_statuses(route))), **extras}
-        # FastAPI turns `responses` into fields when the route is made; redo it.
-        route.response_fields = {
-            status: create_model_field(
-                name=f"Response_{status}_{route.unique_id}",
-                type_=spec["model"],
-                mode="serialization",
-            )
-            for status, spec in route.responses.items()
-            if spec.get("model") is not None
-        }
         role = required_role(route)
         if role is not None:
             route.openapi_extra = {**(route.openapi_extra or {}), ROLE_EXTENSION: role.value}

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -25,6 +27,17 @@ from tests.perf.noop_worker import NoopProvider
 from tests.support import wait_for
 from workers.main import run_worker
 from workers.registry import WORKFLOWS, activities
+
+
+def api_operations(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """(method, path, route) of every operation the app serves, from the app itself (routers
+    included), so a test over them cannot forget a new route."""
+    found = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path is not None:
+            found += [(method, context.path, route) for method in sorted(route.methods)]
+    return found
 
 
 @dataclass
