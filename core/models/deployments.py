@@ -184,6 +184,16 @@ class DeploymentInput(DeploymentRequest):
     )
 
 
+class PauseReason(StrEnum):
+    """Why a deployment waits for a human (Argo Rollouts' pause reasons)."""
+
+    STEP = "CanaryPauseStep"
+    INCONCLUSIVE_ANALYSIS = "InconclusiveAnalysis"
+    PROMOTION = "BlueGreenPause"
+    APPROVAL = "Approval"
+    BY_HAND = "PausedByHand"
+
+
 class DeploymentState(StrEnum):
     PENDING = "pending"
     PROGRESSING = "progressing"
@@ -238,7 +248,8 @@ class DeploymentStatus(BaseModel):
     new_slot: str | None = None
     stable_slot: str | None = None
     endpoint: str | None = None
-    paused_reason: str | None = None
+    paused_reason: str | None = Field(None, description="why it waits, in words")
+    pause_reason: PauseReason | None = Field(None, description="why it waits, as a type")
     measurements: list[Measurement] = Field(default_factory=list)
     analyses: list[AnalysisResult] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)

@@ -21,7 +21,7 @@ from tests.unit.deployment_fakes import (
     stable_v1,
     time_skipping,
 )
-from workflows.deployment import strategies
+from workflows.deployment import canary, rolling
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ async def test_the_deadline_still_fails_a_rollout_that_makes_no_progress(
         "steps": [{"set_weight": 10}, {"set_weight": 50}],
         "progress_deadline_seconds": 60,
     }
-    original = strategies._canary_steps
+    original = canary._canary_steps
 
     async def stuck(wf, s, stable, new):  # a step that never ends, outside any pause
         from temporalio import workflow
@@ -78,7 +78,7 @@ async def test_the_deadline_still_fails_a_rollout_that_makes_no_progress(
         await workflow.wait_condition(lambda: False)
         await original(wf, s, stable, new)
 
-    monkeypatch.setattr(strategies, "_canary_steps", stuck)
+    monkeypatch.setattr(canary, "_canary_steps", stuck)
     async with run.worker():
         with pytest.raises(WorkflowFailureError):
             await (await run.start(deployment_input(strategy))).result()
@@ -96,7 +96,7 @@ async def test_an_unexpected_error_in_workflow_code_rolls_back_and_fails(
     def broken(*_args: object) -> dict[str, int]:
         raise ZeroDivisionError("a share of nothing")
 
-    monkeypatch.setattr(strategies, "_weights", broken)
+    monkeypatch.setattr(rolling, "_weights", broken)
     async with run.worker():
         handle = await run.start(deployment_input({"type": "rolling"}))
         with pytest.raises(WorkflowFailureError) as failed:

@@ -20,6 +20,13 @@ class Saga:
     def add(self, name: str, fn: Undo) -> None:
         self.undo.append((name, fn))
 
+    def has(self, name: str) -> bool:
+        return any(n == name for n, _ in self.undo)
+
+    def clear(self) -> None:
+        """Forget every compensation: the rollout committed, nothing is to be undone."""
+        self.undo.clear()
+
     async def compensate(self) -> list[str]:
         """Run every compensation, newest first; one that fails does not stop the others.
         Returns the names of those that failed."""
