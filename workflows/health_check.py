@@ -10,7 +10,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
@@ -24,9 +23,9 @@ with workflow.unsafe.imports_passed_through():
         HealthState,
         TargetQuery,
     )
+    from workflows.retry import PROBE
 
 # Probes answer "unhealthy" themselves; a retry only covers the activity itself failing.
-PROBE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 
 
 class HealthWatchState(HealthCheckInput):
@@ -79,7 +78,7 @@ class ComponentHealthCheckWorkflow:
             HealthActivities.list_health_targets,
             TargetQuery(components=req.components, environment=req.environment),
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PROBE_RETRY,
+            retry_policy=PROBE,
             summary="list components with running instances",
         )
         self._progress.phase = "probing"
@@ -93,7 +92,7 @@ class ComponentHealthCheckWorkflow:
                 target,
                 # Every instance is probed at once, so one timeout plus slack bounds the step.
                 start_to_close_timeout=timedelta(seconds=target.timeout_seconds + 10),
-                retry_policy=PROBE_RETRY,
+                retry_policy=PROBE,
                 summary=f"probe {target.component}",
             )
             self._progress.components_probed += 1

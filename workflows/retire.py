@@ -5,19 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.infrastructure.activities import InfrastructureActivities
     from core.contracts import RETIRE_WORKFLOW
     from core.models.operations import RetireRequest, RetireResult
-
-RETIRE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-    non_retryable_error_types=["Conflict", "InvalidInput", "NotFound"],
-)
+    from workflows.retry import MUTATING
 
 
 @workflow.defn(name=RETIRE_WORKFLOW)
@@ -32,6 +25,6 @@ class ComponentRetireWorkflow:
             req,
             start_to_close_timeout=timedelta(minutes=2),
             heartbeat_timeout=timedelta(seconds=20),
-            retry_policy=RETIRE_RETRY,
+            retry_policy=MUTATING,
             summary=f"retire {req.component} from {where}",
         )

@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis.activities import AnalysisActivities
@@ -16,26 +15,12 @@ with workflow.unsafe.imports_passed_through():
     from core.models.deployments import DeploymentStatus
     from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
     from core.models.operations import RemoveSetRequest, SetWeightsRequest, TargetRef
-
-FINAL_ERRORS = ["Conflict", "InvalidInput", "NotFound"]
-
-# Infrastructure steps: retried (a flaky start is worth another try), bounded, and waited for
-# when cancelled, so a compensation never races the step it undoes.
-MUTATING = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=6,
-    non_retryable_error_types=FINAL_ERRORS,
-)
-QUICK = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=5),
-    maximum_attempts=10,
-    non_retryable_error_types=FINAL_ERRORS,
-)
+    from workflows.retry import MUTATING, QUICK
 
 
 def _mutating(summary: str) -> dict[str, Any]:
+    """Infrastructure steps: retried, bounded, and waited for when cancelled, so that a
+    compensation never races the step it undoes."""
     return {
         "start_to_close_timeout": timedelta(minutes=3),
         "heartbeat_timeout": timedelta(seconds=10),  # beats every 2 s
