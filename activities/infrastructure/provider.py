@@ -18,11 +18,13 @@ class InfrastructureProvider(Protocol):
     async def set_weights(
         self, component: Component, environment: str, weights: dict[str, int]
     ) -> TargetState:
-        """Route traffic across slots by weight (0-100, summing to 100), atomically."""
+        """Route traffic across slots by weight (0-100, summing to 100, or all 0 for no
+        traffic), atomically. An empty table is refused: it names no slot at all."""
         ...
 
     async def state(self, component: str, environment: str) -> TargetState:
-        """What runs: instances with their health, the weights, the endpoint URL."""
+        """What runs: instances with their health, the weights, the endpoint URL, and where
+        the router reports its own status and metrics (`admin_endpoint`, `metrics_url`)."""
         ...
 
     async def remove_set(self, component: str, environment: str, slot: str) -> None:
