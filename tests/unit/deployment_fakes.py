@@ -8,6 +8,7 @@ store recorded. Measurements come from a script: a function of the fake's state.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -60,11 +61,25 @@ class FakeInfra:
     measured: list[MeasureRequest] = field(default_factory=list)
     records: list[RecordRequest] = field(default_factory=list)
     weight_history: list[dict[str, int]] = field(default_factory=list)
-    fail: dict[str, str] = field(default_factory=dict)  # activity name -> error message
+    # activity name -> a judge of each request: the message of a final error, or None
+    fail: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)
+    # activity name -> an event the activity waits for before it acts (while heartbeating)
+    hold: dict[str, asyncio.Event] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
 
-    def _maybe_fail(self, name: str) -> None:
-        if name in self.fail:
-            raise ApplicationError(self.fail[name], type="InfrastructureError")
+    async def _enter(self, name: str, req: Any) -> None:
+        self.calls.append(name)
+        gate = self.hold.get(name)  # taken first: a judge may lift the hold for later calls
+        judge = self.fail.get(name)
+        message = judge(req) if judge else None
+        if message:
+            raise ApplicationError(message, type="InvalidInput", non_retryable=True)
+        while gate is not None and not gate.is_set():
+            activity.heartbeat()
+            try:
+                await asyncio.wait_for(gate.wait(), 0.05)
+            except TimeoutError:
+                pass
 
     def state(self) -> TargetState:
         return TargetState(
@@ -107,7 +122,7 @@ class FakeInfra:
 
         @activity.defn(name="ensure-instances")
         async def ensure_instances(spec: InstanceSetSpec) -> SetInfo:
-            self._maybe_fail("ensure-instances")
+            await self._enter("ensure-instances", spec)
             current = self.sets.get(spec.slot)
             env = spec.env_overrides
             if env is None:
@@ -117,7 +132,7 @@ class FakeInfra:
 
         @activity.defn(name="set-weights")
         async def set_weights(req: SetWeightsRequest) -> TargetState:
-            self._maybe_fail("set-weights")
+            await self._enter("set-weights", req)
             if not req.weights:
                 raise ApplicationError("an empty weight table", type="InvalidInput")
             for slot, weight in req.weights.items():
@@ -129,7 +144,7 @@ class FakeInfra:
 
         @activity.defn(name="remove-instance-set")
         async def remove_set(req: RemoveSetRequest) -> None:
-            self._maybe_fail("remove-instance-set")
+            await self._enter("remove-instance-set", req)
             if self.weights.get(req.slot, 0) > 0:
                 raise ApplicationError(f"{req.slot} still serves", type="Conflict")
             self.sets.pop(req.slot, None)
