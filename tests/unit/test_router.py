@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.infrastructure.local.router.metrics import RouterMetrics
 from activities.infrastructure.local.router.balancer import Router
-from activities.infrastructure.local.router.client import Request
+from activities.infrastructure.local.router.metrics import RouterMetrics
+from activities.infrastructure.local.router.request import Request
 from activities.infrastructure.local.router.table import (
     Backend,
     RouteTable,

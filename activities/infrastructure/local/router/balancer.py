@@ -25,7 +25,8 @@ from activities.infrastructure.local.router.upstream import (
 )
 
 if TYPE_CHECKING:
-    from activities.infrastructure.local.router.client import ClientConnection, Request
+    from activities.infrastructure.local.router.client import ClientConnection
+    from activities.infrastructure.local.router.request import Request
 
 log = logging.getLogger("r2c.router")
 

@@ -2,7 +2,8 @@
 
 Built on asyncio protocols and httptools (the parser uvicorn uses), with keep-alive pools to
 the upstreams, because it sits on the hot path of every request a component serves:
-`client.py` faces the clients, `upstream.py` the instances, `balancer.py` decides. The public
+`client.py` faces the clients (`request.py`: what is sent on), `upstream.py` the instances,
+`balancer.py` decides. The public
 port proxies every path to the application; the router's own `/status` and `/metrics` are on
 a separate admin port bound to 127.0.0.1, so they neither shadow the application's paths nor
 show its backends to the world. Bodies are buffered (up to a limit), which suits the APIs this
