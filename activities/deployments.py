@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
-from core.db.tables import DeploymentRow, RevisionRow, utcnow
-from core.models.deployments import FINAL_STATES, DeploymentInput, DeploymentState, DeploymentStatus
+from core.db import deployments as deployment_store
+from core.models.deployments import DeploymentInput, DeploymentStatus
 
 
 class RecordRequest(BaseModel):
@@ -26,60 +25,9 @@ class DeploymentActivities:
 
     @activity.defn(name="record-deployment")
     async def record(self, req: RecordRequest) -> None:
-        """Upsert the deployment's row (a deployment started from the Temporal UI has none
-        yet); on success, add the target's next revision, once."""
-        status, inp = req.status, req.input
-        now = utcnow()
+        """The deployment's new state in the store, and its revision when it succeeded."""
         async with self.sessions() as session:
-            row = await session.get(DeploymentRow, inp.deployment_id)
-            if row is None:
-                row = DeploymentRow(
-                    id=inp.deployment_id,
-                    component=inp.component,
-                    environment=inp.environment,
-                    version=inp.version,
-                    strategy=inp.strategy.type,
-                    workflow_id=req.workflow_id,
-                    initiator=inp.initiator,
-                    request=inp.model_dump(mode="json"),
-                    rollback_of=inp.rollback_of,
-                    created_at=now,
-                )
-                session.add(row)
-            row.run_id = req.run_id
-            row.state = status.state.value
-            row.status = status.model_dump(mode="json")
-            row.reason = status.reason
-            row.updated_at = now
-            if status.state in FINAL_STATES:
-                row.finished_at = status.finished_at or now
-            if status.state is DeploymentState.SUCCEEDED:
-                await self._add_revision(session, inp)
+            await deployment_store.record(
+                session, req.input, req.status, req.workflow_id, req.run_id
+            )
             await session.commit()
-
-    async def _add_revision(self, session: Any, inp: DeploymentInput) -> None:
-        exists = await session.execute(
-            select(RevisionRow.id).where(RevisionRow.deployment_id == inp.deployment_id)
-        )
-        if exists.first() is not None:
-            return
-        last = (
-            await session.execute(
-                select(func.max(RevisionRow.revision)).where(
-                    RevisionRow.component == inp.component,
-                    RevisionRow.environment == inp.environment,
-                )
-            )
-        ).scalar()
-        session.add(
-            RevisionRow(
-                component=inp.component,
-                environment=inp.environment,
-                revision=(last or 0) + 1,
-                version=inp.version,
-                env=inp.env,
-                replicas=inp.replicas_resolved,
-                deployment_id=inp.deployment_id,
-                created_at=utcnow(),
-            )
-        )

@@ -1,4 +1,5 @@
-"""Store access for deployments and their revisions (the worker writes states; these read)."""
+"""Store access for deployments and their revisions: the API creates and reads them, the
+worker's record activity writes each new state and the revision of a success."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.tables import DeploymentRow, RevisionRow
+from core.db.tables import DeploymentRow, RevisionRow, utcnow
 from core.errors import NotFoundError
-from core.models.deployments import FINAL_STATES, DeploymentState
+from core.models.deployments import (
+    FINAL_STATES,
+    DeploymentInput,
+    DeploymentState,
+    DeploymentStatus,
+)
 
 _FINAL = [s.value for s in FINAL_STATES]
 
@@ -80,3 +86,70 @@ async def revisions(session: AsyncSession, component: str, environment: str) -> 
         .order_by(RevisionRow.revision.desc())
     )
     return list((await session.execute(query)).scalars())
+
+
+async def record(
+    session: AsyncSession,
+    inp: DeploymentInput,
+    status: DeploymentStatus,
+    workflow_id: str,
+    run_id: str,
+) -> None:
+    """Upsert the deployment's row with its new state (a deployment started from the Temporal
+    UI has none yet); on success, add the target's next revision, once. Not committed."""
+    now = utcnow()
+    row = await session.get(DeploymentRow, inp.deployment_id)
+    if row is None:
+        row = DeploymentRow(
+            id=inp.deployment_id,
+            component=inp.component,
+            environment=inp.environment,
+            version=inp.version,
+            strategy=inp.strategy.type,
+            workflow_id=workflow_id,
+            initiator=inp.initiator,
+            request=inp.model_dump(mode="json"),
+            rollback_of=inp.rollback_of,
+            created_at=now,
+        )
+        session.add(row)
+    row.run_id = run_id
+    row.state = status.state.value
+    row.status = status.model_dump(mode="json")
+    row.reason = status.reason
+    row.updated_at = now
+    if status.state in FINAL_STATES:
+        row.finished_at = status.finished_at or now
+    if status.state is DeploymentState.SUCCEEDED:
+        # The env of the revision comes from the request the API stored: the workflow keeps
+        # env values out of what it sends (a deployment started elsewhere has none).
+        env = dict((row.request or {}).get("env") or {})
+        await _add_revision(session, inp, env)
+
+
+async def _add_revision(session: AsyncSession, inp: DeploymentInput, env: dict[str, str]) -> None:
+    exists = await session.execute(
+        select(RevisionRow.id).where(RevisionRow.deployment_id == inp.deployment_id)
+    )
+    if exists.first() is not None:
+        return
+    last = (
+        await session.execute(
+            select(func.max(RevisionRow.revision)).where(
+                RevisionRow.component == inp.component,
+                RevisionRow.environment == inp.environment,
+            )
+        )
+    ).scalar()
+    session.add(
+        RevisionRow(
+            component=inp.component,
+            environment=inp.environment,
+            revision=(last or 0) + 1,
+            version=inp.version,
+            env=env,
+            replicas=inp.replicas_resolved,
+            deployment_id=inp.deployment_id,
+            created_at=utcnow(),
+        )
+    )

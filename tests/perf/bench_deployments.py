@@ -34,6 +34,7 @@ from core.contracts import DEPLOYMENT_WORKFLOW
 from core.db import components as component_store
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
+from core.ids import deployment_workflow_id
 from core.models.components import ComponentSpec
 from core.models.deployments import CanaryStrategy, DeploymentInput, SetWeightStep
 from core.settings import Settings
@@ -67,7 +68,10 @@ async def deploy(client: Client, inp: DeploymentInput) -> tuple[float, int, int]
     """Run one deployment; (seconds, history events, activities)."""
     began = time.perf_counter()
     handle = await client.start_workflow(
-        DEPLOYMENT_WORKFLOW, inp, id=f"deploy-{inp.component}-bench", task_queue=QUEUE
+        DEPLOYMENT_WORKFLOW,
+        inp,
+        id=deployment_workflow_id(inp.component, inp.environment),
+        task_queue=QUEUE,
     )
     await handle.result()
     seconds = time.perf_counter() - began
