@@ -11,10 +11,11 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -255,6 +256,20 @@ class Gateway:
             return await self.handle(workflow_id, run_id).result(
                 follow_runs=False, rpc_timeout=None if wait else RPC_TIMEOUT
             )
+
+    async def signals(self, workflow_id: str, run_id: str) -> list[tuple[str, str, datetime]]:
+        """(name, sender identity, time) of every signal the run received, from its history:
+        the one record of who sent it (workflow code cannot read a signal's sender)."""
+        found = []
+        async with mapped(f"the history of {workflow_id!r}"):
+            async for event in self.handle(workflow_id, run_id).fetch_history_events(
+                rpc_timeout=RPC_TIMEOUT
+            ):
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                    attrs = event.workflow_execution_signaled_event_attributes
+                    at = event.event_time.ToDatetime(tzinfo=UTC)
+                    found.append((attrs.signal_name, attrs.identity, at))
+        return found
 
     async def cancel(self, workflow_id: str, run_id: str, reason: str) -> None:
         async with mapped(f"workflow {workflow_id!r}"):

@@ -151,6 +151,15 @@ class RollbackRequest(BaseModel):
     strategy: Strategy | None = Field(None, description="default: an immediate switch")
 
 
+class SignalRecord(BaseModel):
+    """A signal a deployment received, as Temporal's history records it: with the identity
+    of the client that sent it (the Temporal UI's user, a CLI, a worker)."""
+
+    name: str
+    identity: str = Field(description="the sender's Temporal client identity")
+    at: datetime
+
+
 class Revision(BaseModel):
     """What ran after one successful deployment; `env` values are shown to admins only."""
 

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Header, Query, Response, status
 from api.auth import Operator, Viewer
 from api.deps import DeploymentsDep
 from api.openapi import errors
-from api.schemas import DeploymentPage, DeploymentView, DesiredState, Revision, RollbackRequest
+from api.schemas import (
+    DeploymentPage,
+    DeploymentView,
+    DesiredState,
+    Revision,
+    RollbackRequest,
+    SignalRecord,
+)
 from api.services.deployments import Action
 from core.models.deployments import (
     ActionRequest,
@@ -84,6 +91,15 @@ async def list_revisions(
 async def get_deployment(deployment_id: str, _: Viewer, service: DeploymentsDep) -> DeploymentView:
     """The deployment with its status: live from the workflow while it runs."""
     return await service.get(deployment_id)
+
+
+@router.get("/{deployment_id}/signals", response_model=list[SignalRecord])
+async def list_signals(
+    deployment_id: str, _: Viewer, service: DeploymentsDep
+) -> list[SignalRecord]:
+    """Every signal the deployment received (promote, pause, ... sent from the Temporal UI),
+    with the Temporal identity of its sender, from Temporal's history."""
+    return await service.signals(deployment_id)
 
 
 @router.put("/{deployment_id}", response_model=DeploymentStatus, responses=errors(409))

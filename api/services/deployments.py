@@ -16,6 +16,7 @@ from api.schemas import (
     DesiredState,
     Revision,
     RollbackRequest,
+    SignalRecord,
 )
 from api.services import audit, redaction
 from api.services.deployment_start import Started, idempotent_deployment_id, start_deployment
@@ -114,6 +115,14 @@ class DeploymentService:
             view.status, view.state, view.reason = live, live.state, live.reason
             view.finished_at = live.finished_at
         return view
+
+    async def signals(self, deployment_id: str) -> list[SignalRecord]:
+        """Who sent which signal to the deployment (from the Temporal UI, mostly)."""
+        row = await store.get(self.session, deployment_id)
+        if not row.run_id:
+            return []
+        got = await self.gateway.signals(row.workflow_id, row.run_id)
+        return [SignalRecord(name=name, identity=who, at=at) for name, who, at in got]
 
     async def page(
         self,
