@@ -1,80 +1,28 @@
-"""The system in one process: the real API app (through ASGI) and a real worker, against the
-session's Temporal dev server and this test's own store."""
+"""Fixtures of the integration tests: the system in one process (tests/integration/system.py)
+against the session's Temporal dev server and this test's own store."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
-from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
-from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.settings import Settings
-from core.temporal import connect
-from tests.perf.noop_worker import NoopProvider
+from tests.integration.system import (
+    System,
+    exists_or_failed,
+    retire_instances,
+    run_noop_worker,
+    terminate_leftovers,
+)
 from tests.support import wait_for
 from workers.main import run_worker
-from workers.registry import WORKFLOWS, activities
-
-
-def api_operations(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
-    """(method, path, route) of every operation the app serves, from the app itself (routers
-    included), so a test over them cannot forget a new route."""
-    found = []
-    for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute) and context.path is not None:
-            found += [(method, context.path, route) for method in sorted(route.methods)]
-    return found
-
-
-@dataclass
-class System:
-    settings: Settings
-    http: httpx.AsyncClient
-    admin_key: str
-    temporal: Client
-
-    def auth(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.admin_key}"}
-
-    async def key(self, role: str, name: str | None = None) -> str:
-        resp = await self.http.post(
-            "/api/v1/apikeys",
-            json={"name": name or f"{role}-key", "role": role},
-            headers=self.auth(),
-        )
-        assert resp.status_code == 201, resp.text
-        return str(resp.json()["key"])
-
-    async def start(self, wf_type: str = "component-health-check", **body: Any) -> httpx.Response:
-        payload = {"type": wf_type, "input": body.pop("input", {}), **body}
-        return await self.http.post(
-            "/api/v1/orchestration/workflows", json=payload, headers=self.auth()
-        )
-
-    async def get(self, wf_id: str) -> dict[str, Any]:
-        resp = await self.http.get(f"/api/v1/orchestration/workflows/{wf_id}", headers=self.auth())
-        assert resp.status_code == 200, resp.text
-        body: dict[str, Any] = resp.json()
-        return body
-
-    async def until_status(self, wf_id: str, *states: str) -> dict[str, Any]:
-        return await wait_for(
-            lambda: self.get(wf_id), lambda d: d["status"] in states, what=f"{wf_id} {states}"
-        )
 
 
 @pytest.fixture
@@ -98,7 +46,7 @@ async def make_system(
             serve = run_noop_worker if noop else run_worker
             task = asyncio.create_task(serve(settings, stop, ready))
             stops.append((stop, task))
-            await wait_for(lambda: _exists_or_failed(ready, task), what="worker ready", within=30)
+            await wait_for(lambda: exists_or_failed(ready, task), what="worker ready", within=30)
         app = create_app(settings)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
@@ -111,62 +59,13 @@ async def make_system(
 
     yield build
     for system in systems:
-        await _terminate_leftovers(system)
+        await terminate_leftovers(system)
         await retire_instances(system)
     for ctx in reversed(contexts):
         await ctx.__aexit__(None, None, None)
     for stop, task in stops:
         stop.set()
         await task
-
-
-async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -> None:
-    """The real workflows and activities on the no-op provider, until `stop` is set."""
-    client = await connect(settings)
-    engine = make_engine(settings)
-    try:
-        async with httpx.AsyncClient() as http:
-            worker = Worker(
-                client,
-                task_queue=settings.task_queue,
-                workflows=list(WORKFLOWS),
-                activities=activities(sessions(engine), http, NoopProvider()),
-                graceful_shutdown_timeout=timedelta(seconds=5),
-            )
-            async with worker:
-                ready.write_text("ready\n")
-                await stop.wait()
-    finally:
-        await engine.dispose()
-
-
-async def _terminate_leftovers(system: System) -> None:
-    """A workflow a failed test left running must not block the next test: workflow ids
-    such as deploy:<component>:<environment> are shared by every test on the server."""
-    query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
-    try:
-        async for execution in system.temporal.list_workflows(
-            query, rpc_timeout=timedelta(seconds=2)
-        ):
-            handle = system.temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
-            await handle.terminate(reason="test teardown")
-    except Exception:  # a test that broke Temporal on purpose: nothing to clean
-        pass
-
-
-async def retire_instances(system: System) -> None:
-    """Stop every instance and router the test's worker started (they outlive workers)."""
-    async with httpx.AsyncClient() as http:
-        provider = LocalProvider(system.settings.home, http)
-        for component, environment in await provider.targets():
-            await provider.retire(component, environment)
-
-
-async def _exists_or_failed(path: Any, task: asyncio.Task[None]) -> bool:
-    if task.done():
-        task.result()  # raises the worker's error into the test
-        raise AssertionError("the worker stopped before it was ready")
-    return bool(path.exists())
 
 
 @pytest.fixture

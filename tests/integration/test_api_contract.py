@@ -24,7 +24,7 @@ from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
 from core.settings import Settings
 from tests.conftest import need
-from tests.integration.conftest import run_noop_worker
+from tests.integration.system import run_noop_worker
 from tests.support import wait_for
 
 PHASES = "examples,coverage,fuzzing,stateful"

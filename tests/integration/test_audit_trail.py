@@ -15,7 +15,7 @@ import pytest
 
 from api.app import create_app
 from core.settings import Settings
-from tests.integration.conftest import System, api_operations
+from tests.integration.system import System, api_operations
 from tests.integration.test_components_api import DEMO
 from tests.support import wait_for
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core.db import apikeys
 from core.db.engine import make_engine, sessions
 from core.db.tables import ApiKeyRow
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.support import wait_for
 
 

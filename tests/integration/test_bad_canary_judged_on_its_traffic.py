@@ -8,10 +8,9 @@ import time
 
 import pytest
 
-from cli.demo import demo_spec
 from cli.load import run_load
-from tests.integration.conftest import System
-from tests.integration.test_deployments import FINAL, deploy, first_version, until, versions
+from tests.integration.deploying import FINAL, deploy, first_version, register_demo, until, versions
+from tests.integration.system import System
 
 # The canary a new user writes: no initial delay, the first measurement right after the
 # weight change.
@@ -38,11 +37,7 @@ CANARY = {
 
 @pytest.fixture
 async def demo(system: System) -> System:
-    spec = demo_spec("demo", 2)
-    spec["runtime"]["health_check"]["interval_seconds"] = 0.5
-    resp = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
-    assert resp.status_code == 201, resp.text
-    return system
+    return await register_demo(system)
 
 
 async def test_a_half_failing_canary_without_initial_delay_rolls_back_on_its_own(

@@ -18,7 +18,7 @@ import pytest
 
 from api.services import exclusion
 from core.db import components as component_store
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 from tests.perf.noop_worker import NoopProvider
 from tests.support import wait_for

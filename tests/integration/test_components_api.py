@@ -10,7 +10,7 @@ from typing import Any
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from core.contracts import COMPONENT, DEPLOYMENT_WORKFLOW
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.support import wait_for
 
 DEMO: dict[str, Any] = {

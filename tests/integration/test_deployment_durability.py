@@ -19,8 +19,7 @@ from cli.load import run_load
 from cli.processes import free_port
 from cli.temporal_server import dev_server_argv, wait_until_serving
 from core.settings import Settings
-from tests.integration.conftest import System, retire_instances
-from tests.integration.test_deployments import (
+from tests.integration.deploying import (
     FINAL,
     deploy,
     first_version,
@@ -29,6 +28,7 @@ from tests.integration.test_deployments import (
     until,
     versions,
 )
+from tests.integration.system import System, retire_instances
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

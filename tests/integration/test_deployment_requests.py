@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from core.db.engine import make_engine, sessions
 from core.db.tables import ComponentRow
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 
 WORKFLOWS = "/api/v1/orchestration/workflows"

@@ -4,73 +4,27 @@ routers, and real traffic from the load generator."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import httpx
 import pytest
 
-from activities.infrastructure.local.orphans import target_processes
-from cli.demo import demo_spec
 from cli.load import LoadReport, run_load
-from tests.integration.conftest import System
+from tests.integration.deploying import (
+    FINAL,
+    deploy,
+    first_version,
+    get,
+    instance_count,
+    register_demo,
+    until,
+    versions,
+)
+from tests.integration.system import System
 from tests.support import wait_for
-
-FINAL = ("succeeded", "rolled_back", "aborted", "failed")
 
 
 @pytest.fixture
 async def demo(system: System) -> System:
-    spec = demo_spec("demo", 2)
-    spec["runtime"]["health_check"]["interval_seconds"] = 0.5
-    resp = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
-    assert resp.status_code == 201, resp.text
-    return system
-
-
-async def deploy(system: System, version: str, strategy: dict[str, Any] | None = None,
-                 **extra: Any) -> dict[str, Any]:  # fmt: skip
-    body = {"component": "demo", "environment": "dev", "version": version, **extra}
-    if strategy is not None:
-        body["strategy"] = strategy
-    resp = await system.http.post("/api/v1/deployments", json=body, headers=system.auth())
-    assert resp.status_code == 202, resp.text
-    return dict(resp.json())
-
-
-async def get(system: System, deployment_id: str) -> dict[str, Any]:
-    resp = await system.http.get(f"/api/v1/deployments/{deployment_id}", headers=system.auth())
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json())
-
-
-async def until(
-    system: System, deployment_id: str, *states: str, within: float = 60
-) -> dict[str, Any]:
-    return await wait_for(
-        lambda: get(system, deployment_id),
-        lambda d: d["state"] in states,
-        within=within,
-        what=f"deployment {deployment_id} to be {states}",
-    )
-
-
-async def first_version(system: System) -> str:
-    first = await deploy(system, "v1")
-    done = await until(system, first["id"], *FINAL)
-    assert done["state"] == "succeeded", done
-    endpoint = done["status"]["endpoint"]
-    assert endpoint
-    return str(endpoint)
-
-
-async def versions(endpoint: str, n: int = 20) -> set[str]:
-    async with httpx.AsyncClient() as http:
-        return {(await http.get(endpoint + "/")).headers["x-component-version"] for _ in range(n)}
-
-
-def instance_count(system: System) -> int:
-    target = system.settings.home.resolve() / "infra" / "demo" / "dev"
-    return len(target_processes(target)) - 1  # less the router
+    return await register_demo(system)
 
 
 async def test_first_deployment_then_canary_to_completion(demo: System) -> None:

@@ -10,7 +10,7 @@ import httpx
 from api.app import create_app
 from cli.processes import free_port
 from core.settings import Settings
-from tests.integration.conftest import System
+from tests.integration.system import System
 
 
 async def test_health_and_ready(system: System) -> None:

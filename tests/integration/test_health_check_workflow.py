@@ -13,7 +13,7 @@ import pytest
 from cli.processes import free_port
 from core.db.engine import make_engine, sessions
 from core.db.tables import InstanceRow, utcnow
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.support import wait_for_sync
 
 

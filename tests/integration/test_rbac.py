@@ -12,7 +12,7 @@ import re
 
 from api.openapi import ROLE_EXTENSION
 from core.models.apikeys import Role
-from tests.integration.conftest import System, api_operations
+from tests.integration.system import System, api_operations
 
 PATH_VALUES = {"environment": "dev", "action": "promote"}
 QUERY = {"/api/v1/deployments/revisions": "?component=demo&environment=dev"}

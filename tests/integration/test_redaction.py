@@ -7,7 +7,7 @@ from typing import Any
 
 from core.db.engine import make_engine, sessions
 from core.db.tables import RevisionRow, utcnow
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 
 SECRET = "s3cret-value"

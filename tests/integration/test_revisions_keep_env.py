@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from cli.demo import demo_spec
-from tests.integration.conftest import System
-from tests.integration.test_deployments import FINAL, deploy, until
+from tests.integration.deploying import FINAL, deploy, register_demo, until
+from tests.integration.system import System
 
 
 @pytest.fixture
 async def demo(system: System) -> System:
-    resp = await system.http.post(
-        "/api/v1/components", json=demo_spec("demo", 1), headers=system.auth()
-    )
-    assert resp.status_code == 201, resp.text
-    return system
+    return await register_demo(system, replicas=1)
 
 
 async def test_a_revision_keeps_the_env_its_deployment_ran_with(demo: System) -> None:

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from cli.demo import demo_spec
 from core.ids import deployment_workflow_id
-from tests.integration.conftest import System
-from tests.integration.test_deployments import FINAL, deploy, until
+from tests.integration.deploying import FINAL, deploy, register_demo, until
+from tests.integration.system import System
 from tests.support import wait_for
 
 
 @pytest.fixture
 async def demo(system: System) -> System:
-    resp = await system.http.post(
-        "/api/v1/components", json=demo_spec("demo", 1), headers=system.auth()
-    )
-    assert resp.status_code == 201, resp.text
-    return system
+    return await register_demo(system, replicas=1)
 
 
 async def test_the_sender_of_each_signal_is_shown(demo: System) -> None:

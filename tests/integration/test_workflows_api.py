@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 
-from tests.integration.conftest import System
+from tests.integration.system import System
 from tests.support import wait_for
 
 
