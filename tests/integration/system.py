@@ -19,7 +19,7 @@ from activities.infrastructure.local.provider import LocalProvider
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect
-from tests.perf.noop_worker import NoopProvider
+from tests.noop_provider import NoopProvider
 from tests.support import wait_for
 from workers.registry import WORKFLOWS, activities
 

@@ -20,7 +20,7 @@ from api.services import exclusion
 from core.db import components as component_store
 from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
-from tests.perf.noop_worker import NoopProvider
+from tests.noop_provider import NoopProvider
 from tests.support import wait_for
 
 DEPLOY = {"component": "demo", "environment": "dev", "version": "v1"}

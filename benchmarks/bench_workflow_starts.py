@@ -17,7 +17,7 @@ machine took meanwhile: on 2 shared cores that is the main source of noise.
 
 Run from the repository root (not collected by pytest; its name does not start with `test_`):
 
-    python -m tests.perf.bench_workflow_starts --starts 2000 --concurrency 32
+    python -m benchmarks.bench_workflow_starts --starts 2000 --concurrency 32
 
 `--with-api-options` adds a `raw+opts` run (raw starts carrying what the API adds to each
 start), `--profile-api FILE` samples the API with py-spy during the REST run.
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import signal
@@ -52,6 +51,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
+from benchmarks.lean_http import HttpConnection, build_post
 from cli.processes import Child, free_port
 from cli.temporal_server import dev_server_argv, wait_until_serving
 from core.contracts import HEALTH_CHECK_WORKFLOW, INITIATOR
@@ -247,87 +247,6 @@ async def raw_starters(
 
 
 # ----------------------------------------------------------------------------- REST path
-
-
-class HttpProtocolError(Exception):
-    """The server answered something this lean client does not understand."""
-
-
-def build_post(port: int, path: str, body: object, api_key: str) -> bytes:
-    """The bytes of one POST request, built once and sent as-is on every start."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: {HOST}:{port}\r\n"
-        f"Authorization: Bearer {api_key}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n"
-        "\r\n"
-    )
-    return head.encode("latin-1") + payload
-
-
-def parse_head(head: bytes) -> tuple[int, int, bool]:
-    """Status code, Content-Length and whether the server will close the connection."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise HttpProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    length: int | None = None
-    close = False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"connection":
-            close = value.strip().lower() == b"close"
-        elif name == b"transfer-encoding":
-            # uvicorn sends Content-Length for JSON answers; anything else is a surprise.
-            raise HttpProtocolError("chunked answers are not supported by this client")
-    if length is None:
-        raise HttpProtocolError("answer without Content-Length")
-    return int(parts[1]), length, close
-
-
-class HttpConnection:
-    """One persistent HTTP/1.1 connection: send a request, read status and body, repeat.
-
-    A broken connection is closed and reopened on the next request, so one failure never
-    turns into a run of failures.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(HOST, self.port)
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        if self._writer is None:
-            await self.open()
-        assert self._reader is not None and self._writer is not None
-        try:
-            # No drain(): one small request per round trip never fills the send buffer.
-            self._writer.write(raw)
-            head = await self._reader.readuntil(b"\r\n\r\n")
-            status, length, close = parse_head(head)
-            body = await self._reader.readexactly(length)
-        except Exception:  # the stream's state is unknown now: never reuse it
-            await self.close()
-            raise
-        if close:
-            await self.close()
-        return status, body
 
 
 @contextlib.asynccontextmanager
@@ -677,7 +596,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.perf.bench_workflow_starts",
+        prog="python -m benchmarks.bench_workflow_starts",
         description="Workflow starts/s and latency: raw Temporal client vs the REST API.",
     )
     parser.add_argument("--starts", type=int, default=2000, help="measured starts per path")

@@ -1,6 +1,6 @@
 """Benchmark: what the local router costs, against direct requests to one instance.
 
-    python -m tests.perf.bench_router [--seconds 5] [--rounds 2] [--connections 16]
+    python -m benchmarks.bench_router [--seconds 5] [--rounds 2] [--connections 16]
 
 Starts one demo instance and a router in front of it (the same processes the local provider
 starts), then drives both with `wrk` (Debian package `wrk`) in alternating ABBA rounds:

@@ -1,6 +1,6 @@
 """Benchmark: what orchestrating a deployment costs, and 200 deployments at once.
 
-    python -m tests.perf.bench_deployments [--runs 5] [--concurrent 200]
+    python -m benchmarks.bench_deployments [--runs 5] [--concurrent 200]
 
 1. A canary of 10 `set_weight` steps (no pauses) against a bare workflow that runs the same
    number of no-op activities, alternating, on the same server: the ratio is the overhead of
@@ -8,7 +8,7 @@
 2. `--concurrent` canaries of 10 steps at once, on as many targets, through ONE worker: total
    time, the worker's memory (RSS now and peak) and the history length of a deployment.
 
-The worker is `tests/perf/noop_worker.py`: the real workflow and store on a no-op
+The worker is `benchmarks/noop_worker.py`: the real workflow and store on a no-op
 infrastructure provider, so the figures are orchestration, not process start-ups.
 """
 
@@ -157,7 +157,7 @@ def main() -> int:
             asyncio.run(wait_until_serving(None, env["TEMPORAL_ADDRESS"], "default", 30))
             upgrade(settings)
             worker = subprocess.Popen(
-                [sys.executable, "-m", "tests.perf.noop_worker"], env=env, stdout=subprocess.PIPE
+                [sys.executable, "-m", "benchmarks.noop_worker"], env=env, stdout=subprocess.PIPE
             )
             assert worker.stdout is not None
             if worker.stdout.readline().strip() != b"ready":
