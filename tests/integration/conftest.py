@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
@@ -66,6 +68,18 @@ async def make_system(
     for stop, task in stops:
         stop.set()
         await task
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
+    """A local provider on the test's own home; whatever it started is retired at the end."""
+    async with httpx.AsyncClient() as http:
+        local = LocalProvider(tmp_path / "home", http)
+        try:
+            yield local
+        finally:
+            for component, environment in await local.targets():
+                await local.retire(component, environment)
 
 
 @pytest.fixture

@@ -23,12 +23,12 @@ from activities.infrastructure.local.provider import LocalProvider
 from cli.load import LoadReport, run_load
 from cli.processes import free_port
 from core.models.analysis import MeasureRequest, MetricSpec, MetricValue, RouterCounters
+from tests.integration.local_infra import demo_component, ensure
 from tests.integration.prometheus_fixture import (
     PrometheusServer,
     prometheus_binary,
     running_prometheus,
 )
-from tests.integration.test_local_provider import demo_component, ensure
 from tests.support import wait_for
 
 # The share of 5xx among a version's requests over the last 30 s. A version that never

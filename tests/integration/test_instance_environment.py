@@ -20,7 +20,7 @@ from activities.infrastructure.local.orphans import target_processes
 from activities.infrastructure.local.provider import LocalProvider
 from core.errors import InfrastructureError
 from core.models.infrastructure import InstanceSetSpec
-from tests.integration.test_local_provider import demo_component
+from tests.integration.local_infra import demo_component
 from tests.support import wait_for
 
 SECRETS = {

@@ -7,9 +7,7 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,47 +16,10 @@ from activities.infrastructure.local import processes
 from activities.infrastructure.local.orphans import target_processes
 from activities.infrastructure.local.provider import LocalProvider
 from cli.load import LoadReport, run_load
-from core.db.tables import utcnow
 from core.errors import ConflictError, InvalidInputError
-from core.models.components import Component, ComponentSpec
-from core.models.infrastructure import InstanceSetSpec, InstanceState
+from core.models.infrastructure import InstanceState
+from tests.integration.local_infra import demo_component, ensure
 from tests.support import wait_for
-
-
-def demo_component(name: str = "demo", **runtime: Any) -> Component:
-    spec = ComponentSpec.model_validate(
-        {
-            "name": name,
-            "runtime": {
-                "command": ["r2c", "demo", "serve", "--port", "{port}", "--version", "{version}"],
-                "health_check": {
-                    "interval_seconds": 0.5,
-                    "timeout_seconds": 1,
-                    "unhealthy_threshold": 2,
-                },
-                **runtime,
-            },
-        }
-    )
-    now = utcnow()
-    return Component(**spec.model_dump(), id=name, created_at=now, updated_at=now, revision=1)
-
-
-def ensure(slot: str, version: str, count: int, env: str = "dev", **kw: Any) -> InstanceSetSpec:
-    return InstanceSetSpec(
-        component="demo", environment=env, version=version, slot=slot, count=count, **kw
-    )
-
-
-@pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
-    async with httpx.AsyncClient() as http:
-        local = LocalProvider(tmp_path / "home", http)
-        try:
-            yield local
-        finally:
-            for component, environment in await local.targets():
-                await local.retire(component, environment)
 
 
 def pids_of(provider: LocalProvider, env: str = "dev") -> set[int]:
@@ -227,7 +188,7 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     import httpx
     from activities.infrastructure.local.provider import LocalProvider
-    from tests.integration.test_local_provider import demo_component, ensure
+    from tests.integration.local_infra import demo_component, ensure
 
     async def main():
         async with httpx.AsyncClient() as http:

@@ -4,10 +4,8 @@ instance id, and the longest names fit in the store."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -19,20 +17,9 @@ from core.db.tables import ComponentRow, InstanceRow, utcnow
 from core.errors import InvalidInputError
 from core.models.infrastructure import InstanceSetSpec
 from core.settings import Settings
-from tests.integration.test_local_provider import demo_component
+from tests.integration.local_infra import demo_component
 
 ESCAPING = ["../../x", "/", ".", "..", "../x", "a/b", "", "x\x00"]
-
-
-@pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
-    async with httpx.AsyncClient() as http:
-        local = LocalProvider(tmp_path / "home", http)
-        try:
-            yield local
-        finally:
-            for component, environment in await local.targets():
-                await local.retire(component, environment)
 
 
 def spec(component: str, environment: str, slot: str = "blue", count: int = 1) -> InstanceSetSpec:

@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
 
 from activities.infrastructure.local import processes
 from activities.infrastructure.local.launch import cli_argv, router_env
 from activities.infrastructure.local.provider import LocalProvider
 from core.models.infrastructure import InstanceSetSpec
-from tests.integration.test_local_provider import demo_component
+from tests.integration.local_infra import demo_component
 from tests.support import wait_for
-
-
-@pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
-    async with httpx.AsyncClient() as http:
-        local = LocalProvider(tmp_path / "home", http)
-        try:
-            yield local
-        finally:
-            for component, environment in await local.targets():
-                await local.retire(component, environment)
 
 
 async def serving(provider: LocalProvider) -> None:
