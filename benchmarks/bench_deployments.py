@@ -6,7 +6,8 @@
    number of no-op activities, alternating, on the same server: the ratio is the overhead of
    the deployment logic (status, saga bookkeeping, store records) over Temporal's own cost.
 2. `--concurrent` canaries of 10 steps at once, on as many targets, through ONE worker: total
-   time, the worker's memory (RSS now and peak) and the history length of a deployment.
+   time against as many bare workflows at once, the worker's memory (RSS now and peak) and
+   the history length of a deployment.
 
 The worker is `benchmarks/noop_worker.py`: the real workflow and store on a no-op
 infrastructure provider, so the figures are orchestration, not process start-ups.
@@ -123,8 +124,13 @@ async def bench(args: argparse.Namespace, settings: Settings, worker_pid: int) -
     total = time.perf_counter() - began
     now, peak = rss_mb(worker_pid)
     lengths = [r[1] for r in results]
+    # The baseline in the same run: as many bare workflows of as many activities at once.
+    began = time.perf_counter()
+    await asyncio.gather(*(bare(client, activities, 1000 + i) for i in range(len(results))))
+    bare_total = time.perf_counter() - began
     print(f"{len(results)} concurrent canaries of 10 steps through one worker: {total:.1f} s"
-          f" ({len(results) / total:.1f} deployments/s)")  # fmt: skip
+          f" ({len(results) / total:.1f} deployments/s); as many bare workflows:"
+          f" {bare_total:.1f} s; ratio {total / bare_total:.2f}")  # fmt: skip
     print(f"worker memory: {before:.0f} MB before, {now:.0f} MB after, peak {peak:.0f} MB")
     print(f"history length per deployment: mean {statistics.mean(lengths):.0f} events,"
           f" max {max(lengths)}")  # fmt: skip

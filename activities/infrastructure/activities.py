@@ -8,14 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from activities.errors import domain_errors
 from activities.infrastructure.provider import InfrastructureProvider
 from core.db import components as component_store
-from core.db.tables import ComponentRow, InstanceRow, utcnow
 from core.models.components import Component
 from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
 from core.models.operations import (
@@ -60,33 +58,7 @@ class InfrastructureActivities:
         """Replace the store's instance rows of the target with what the provider reports."""
         state = await self.provider.state(component, environment)
         async with self.sessions() as session:
-            row = (
-                await session.execute(select(ComponentRow).where(ComponentRow.name == component))
-            ).scalar_one_or_none()
-            if row is None:
-                return state
-            await session.execute(
-                delete(InstanceRow).where(
-                    InstanceRow.component_id == row.id, InstanceRow.environment == environment
-                )
-            )
-            now = utcnow()
-            for s in state.sets:
-                for i in s.instances:
-                    session.add(
-                        InstanceRow(
-                            id=i.instance_id,
-                            component_id=row.id,
-                            environment=environment,
-                            version=i.version,
-                            slot=i.slot,
-                            url=i.url,
-                            pid=i.pid,
-                            state=i.state.value,
-                            created_at=i.started_at,
-                            updated_at=now,
-                        )
-                    )
+            await component_store.mirror_instances(session, state)
             await session.commit()
         return state
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.tables import ComponentRow, InstanceRow, utcnow
 from core.errors import ConflictError, NotFoundError
 from core.models.components import Component, ComponentSpec, RuntimeSpec
+from core.models.infrastructure import TargetState
 
 
 def to_model(row: ComponentRow) -> Component:
@@ -143,3 +145,35 @@ async def instances(session: AsyncSession, component_id: str) -> list[InstanceRo
         .order_by(InstanceRow.environment, InstanceRow.id)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def mirror_instances(session: AsyncSession, state: TargetState) -> None:
+    """Replace the instance rows of a target with what its provider reports (not committed);
+    a component no longer registered has nothing to mirror."""
+    row = (
+        await session.execute(select(ComponentRow).where(ComponentRow.name == state.component))
+    ).scalar_one_or_none()
+    if row is None:
+        return
+    await session.execute(
+        sql_delete(InstanceRow).where(
+            InstanceRow.component_id == row.id, InstanceRow.environment == state.environment
+        )
+    )
+    now = utcnow()
+    for s in state.sets:
+        for i in s.instances:
+            session.add(
+                InstanceRow(
+                    id=i.instance_id,
+                    component_id=row.id,
+                    environment=state.environment,
+                    version=i.version,
+                    slot=i.slot,
+                    url=i.url,
+                    pid=i.pid,
+                    state=i.state.value,
+                    created_at=i.started_at,
+                    updated_at=now,
+                )
+            )
