@@ -288,7 +288,9 @@ async def _stop(tasks: list[asyncio.Task[MetricResult | None]]) -> None:
 
 
 def _settles(task: asyncio.Task[MetricResult | None], spec: MetricSpec) -> bool:
-    if not task.done() or task.cancelled() or task.exception() is not None:
-        return task.done() and not task.cancelled()  # an exception settles it too
+    if not task.done() or task.cancelled():
+        return False
+    if task.exception() is not None:  # a measurement that failed for good ends it too
+        return True
     result = task.result()
     return result is not None and not spec.dry_run and result.phase != "successful"
