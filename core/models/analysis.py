@@ -108,7 +108,7 @@ class AnalysisSpec(BaseModel):
     metrics: list[MetricSpec] = Field(..., min_length=1, max_length=20)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> AnalysisSpec:
+    def _names_unique_and_within_budget(self) -> AnalysisSpec:
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError("metric names must be unique within an analysis")

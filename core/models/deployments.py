@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,7 @@ from core.models.analysis import (
     AnalysisResult,
     AnalysisSpec,
     Measurement,
+    UnboundedAnalysisSpec,
     check_inline_budget,
 )
 from core.models.apikeys import Role
@@ -67,14 +68,12 @@ class ApprovalStep(BaseModel):
 CanaryStep = SetWeightStep | PauseStep | AnalysisStep | ApprovalStep
 
 
-class BackgroundAnalysis(AnalysisSpec):
+class BackgroundAnalysis(UnboundedAnalysisSpec):
     """Runs beside the steps, from `starting_step` until the rollout ends.
 
     It runs in a child workflow that continues as new, so it may measure for as long as the
     rollout lasts: a metric with an `interval` and no `count` measures until the end.
     """
-
-    inline: ClassVar[bool] = False
 
     starting_step: int = Field(0, ge=0, le=MAX_STEPS)
 

@@ -9,30 +9,9 @@ import time
 import pytest
 
 from cli.load import run_load
+from tests.canaries import BAD_CANARY
 from tests.integration.deploying import FINAL, deploy, first_version, register_demo, until, versions
 from tests.integration.system import System
-
-# The canary a new user writes: no initial delay, the first measurement right after the
-# weight change.
-CANARY = {
-    "type": "canary",
-    "steps": [
-        {"set_weight": 20},
-        {
-            "analysis": {
-                "metrics": [
-                    {
-                        "name": "error_rate",
-                        "failure_condition": "result > 0.05",
-                        "interval": "2s",
-                        "count": 3,
-                    }
-                ]
-            }
-        },
-        {"set_weight": 100},
-    ],
-}
 
 
 @pytest.fixture
@@ -46,7 +25,7 @@ async def test_a_half_failing_canary_without_initial_delay_rolls_back_on_its_own
     endpoint = await first_version(demo)
     load = asyncio.create_task(run_load(endpoint + "/", rps=40, duration=10))
     began = time.monotonic()
-    started = await deploy(demo, "v2", CANARY, env={"DEMO_ERROR_RATE": "0.5"})
+    started = await deploy(demo, "v2", BAD_CANARY, env={"DEMO_ERROR_RATE": "0.5"})
     done = await until(demo, started["id"], *FINAL, "paused", within=60)
     took = time.monotonic() - began
     print(f"50%-failing canary rolled back {took:.1f}s after it was accepted")

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
 from core.models.deployments import ActionRequest, DeploymentState
+from tests.canaries import BAD_CANARY
 from tests.unit.deployment_fakes import (
     FakeInfra,
     Run,
@@ -20,27 +21,6 @@ from tests.unit.deployment_fakes import (
     stable_v1,
     time_skipping,
 )
-
-# The canary a new user writes (the and the README's): no initial delay.
-BAD_CANARY = {
-    "type": "canary",
-    "steps": [
-        {"set_weight": 20},
-        {
-            "analysis": {
-                "metrics": [
-                    {
-                        "name": "error_rate",
-                        "failure_condition": "result > 0.05",
-                        "interval": "2s",
-                        "count": 3,
-                    }
-                ]
-            }
-        },
-        {"set_weight": 100},
-    ],
-}
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,11 @@ class Saga:
             name, fn = self.undo.pop()
             try:
                 await fn()
-            except Exception:
+            except GeneratorExit:  # evicted from the worker's cache: not a failure of ours
+                raise
+            except BaseException:
+                # BaseException: an undo cancelled or broken in any way must not stop the
+                # undos after it (the whole unwind is shielded from the workflow's cancel).
                 workflow.logger.exception("compensation %s failed", name)
                 failed.append(name)
         return failed
