@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 
-from activities.infrastructure.local.router.table import Backend, RouteTable, write_table
 from cli.processes import free_port
+from tests.integration.router_fixture import write_one_backend_table
 
 UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -81,18 +81,7 @@ def servers(tmp: Path) -> Iterator[tuple[str, str]]:
     """A demo instance and a router in front of it; yields (direct URL, router URL)."""
     instance_port, router_port = free_port(), free_port()
     table = tmp / "routes.json"
-    write_table(
-        table,
-        RouteTable(
-            component="bench",
-            environment="perf",
-            generation=1,
-            weights={"stable": 100},
-            backends=[
-                Backend(instance_id="bench-1", port=instance_port, version="v1", slot="stable")
-            ],
-        ),
-    )
+    write_one_backend_table(table, "bench", instance_port, environment="perf")
     cli = [sys.executable, "-m", "cli"]
     procs = [
         subprocess.Popen([*cli, "demo", "serve", "--port", str(instance_port), "--version", "v1"]),

@@ -97,25 +97,37 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     wait_for_sync(listening, what=f"port {port} listening", within=30)
 
 
+def write_one_backend_table(
+    path: Path, component: str, port: int, environment: str = "test", **fields: Any
+) -> None:
+    """A routing table that sends everything to one v1 instance on `port` (slot `stable`)."""
+    write_table(
+        path,
+        RouteTable(
+            component=component,
+            environment=environment,
+            generation=1,
+            weights={"stable": 100},
+            backends=[
+                Backend(instance_id=f"{component}-1", port=port, version="v1", slot="stable")
+            ],
+            **fields,
+        ),
+    )
+
+
 @contextlib.contextmanager
 def running_router(tmp: Path, *, admin: bool = False, **limits: Any) -> Iterator[RouterUnderTest]:
     """The echo upstream behind a router that follows a table with these `limits`."""
     upstream_port, port = free_port(), free_port()
     admin_port = free_port() if admin else None
     table = tmp / "routes.json"
-    write_table(
+    write_one_backend_table(
         table,
-        RouteTable(
-            component="echo",
-            environment="test",
-            generation=1,
-            weights={"stable": 100},
-            backends=[
-                Backend(instance_id="echo-1", port=upstream_port, version="v1", slot="stable")
-            ],
-            health=HealthPolicy(interval_seconds=0.5, unhealthy_threshold=2),
-            limits=RouterLimits(**limits),
-        ),
+        "echo",
+        upstream_port,
+        health=HealthPolicy(interval_seconds=0.5, unhealthy_threshold=2),
+        limits=RouterLimits(**limits),
     )
     argv = [sys.executable, "-m", "cli", "router", "--table", str(table), "--port", str(port)]
     if admin_port is not None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from activities.infrastructure.local.paths import FILE_MODE, private_dir, private_file
+from activities.infrastructure.local.paths import private_dir, private_file, write_private
 
 DEFAULT_RANGE = (20000, 29999)
 
@@ -39,12 +38,7 @@ class PortAllocator:
                 json.loads(self.registry.read_text()) if self.registry.exists() else {}
             )
             yield taken
-            tmp = self.registry.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-            os.fchmod(fd, FILE_MODE)
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(taken, indent=1, sort_keys=True))
-            tmp.replace(self.registry)
+            write_private(self.registry, json.dumps(taken, indent=1, sort_keys=True))
 
     def allocate(self, owner: str, wanted: int | None = None) -> int:
         """A port nobody else holds and nothing listens on: exactly `wanted` if given."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import httpx
 
 from activities.infrastructure.local import processes
 from activities.infrastructure.local.launch import cli_argv, router_env
-from activities.infrastructure.local.paths import FILE_MODE, child, private_dir
+from activities.infrastructure.local.paths import child, private_dir, write_private
 from activities.infrastructure.local.ports import PortAllocator
 from activities.infrastructure.local.router.table import (
     Backend,
@@ -176,13 +175,7 @@ class Routers:
     def _write_scrape_target(self, files: TargetFiles, admin_port: int) -> None:
         path = self._scrape_file(files)
         private_dir(child(files.root, SCRAPE_DIR), files.root)
-        entry = [{"targets": [f"127.0.0.1:{admin_port}"]}]
-        tmp = f"{path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, path)
+        write_private(path, json.dumps([{"targets": [f"127.0.0.1:{admin_port}"]}]))
 
 
 def _current_policy(files: TargetFiles) -> tuple[HealthPolicy, RouterLimits]:

@@ -276,8 +276,7 @@ class ClientConnection(asyncio.Protocol):
             self.queued_bytes += len(body)
         if len(queue) >= PAUSE_AT_QUEUED or self.queued_bytes >= PAUSE_AT_QUEUED_BYTES:
             self._flow()
-        if self.worker is None or self.worker.done():
-            self.worker = asyncio.get_running_loop().create_task(self._serve())
+        self._start_worker()
 
     # ------------------------------------------------------------------ answering
 
