@@ -93,7 +93,7 @@ async def get_deployment(deployment_id: str, _: Viewer, service: DeploymentsDep)
     return await service.get(deployment_id)
 
 
-@router.get("/{deployment_id}/signals", response_model=list[SignalRecord])
+@router.get("/{deployment_id}/signals", response_model=list[SignalRecord], responses=errors(502))
 async def list_signals(
     deployment_id: str, _: Viewer, service: DeploymentsDep
 ) -> list[SignalRecord]:

@@ -31,7 +31,7 @@ from api.schemas import (
 )
 from api.services import audit
 from api.services.components import ComponentService
-from api.services.deployment_start import idempotent_deployment_id, scoped_key
+from api.services.deployment_start import scoped_key
 from api.services.deployments import DeploymentService
 from core.contracts import (
     COMPONENT,
@@ -165,16 +165,13 @@ class WorkflowService:
         body: WorkflowStartRequest,
         idempotency_key: str | None,
     ) -> WorkflowStarted:
-        deployment_id = body.id
-        if deployment_id is None and idempotency_key:
-            deployment_id = idempotent_deployment_id(principal, idempotency_key)
-        if deployment_id is not None and len(deployment_id) > DEPLOYMENT_ID_MAX:
+        if body.id is not None and len(body.id) > DEPLOYMENT_ID_MAX:
             raise InvalidInputError(
                 f"a deployment id has at most {DEPLOYMENT_ID_MAX} characters",
                 fields=[{"field": "body.id", "message": "too long for a deployment id"}],
                 hint="choose a shorter id, or leave it out",
             )
-        started = await self.deployments.start(principal, inp, deployment_id)
+        started = await self.deployments.start(principal, inp, body.id, idempotency_key)
         row = started.row
         status: WorkflowStatus = "running"
         if not started.created and row.run_id:

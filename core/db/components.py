@@ -98,12 +98,6 @@ async def lock(session: AsyncSession, ref: str) -> ComponentRow:
     return row
 
 
-async def instance_environments(session: AsyncSession, component_id: str) -> set[str]:
-    """The environments where the worker last saw instances of the component."""
-    query = select(InstanceRow.environment).where(InstanceRow.component_id == component_id)
-    return set((await session.execute(query.distinct())).scalars())
-
-
 async def list_all(session: AsyncSession, *, owner: str | None = None) -> list[Component]:
     query = select(ComponentRow).order_by(ComponentRow.name)
     if owner is not None:

@@ -72,12 +72,6 @@ async def unfinished(
     return list((await session.execute(query)).scalars())
 
 
-async def environments(session: AsyncSession, component: str) -> set[str]:
-    """Every environment the component was ever deployed to."""
-    query = select(DeploymentRow.environment).where(DeploymentRow.component == component)
-    return set((await session.execute(query.distinct())).scalars())
-
-
 async def revisions(session: AsyncSession, component: str, environment: str) -> list[RevisionRow]:
     """What ran after each successful deployment of a target, newest first."""
     query = (
