@@ -121,31 +121,33 @@ async def run_load(
 
     async def worker() -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        while (due := await tickets.get()) is not None:
-            try:
-                if conn is None:
-                    conn = await asyncio.wait_for(
-                        asyncio.open_connection(host, port), request_timeout
-                    )
-                response = await asyncio.wait_for(_one(*conn, raw), request_timeout)
-            except (OSError, TimeoutError, httptools.HttpParserError) as err:
-                if conn is not None:
+        try:
+            while (due := await tickets.get()) is not None:
+                try:
+                    if conn is None:
+                        conn = await asyncio.wait_for(
+                            asyncio.open_connection(host, port), request_timeout
+                        )
+                    response = await asyncio.wait_for(_one(*conn, raw), request_timeout)
+                except (OSError, TimeoutError, httptools.HttpParserError) as err:
+                    if conn is not None:
+                        conn[1].close()
+                    conn = None
+                    tally.record("none", time.perf_counter() - due, False, _describe(err))
+                    continue
+                ok = response.status < 500
+                tally.record(
+                    response.version,
+                    time.perf_counter() - due,
+                    ok,
+                    None if ok else f"HTTP {response.status}",
+                )
+                if not response.keep_alive:
                     conn[1].close()
-                conn = None
-                tally.record("none", time.perf_counter() - due, False, _describe(err))
-                continue
-            ok = response.status < 500
-            tally.record(
-                response.version,
-                time.perf_counter() - due,
-                ok,
-                None if ok else f"HTTP {response.status}",
-            )
-            if not response.keep_alive:
+                    conn = None
+        finally:  # a cancelled load closes its connections too
+            if conn is not None:
                 conn[1].close()
-                conn = None
-        if conn is not None:
-            conn[1].close()
 
     start = time.perf_counter()
     await asyncio.gather(schedule(start), *(worker() for _ in range(concurrency)))

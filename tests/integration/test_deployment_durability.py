@@ -4,6 +4,7 @@ server. Real worker processes, a file-backed dev server, real instances and traf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -200,7 +201,9 @@ async def test_a_killed_worker_still_rolls_back_a_bad_canary(
         "type": "canary",
         "steps": [{"set_weight": 50}, {"analysis": {"metrics": [metric]}}],
     }
-    load = asyncio.create_task(run_load(endpoint + "/", rps=50, duration=8))
+    # Traffic lasts until the verdict: a restart slower than the load would otherwise leave
+    # the analysis without data, and no data is rightly not a verdict.
+    load = asyncio.create_task(run_load(endpoint + "/", rps=50, duration=120))
     started = await deploy(system, "v2", strategy, env={"DEMO_ERROR_RATE": "0.6"})
     await wait_for(
         lambda: get(system, started["id"]),
@@ -211,7 +214,9 @@ async def test_a_killed_worker_still_rolls_back_a_bad_canary(
     worker.kill()
     worker.start()
     done = await until(system, started["id"], *FINAL, within=90)
-    await load
+    load.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await load
     assert done["state"] == "rolled_back", done["reason"]
     assert await versions(endpoint) == {"v1"}
     assert instance_count(system) == 2
