@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,12 +60,11 @@ async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
 
 
 async def get_row(session: AsyncSession, ref: str) -> ComponentRow:
-    """A component by id or by name."""
-    row = await session.get(ComponentRow, ref)
-    if row is None:
-        row = (
-            await session.execute(select(ComponentRow).where(ComponentRow.name == ref))
-        ).scalar_one_or_none()
+    """A component by id or by name, in one query (activities ask on every step); an id
+    wins over a name that happens to look like one."""
+    by_id = ComponentRow.id == ref
+    query = select(ComponentRow).where(or_(by_id, ComponentRow.name == ref))
+    row = (await session.execute(query.order_by(by_id.desc()).limit(1))).scalar_one_or_none()
     if row is None:
         raise NotFoundError(
             f"no component {ref!r}", hint="GET /api/v1/components lists the registered ones"
