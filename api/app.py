@@ -12,7 +12,17 @@ from api.auth import KeyVerifier
 from api.gateway import Gateway
 from api.guard import RequestGuard
 from api.middleware import RequestContextMiddleware
-from api.routers import apikeys, audit, components, deployments, health, workflows
+from api.routers import (
+    apikeys,
+    audit,
+    codec,
+    components,
+    configuration,
+    deployments,
+    health,
+    policies,
+    workflows,
+)
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect, make_runtime
@@ -59,7 +69,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     errors.install(app)
-    for module in (health, workflows, components, deployments, apikeys, audit):
+    for module in (
+        health,
+        workflows,
+        components,
+        deployments,
+        configuration,
+        policies,
+        apikeys,
+        audit,
+        codec,
+    ):
         app.include_router(module.router)
     openapi.document(app)
     return app

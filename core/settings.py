@@ -46,7 +46,32 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".r2c"), validation_alias="R2C_HOME")
     postgres_url: str | None = Field(None, validation_alias="POSTGRES_URL")
     vault_url: str | None = Field(None, validation_alias="VAULT_URL")
-    vault_token: str | None = Field(None, validation_alias="VAULT_TOKEN")
+    vault_token: str | None = Field(None, validation_alias="VAULT_TOKEN", repr=False)
+    vault_role_id: str | None = Field(
+        None,
+        validation_alias="VAULT_ROLE_ID",
+        description="AppRole login instead of a token (with VAULT_SECRET_ID)",
+    )
+    vault_secret_id: str | None = Field(None, validation_alias="VAULT_SECRET_ID", repr=False)
+    vault_kv_mount: str = Field(
+        "secret",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        validation_alias="VAULT_KV_MOUNT",
+        description="the KV v2 mount that holds configuration secrets",
+    )
+    vault_port: int = Field(
+        8200,
+        ge=1,
+        le=65535,
+        validation_alias="R2C_VAULT_PORT",
+        description="port of the embedded OpenBao server (when VAULT_URL is not set)",
+    )
+    payload_encryption: bool = Field(
+        True,
+        validation_alias="R2C_PAYLOAD_ENCRYPTION",
+        description="encrypt every Temporal payload with AES-256-GCM (keys under R2C_HOME,"
+        " or in Vault)",
+    )
     prometheus_url: str | None = Field(None, validation_alias="PROMETHEUS_URL")
     jaeger_endpoint: str | None = Field(None, validation_alias="JAEGER_ENDPOINT")
     temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
@@ -223,7 +248,13 @@ class SettingsError(Exception):
     """A setting has a value the system cannot start with; the message says which and why."""
 
 
-_SECRET_SETTINGS = ("VAULT_TOKEN", "R2C_ADMIN_API_KEY", "R2C_PAGE_TOKEN_SECRET", "POSTGRES_URL")
+_SECRET_SETTINGS = (
+    "VAULT_TOKEN",
+    "VAULT_SECRET_ID",
+    "R2C_ADMIN_API_KEY",
+    "R2C_PAGE_TOKEN_SECRET",
+    "POSTGRES_URL",
+)
 _ENV_NAMES = {
     name: str(field.validation_alias or name) for name, field in Settings.model_fields.items()
 }
