@@ -16,6 +16,7 @@ from api.app import create_app
 from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
 from core.settings import Settings
+from tests.integration.openbao_fixture import openbao  # noqa: F401 - a fixture for all tests
 from tests.integration.system import (
     System,
     exists_or_failed,
