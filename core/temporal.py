@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -11,6 +12,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -20,7 +22,9 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
+from core.codec import EncryptionCodec
 from core.contracts import SEARCH_ATTRIBUTES
+from core.payload_keys import PayloadKeyFile
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,15 @@ def make_runtime(metrics_bind: str | None = None) -> Runtime:
     )
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads, encrypted with the key ring of `settings.home` unless
+    `payload_encryption` is off (the ring's file is created on first use)."""
+    if not settings.payload_encryption:
+        return pydantic_data_converter
+    codec = EncryptionCodec(PayloadKeyFile(settings.home))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect(
     settings: Settings,
     *,
@@ -48,11 +61,12 @@ async def connect(
     identity: str | None = None,
 ) -> Client:
     """Connect to `settings.temporal_target`. `lazy` defers the first connection to first use,
-    so the API can start (and report not-ready) while Temporal is down."""
+    so the API can start (and report not-ready) while Temporal is down. Every payload the
+    client and its workers send or read goes through `data_converter(settings)`."""
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=runtime,
         lazy=lazy,
         identity=identity,
