@@ -51,10 +51,12 @@ class AnalysisStep(BaseModel):
 
 
 class ApprovalSpec(BaseModel):
-    """A manual gate: someone with one of `roles` must approve within `timeout`."""
+    """A manual gate: `approvers` different people with one of `roles` must approve within
+    `timeout`."""
 
     model_config = _STRICT
-    roles: list[Role] = Field(default_factory=lambda: [Role.OPERATOR])
+    roles: list[Role] = Field(default_factory=lambda: [Role.OPERATOR], max_length=3)
+    approvers: int = Field(1, ge=1, le=5, description="how many different people must approve")
     timeout: Duration = Field(4 * 3600, gt=0)
     on_timeout: Literal["abort", "continue"] = "abort"
     instructions: str = Field("", max_length=2000)
@@ -114,6 +116,7 @@ class BlueGreenStrategy(BaseModel):
     abort_scale_down_delay_seconds: Duration = 30
     pre_promotion_analysis: AnalysisSpec | None = None
     post_promotion_analysis: AnalysisSpec | None = None
+    approval: ApprovalSpec | None = Field(None, description="an approval gate before the switch")
     progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
 
     @model_validator(mode="after")
@@ -131,6 +134,9 @@ class RollingStrategy(BaseModel):
     max_unavailable: int = Field(0, ge=0, le=100)
     batch_size: int | None = Field(None, ge=1, le=100, description="replaces surge/unavailable")
     pause_between_batches: Duration = 0
+    approval: ApprovalSpec | None = Field(
+        None, description="an approval gate before the first batch"
+    )
     progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
 
     @model_validator(mode="after")
@@ -168,6 +174,11 @@ class DeploymentRequest(BaseModel):
         " hooks (LD_*, PYTHON*, NODE_OPTIONS, BASH_ENV, PATH, ...) are refused",
     )
     description: str = Field("", max_length=500)
+    freeze_override: bool = Field(
+        False,
+        description="admins only: deploy inside a freeze window of the environment's policy "
+        "(the override is audited)",
+    )
 
 
 class DeploymentInput(DeploymentRequest):
