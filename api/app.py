@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import errors, openapi
 from api.auth import KeyVerifier
+from api.codec_cors import CodecCors
 from api.gateway import Gateway
 from api.guard import RequestGuard
 from api.middleware import RequestContextMiddleware
@@ -26,6 +27,7 @@ from api.routers import (
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect, make_runtime
+from core.vault import open_secret_store
 
 DESCRIPTION = """
 The orchestration API of the readme-to-cicd platform. Every long-running operation is a
@@ -54,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
         client = await connect(settings, lazy=True, identity="r2c-api", runtime=make_runtime())
         app.state.temporal = client
         app.state.gateway = Gateway(client, settings)
+        # Connects on first use, like Temporal: a Vault that is down makes 503s, not a crash.
+        app.state.secrets = open_secret_store(settings)
         try:
             yield
         finally:
@@ -65,9 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    # The last added runs first: request ids, then the guard, then the app.
+    # The last added runs first: CORS of /codec (so even its errors reach the UI), request
+    # ids, then the guard, then the app.
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(CodecCors, ui_url=settings.temporal_ui)
     errors.install(app)
     for module in (
         health,

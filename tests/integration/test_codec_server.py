@@ -1,0 +1,175 @@
+"""Encrypted payloads end to end: what Temporal stores is ciphertext, and the codec server (the
+protocol the Temporal Web UI speaks) turns it back, for key holders only and from the UI's
+origin only. A real worker and API, on the session's real Temporal server."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import History
+from temporalio.client import Client
+
+from core.codec import ENCODING, KEY_ID
+from core.payload_keys import read_ring, rotate
+from tests.integration.system import System
+
+MARKER = f"codec-marker-{uuid.uuid4().hex[:12]}"
+
+
+async def run_marked_workflow(system: System) -> str:
+    """A health check whose input (and activity input) carries MARKER; its workflow id."""
+    resp = await system.start(input={"components": [MARKER]})
+    assert resp.status_code == 202, resp.text
+    wf_id = str(resp.json()["id"])
+    await system.until_status(wf_id, "completed")
+    return wf_id
+
+
+async def raw_history(system: System, wf_id: str) -> History:
+    """The history as Temporal holds it, read by a client WITHOUT the codec."""
+    plain = await Client.connect(
+        system.settings.temporal_target, namespace=system.settings.temporal_namespace
+    )
+    fetched = await plain.get_workflow_handle(wf_id).fetch_history()
+    return History(events=fetched.events)
+
+
+def wire(payload: Payload) -> dict[str, Any]:
+    """A payload as the UI sends it: protobuf JSON, bytes in base64."""
+    doc: dict[str, Any] = json_format.MessageToDict(payload)
+    return doc
+
+
+def data_of(doc: dict[str, Any]) -> bytes:
+    return base64.b64decode(doc.get("data", ""))
+
+
+async def test_temporal_stores_no_payload_in_clear(system: System) -> None:
+    wf_id = await run_marked_workflow(system)
+    history = await raw_history(system, wf_id)
+    assert MARKER.encode() not in history.SerializeToString()
+    started = history.events[0].workflow_execution_started_event_attributes
+    [payload] = started.input.payloads
+    assert payload.metadata["encoding"] == ENCODING
+    current = read_ring(system.settings.home).current_id
+    assert payload.metadata[KEY_ID].decode() == current
+
+
+async def test_the_codec_server_decodes_history_payloads_for_a_viewer(system: System) -> None:
+    wf_id = await run_marked_workflow(system)
+    started = (await raw_history(system, wf_id)).events[0]
+    body = {
+        "payloads": [
+            wire(p) for p in started.workflow_execution_started_event_attributes.input.payloads
+        ]
+    }
+    viewer = await system.key("viewer")
+    resp = await system.http.post("/codec/decode", json=body, headers=system.auth(viewer))
+    assert resp.status_code == 200, resp.text
+    [decoded] = resp.json()["payloads"]
+    assert MARKER.encode() in data_of(decoded)
+    assert base64.b64decode(decoded["metadata"]["encoding"]) == b"json/plain"
+
+
+async def test_the_codec_server_needs_an_api_key(system: System) -> None:
+    for path in ("/codec/decode", "/codec/encode"):
+        resp = await system.http.post(path, json={"payloads": []})
+        assert resp.status_code == 401, resp.text
+        assert resp.json()["error"]["type"] == "Unauthenticated"
+        bad = await system.http.post(path, json={"payloads": []}, headers=system.auth("r2c_nope"))
+        assert bad.status_code == 401
+
+
+async def test_encode_then_decode_round_trips_and_hides_the_value(system: System) -> None:
+    original = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                "data": base64.b64encode(f'"{MARKER}"'.encode()).decode()}  # fmt: skip
+    encoded = await system.http.post(
+        "/codec/encode", json={"payloads": [original]}, headers=system.auth()
+    )
+    assert encoded.status_code == 200, encoded.text
+    [sealed] = encoded.json()["payloads"]
+    assert MARKER.encode() not in data_of(sealed)
+    decoded = await system.http.post("/codec/decode", json=encoded.json(), headers=system.auth())
+    assert decoded.json() == {"payloads": [original]}
+
+
+async def test_payloads_written_before_a_rotation_still_decode(system: System) -> None:
+    wf_id = await run_marked_workflow(system)
+    before = (await raw_history(system, wf_id)).events[0]
+    old_key = before.workflow_execution_started_event_attributes.input.payloads[0].metadata[KEY_ID]
+    rotated = rotate(system.settings.home)
+    assert rotated.current_id.encode() != old_key
+    body = {
+        "payloads": [
+            wire(p) for p in before.workflow_execution_started_event_attributes.input.payloads
+        ]
+    }
+    resp = await system.http.post("/codec/decode", json=body, headers=system.auth())
+    assert resp.status_code == 200 and MARKER.encode() in data_of(resp.json()["payloads"][0])
+
+
+async def test_a_tampered_payload_is_422_naming_its_key(system: System) -> None:
+    encoded = await system.http.post(
+        "/codec/encode", json={"payloads": [{"data": "eyJhIjoxfQ=="}]}, headers=system.auth()
+    )
+    [sealed] = encoded.json()["payloads"]
+    raw = bytearray(data_of(sealed))
+    raw[-1] ^= 1
+    sealed["data"] = base64.b64encode(bytes(raw)).decode()
+    resp = await system.http.post(
+        "/codec/decode", json={"payloads": [sealed]}, headers=system.auth()
+    )
+    assert resp.status_code == 422
+    error = resp.json()["error"]
+    key_id = base64.b64decode(sealed["metadata"][KEY_ID]).decode()
+    assert error["type"] == "PayloadDecryptionError" and key_id in error["message"]
+    assert error["details"] == {"key_id": key_id}
+
+
+async def test_malformed_payloads_are_422_naming_the_payload(system: System) -> None:
+    bad_base64 = {"payloads": [{"data": "eyJhIjoxfQ=="}, {"data": "not base64 !"}]}
+    resp = await system.http.post("/codec/decode", json=bad_base64, headers=system.auth())
+    assert resp.status_code == 422
+    assert [f["field"] for f in resp.json()["error"]["fields"]] == ["body.payloads.1"]
+    unknown = {"payloads": [{"data": "", "colour": "red"}]}
+    resp = await system.http.post("/codec/decode", json=unknown, headers=system.auth())
+    assert resp.status_code == 422 and "colour" in resp.text
+    too_many = {"payloads": [{"data": ""}] * 1001}
+    resp = await system.http.post("/codec/decode", json=too_many, headers=system.auth())
+    assert resp.status_code == 422
+
+
+async def test_the_ui_origin_gets_a_cors_preflight_answer(system: System) -> None:
+    origin = system.settings.temporal_ui
+    preflight = {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-namespace,authorization",
+    }
+    resp = await system.http.options("/codec/decode", headers=preflight)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["access-control-allow-origin"] == origin
+    assert "POST" in resp.headers["access-control-allow-methods"]
+    assert "x-namespace" in resp.headers["access-control-allow-headers"].lower()
+    assert resp.headers["access-control-allow-credentials"] == "true"
+    # The actual request from the UI carries the header the browser checks, errors included.
+    denied = await system.http.post(
+        "/codec/decode", json={"payloads": []}, headers={"Origin": origin}
+    )
+    assert denied.status_code == 401
+    assert denied.headers["access-control-allow-origin"] == origin
+
+
+async def test_no_other_origin_and_no_other_path_gets_cors(system: System) -> None:
+    foreign = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    resp = await system.http.options("/codec/decode", headers=foreign)
+    assert resp.status_code == 400
+    assert "access-control-allow-origin" not in resp.headers
+    origin = system.settings.temporal_ui
+    api = await system.http.get("/api/v1/components", headers={**system.auth(), "Origin": origin})
+    assert api.status_code == 200
+    assert "access-control-allow-origin" not in api.headers
