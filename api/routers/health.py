@@ -12,6 +12,7 @@ from sqlalchemy import text
 from temporalio.client import Client
 
 from api.schemas import Readiness
+from core.secrets import SecretStore
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("r2c.api")
@@ -32,13 +33,17 @@ async def health() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "a dependency is not reachable"}},
 )
 async def ready(request: Request) -> JSONResponse:
-    """Ready when both Temporal and the store answer; 503 names the one that does not. The
-    reason (hosts, users, errors) goes to the log only: this route needs no key."""
-    store, temporal = await asyncio.gather(
-        _check("store", _store(request.app.state.sessions)),
-        _check("temporal", _temporal(request.app.state.gateway.client)),
-    )
-    deps: dict[str, Check] = {"store": store, "temporal": temporal}
+    """Ready when Temporal, the store and (when one is configured) Vault answer; 503 names
+    the one that does not. The reason (hosts, users, errors) goes to the log only: this route
+    needs no key."""
+    probes = {
+        "store": _store(request.app.state.sessions),
+        "temporal": _temporal(request.app.state.gateway.client),
+    }
+    if request.app.state.settings.vault_url:
+        probes["vault"] = _vault(request.app.state.secrets)
+    results = await asyncio.gather(*(_check(name, probe) for name, probe in probes.items()))
+    deps: dict[str, Check] = dict(zip(probes, results, strict=True))
     failing = [name for name, result in deps.items() if result != "ok"]
     body = Readiness(
         status="not ready" if failing else "ready",
@@ -62,6 +67,11 @@ async def _check(name: str, probe: Any) -> Check:
 async def _store(sessions: Any) -> bool:
     async with sessions() as session:
         await session.execute(text("SELECT 1"))
+    return True
+
+
+async def _vault(secrets: SecretStore) -> bool:
+    await secrets.check()
     return True
 
 
