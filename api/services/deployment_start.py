@@ -15,7 +15,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.gateway import Gateway, StartPolicy, Tags
-from api.services import audit, exclusion
+from api.services import audit, exclusion, policies
 from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
 from core.db import components, deployments
 from core.db.tables import ComponentRow, DeploymentRow, utcnow
@@ -68,13 +68,17 @@ async def start_deployment(
     """Record the deployment, then start its workflow. The component is resolved once, to its
     name, whether it was named by id or by name. A busy target is a 409 that names the
     deployment running there, and then nothing is recorded. With `deployment_id`, a repeat of
-    the same request answers the deployment it started; a different request is a 409."""
+    the same request answers the deployment it started; a different request is a 409. The
+    environment's policy adds the gates it requires to the plan, and refuses (403) what it
+    forbids."""
     component = await _component(session, req.component)
     req = req.model_copy(update={"component": component.name})
+    req, policy = await policies.planned_deployment(session, req)
     if deployment_id is not None:
         existing = await deployments.find(session, deployment_id)
         if existing is not None:
             return Started(_same_request(existing, req), created=False)
+    detail |= policies.enforce_deployment(policy, principal, req, rollback_of=rollback_of)
     # The exclusive section (api.services.exclusion): the lock, the retire check, the row.
     component = await _component(session, component.id, lock=True)
     await exclusion.refuse_while_retiring(gateway, component.name, req.environment)

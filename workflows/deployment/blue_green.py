@@ -25,6 +25,8 @@ async def run(r: Rollout, s: BlueGreenStrategy, stable: str, new: str) -> None:
         await r.wait_for_promotion("waiting for promotion", PauseReason.PROMOTION)
     elif s.auto_promotion_seconds:
         await r.timed_pause(s.auto_promotion_seconds)
+    if s.approval is not None:
+        await r.approval_gate(2, s.approval)
     r.status.step = 3
     if preview < replicas:
         r.status.phase = "scaling the preview set up"

@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from core.models.apikeys import Role
-    from core.models.deployments import ActionRequest, DeploymentState
+    from core.models.deployments import ActionRequest, Approval, DeploymentState
 
 # The patch that stopped counting pauses against the progress deadline and arms one timer per
 # deadline instead of one per progress mark; older histories replay on the old watchdog.
 DEADLINE_PATCH = "progress-deadline-holds"
+# The patch that lets an approval gate wait for several different approvers; histories
+# recorded before it only ever needed one.
+APPROVERS_PATCH = "approval-different-approvers"
 
 
 class RollbackNeeded(Exception):
@@ -46,6 +49,9 @@ class Gates:
     user_paused: bool = False
     abort_request: ActionRequest | None = None
     approval_needed: tuple[int, list[str]] | None = None
+    approvers_needed: int = 1
+    # The status's list of approvals (shared, not copied): who approved which step so far.
+    approvals: list[Approval] = field(default_factory=list)
     cancel_requested: bool = False
     # Waits that do not count against the progress deadline (pauses, delays, analyses).
     holds: int = 0
@@ -125,11 +131,27 @@ class Gates:
     def approval_problem(self, req: ActionRequest) -> str | None:
         if self.approval_needed is None:
             return "no step is waiting for an approval"
-        _, roles = self.approval_needed
+        step, roles = self.approval_needed
         # Roles are ordered: a role approves where any role at or below it may.
         if req.role is not None and not any(req.role.allows(Role(r)) for r in roles):
             return f"this approval needs one of the roles {roles} or higher; yours is {req.role}"
+        if self.approvers_needed > 1:
+            if req.role is None:
+                # A signal's sender names itself: it cannot count as one of several people.
+                return (
+                    f"this step needs {self.approvers_needed} different approvers: approve "
+                    "through the API, whose keys say who approves"
+                )
+            if req.by in self.approvers_of(step):
+                return (
+                    f"{req.by} already approved this step; it needs "
+                    f"{self.approvers_needed} different approvers"
+                )
         return None
+
+    def approvers_of(self, step: int) -> set[str]:
+        """The different people who approved `step` so far."""
+        return {a.by for a in self.approvals if a.step == step}
 
     # ------------------------------------------------------------------ the deadline
 

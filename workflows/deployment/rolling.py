@@ -26,6 +26,8 @@ async def run(r: Rollout, s: RollingStrategy, stable: str, new: str) -> None:
     surge_first = s.batch_size is not None or s.max_surge > 0
     new_count, old_count = 0, replicas
     r.status.steps = -(-replicas // batch)
+    if s.approval is not None:
+        await r.approval_gate(1, s.approval)
     while new_count < replicas:
         r.status.step += 1
         await r.checkpoint()

@@ -15,6 +15,9 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import DEPLOYMENT_PHASE
     from core.models.analysis import STATUS_MEASUREMENTS, AnalysisResult, AnalysisSpec, Measurement
     from core.models.deployments import (
+        ApprovalSpec,
+        ApprovalStep,
+        CanaryStrategy,
         DeploymentInput,
         DeploymentState,
         DeploymentStatus,
@@ -23,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models.infrastructure import InstanceSetSpec, TargetState
     from workflows.deployment import activities as acts
     from workflows.deployment.analysis import AnalysisRun, Target, run_analysis
-    from workflows.deployment.gates import Gates, RollbackNeeded
+    from workflows.deployment.gates import APPROVERS_PATCH, Gates, RollbackNeeded
     from workflows.deployment.saga import Saga
 
 SLOTS = ("blue", "green")
@@ -43,6 +46,7 @@ class Rollout:
         )
         self.saga = Saga()
         self.gates = Gates()
+        self.gates.approvals = self.status.approvals
         self.ending: DeploymentState | None = None
         self.unwinding = False
         self.committed = False
@@ -236,17 +240,50 @@ class Rollout:
             await self.set_state(DeploymentState.PROGRESSING, "resumed")
             self.mark_progress()
 
+    async def approval_gate(self, step: int, spec: ApprovalSpec) -> None:
+        """A blue-green's or rolling update's approval gate (a canary's are steps)."""
+        r = [x.value for x in spec.roles]
+        await self.wait_for_approval(step, r, spec.timeout, spec.on_timeout, spec.approvers)
+
+    def _canary_approvers(self, step: int) -> int:
+        s = self.inp.strategy
+        if isinstance(s, CanaryStrategy) and 0 < step <= len(s.steps):
+            at = s.steps[step - 1]
+            if isinstance(at, ApprovalStep):
+                return at.approval.approvers
+        return 1
+
     async def wait_for_approval(
-        self, step: int, roles: list[str], window: float, on_timeout: str
+        self,
+        step: int,
+        roles: list[str],
+        window: float,
+        on_timeout: str,
+        approvers: int | None = None,
     ) -> None:
         gates = self.gates
+        needed = approvers if approvers is not None else self._canary_approvers(step)
+        # Several approvers only in runs that started with the patch; older histories never
+        # asked for more than one, so they do not meet the marker.
+        distinct = needed > 1 and workflow.patched(APPROVERS_PATCH)
         gates.approval_needed = (step, roles)
-        await self.set_state(DeploymentState.PAUSED, f"waiting for approval by {', '.join(roles)}")
+        gates.approvers_needed = needed if distinct else 1
+        who = ", ".join(roles)
+        words = f"waiting for approval by {who}"
+        if distinct:
+            words = f"waiting for approval by {needed} different people ({who})"
+        await self.set_state(DeploymentState.PAUSED, words)
         self.status.pause_reason = PauseReason.APPROVAL
+
+        def approved() -> bool:
+            if distinct:
+                return len(gates.approvers_of(step)) >= needed
+            return any(a.step == step for a in self.status.approvals)
+
         try:
             with gates.holding():
                 await workflow.wait_condition(
-                    lambda: any(a.step == step for a in self.status.approvals) or gates.aborting(),
+                    lambda: approved() or gates.aborting(),
                     timeout=timedelta(seconds=window),
                     timeout_summary="approval window",
                 )
@@ -257,6 +294,7 @@ class Rollout:
                 ) from None
         finally:
             gates.approval_needed = None
+            gates.approvers_needed = 1
             self.status.pause_reason = None
         gates.check_abort()
         await self.set_state(DeploymentState.PROGRESSING, "approved")
