@@ -48,6 +48,7 @@ DESCRIPTIONS = {
     403: "the key's role is below the one this route needs",
     404: "the resource named in the path does not exist",
     409: "the request clashes with the current state; the message says with what",
+    412: "the If-Match header names a version that is no longer current: read it again",
     413: "the request body, or what it would store in Temporal, is over the size limit",
     422: "invalid fields, each named in `fields`",
     429: "too many failed key verifications, or Temporal is over a rate limit: see Retry-After",

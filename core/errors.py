@@ -37,6 +37,13 @@ class ConflictError(R2CError):
     http_status = 409
 
 
+class PreconditionFailedError(R2CError):
+    """An `If-Match` that names a version the resource no longer has: someone else changed it."""
+
+    error_type = "PreconditionFailed"
+    http_status = 412
+
+
 class InvalidInputError(R2CError):
     """The request is well-formed but its content is not acceptable."""
 

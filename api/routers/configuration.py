@@ -1,7 +1,140 @@
-"""`/api/v1/configuration`."""
+"""`/api/v1/configuration`: configuration entries at scopes, their versions and ETags."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+
+from api.auth import Operator, Viewer
+from api.deps import SessionDep
+from api.openapi import errors
+from api.services.configuration import ConfigurationService
+from api.services.configuration_views import etag
+from core.models.configuration import (
+    KEY_MAX_LENGTH,
+    KEY_PATTERN,
+    ConfigEntry,
+    ConfigVersion,
+    ConfigWrite,
+    EffectiveConfiguration,
+    Scope,
+)
+from core.models.names import ComponentName, EnvironmentName
 
 router = APIRouter(prefix="/api/v1/configuration", tags=["configuration"])
+
+
+async def _service(request: Request, session: SessionDep) -> ConfigurationService:
+    return ConfigurationService(session, getattr(request.app.state, "secrets", None))
+
+
+ConfigurationDep = Annotated[ConfigurationService, Depends(_service)]
+Key = Annotated[
+    str,
+    Path(
+        pattern=KEY_PATTERN,
+        min_length=1,
+        max_length=KEY_MAX_LENGTH,
+        description="lower-case segments of letters, digits and _ joined by dots: db.pool_size",
+    ),
+]
+ComponentQuery = Annotated[ComponentName | None, Query(description="a registered component")]
+EnvironmentQuery = Annotated[EnvironmentName | None, Query()]
+IfMatch = Annotated[
+    str | None,
+    Header(max_length=1024, description="the ETag last read: the change fails (412) if stale"),
+]
+ETAG_HEADER = {"ETag": {"description": "the entry's version", "schema": {"type": "string"}}}
+WRITTEN: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a new version of an existing entry", "headers": ETAG_HEADER},
+    201: {"model": ConfigEntry, "description": "the entry was created", "headers": ETAG_HEADER},
+}
+
+
+@router.get("", response_model=EffectiveConfiguration)
+async def effective_configuration(
+    _: Viewer,
+    service: ConfigurationDep,
+    component: ComponentQuery = None,
+    environment: EnvironmentQuery = None,
+) -> EffectiveConfiguration:
+    """Every key that applies to the target, each at its most specific scope
+    (component+environment > component > environment > global); secrets as `<secret vN>`."""
+    return await service.effective(Scope(component=component, environment=environment))
+
+
+@router.get(
+    "/{key}",
+    response_model=ConfigEntry,
+    responses={200: {"headers": ETAG_HEADER}},
+)
+async def get_entry(
+    key: Key,
+    _: Viewer,
+    service: ConfigurationDep,
+    response: Response,
+    component: ComponentQuery = None,
+    environment: EnvironmentQuery = None,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="this version of the entry at exactly the scope"),
+    ] = None,
+) -> ConfigEntry:
+    """The value of `key` for the target and the scope it came from; with `version`, that
+    version of the entry at exactly the given scope."""
+    scope = Scope(component=component, environment=environment)
+    current, newest = await service.get(key, scope, version)
+    if newest:
+        response.headers["ETag"] = etag(current)
+    return service.entry(current)
+
+
+@router.put("/{key}", response_model=ConfigEntry, responses={**WRITTEN, **errors(412)})
+async def put_entry(
+    key: Key,
+    body: ConfigWrite,
+    principal: Operator,
+    service: ConfigurationDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ConfigEntry:
+    """Set `key` at a scope (201 when new, 200 otherwise) as a new version. With `If-Match`,
+    a writer that did not see the newest version gets 412 instead of overwriting it. A change
+    that breaks a component's `config_schema` is refused (422 naming key, path and rule)."""
+    current, created = await service.put(principal, key, body, if_match)
+    response.headers["ETag"] = etag(current)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return service.entry(current)
+
+
+@router.delete("/{key}", response_model=ConfigVersion, responses=errors(412))
+async def delete_entry(
+    key: Key,
+    principal: Operator,
+    service: ConfigurationDep,
+    response: Response,
+    component: ComponentQuery = None,
+    environment: EnvironmentQuery = None,
+    if_match: IfMatch = None,
+) -> ConfigVersion:
+    """Delete `key` at exactly the given scope, softly: a version marks it deleted, its
+    history stays, and a less specific scope's value applies again."""
+    scope = Scope(component=component, environment=environment)
+    current = await service.delete(principal, key, scope, if_match)
+    response.headers["ETag"] = etag(current)
+    return (await service.versions(key, scope, 1))[0]
+
+
+@router.get("/{key}/versions", response_model=list[ConfigVersion])
+async def entry_versions(
+    key: Key,
+    _: Viewer,
+    service: ConfigurationDep,
+    component: ComponentQuery = None,
+    environment: EnvironmentQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ConfigVersion]:
+    """The versions of `key` at exactly the given scope, newest first: who, when, and what
+    changed (for a secret only that it changed)."""
+    return await service.versions(key, Scope(component=component, environment=environment), limit)

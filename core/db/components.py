@@ -24,6 +24,7 @@ def to_model(row: ComponentRow) -> Component:
         owner=row.owner,
         labels=row.labels,
         runtime=RuntimeSpec.model_validate(row.runtime),
+        config_schema=row.config_schema,
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
@@ -47,6 +48,7 @@ async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
         owner=spec.owner,
         labels=spec.labels,
         runtime=spec.runtime.model_dump(mode="json"),
+        config_schema=spec.config_schema,
         created_at=now,
         updated_at=now,
         revision=1,
@@ -112,6 +114,7 @@ async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Compo
     row.owner = spec.owner
     row.labels = spec.labels
     row.runtime = spec.runtime.model_dump(mode="json")
+    row.config_schema = spec.config_schema
     row.updated_at = utcnow()
     row.revision += 1
     try:

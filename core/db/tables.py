@@ -55,6 +55,7 @@ class ComponentRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    config_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class InstanceRow(Base):

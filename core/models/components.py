@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.models.names import ComponentName
 
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
+MAX_CONFIG_SCHEMA_BYTES = 64 * 1024
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 # `{{` and `}}` are literal braces; `{name}` a placeholder; any other brace is an error.
 _TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -142,6 +147,32 @@ class ComponentSpec(BaseModel):
     owner: str = Field("", max_length=200)
     labels: dict[str, str] = Field(default_factory=dict)
     runtime: RuntimeSpec
+    config_schema: dict[str, Any] | None = Field(
+        None,
+        description="a JSON Schema (draft 2020-12) the component's effective configuration, "
+        "an object {key: value}, must satisfy in every environment",
+        examples=[{"type": "object", "properties": {"db.pool_size": {"type": "integer"}}}],
+    )
+
+    @field_validator("config_schema")
+    @classmethod
+    def _valid_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
+        size = len(json.dumps(schema, separators=(",", ":")).encode())
+        if size > MAX_CONFIG_SCHEMA_BYTES:
+            raise ValueError(
+                f"config_schema is {size} bytes as JSON; at most {MAX_CONFIG_SCHEMA_BYTES}"
+            )
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as err:
+            where = "/".join(str(p) for p in err.path) or "the top level"
+            raise ValueError(
+                f"config_schema is not a valid JSON Schema (draft 2020-12) at {where}: "
+                f"{err.message[:300]}"
+            ) from None
+        return schema
 
     @field_validator("labels")
     @classmethod

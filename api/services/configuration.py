@@ -1,0 +1,276 @@
+"""The rules of configuration entries: who may write, what a write must keep valid, and the
+order that keeps secrets out of the store (Vault first, then the store and its audit event in
+one transaction, so a failure anywhere leaves nothing half-written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.services import audit
+from api.services import configuration_views as views
+from core import configuration_schema
+from core.db import configuration as store
+from core.db.configuration import Current
+from core.errors import (
+    DependencyUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from core.models.apikeys import Principal, Role
+from core.models.configuration import (
+    ConfigEntry,
+    ConfigVersion,
+    ConfigWrite,
+    EffectiveConfiguration,
+    Scope,
+    VersionAction,
+)
+from core.secrets import SecretStore
+
+NO_SECRET = object()
+"""No secret value was written by the change being checked."""
+
+
+def vault_path(key: str, scope: Scope) -> str:
+    """Where a secret entry's value lives in the KV mount: `config/<component>/<env>/<key>`,
+    `_` standing for an absent name (no component or environment name holds `_`)."""
+    return f"config/{scope.label()}/{key}"
+
+
+class ConfigurationService:
+    """Reads, writes and deletes configuration entries; every change is versioned, checked
+    against the affected components' schemas and audited."""
+
+    def __init__(self, session: AsyncSession, secrets: SecretStore | None) -> None:
+        self.session = session
+        self.secrets = secrets
+
+    async def authorise_write(self, principal: Principal, scope: Scope) -> None:
+        """The one place a configuration write is authorised: operators and admins write;
+        environment policies may refuse a change to a protected or frozen environment."""
+        if not principal.role.allows(Role.OPERATOR):
+            raise PermissionDeniedError(
+                f"changing configuration needs the operator role; key {principal.name!r} "
+                f"has {principal.role.value}",
+                hint="ask an admin for an operator key",
+            )
+        del scope  # environment policies (api/services/policies.py) hook in here
+
+    async def put(
+        self, principal: Principal, key: str, body: ConfigWrite, if_match: str | None
+    ) -> tuple[Current, bool]:
+        """Write a new version of `key` at `body.scope`; returns it and whether the entry
+        was created (it did not exist, or was deleted)."""
+        scope = body.scope
+        if scope.component is not None:
+            registered, _ = await store.component_schema(self.session, scope.component)
+            if not registered:
+                raise NotFoundError(
+                    f"no component {scope.component!r}",
+                    hint="register it first (POST /api/v1/components), or leave it out of "
+                    "the scope",
+                )
+        await self.authorise_write(principal, scope)
+        revision = await store.take_revision(self.session)
+        current = await store.newest(self.session, key, scope)
+        views.check_if_match(if_match, current, f"{key!r} at {scope.label()}")
+        if current is not None and self._unchanged(current, body):
+            await self.session.rollback()  # gives the revision back
+            return current, False
+        created = current is None or current.deleted
+        written = await store.add_version(
+            self.session,
+            key,
+            scope,
+            expected_version=current.version.version if current else 0,
+            revision=revision,
+            action=VersionAction.SET,
+            value=None if body.secret else body.value,
+            secret=body.secret,
+            vault_path=vault_path(key, scope) if body.secret else None,
+            description=body.description,
+            actor=principal.initiator,
+        )
+        await self._keep_valid(key, scope, body.value if body.secret else NO_SECRET)
+        if body.secret:
+            written.version.vault_version = await self._vault().write(
+                vault_path(key, scope), body.value
+            )
+        await audit.commit(
+            self.session,
+            principal,
+            "configuration.set",
+            key,
+            component=scope.component,
+            environment=scope.environment,
+            version=written.version.version,
+            revision=revision,
+            secret=body.secret or None,
+        )
+        return written, created
+
+    async def delete(
+        self, principal: Principal, key: str, scope: Scope, if_match: str | None
+    ) -> Current:
+        """Delete `key` at `scope` softly: a new version marks it deleted, history stays."""
+        await self.authorise_write(principal, scope)
+        revision = await store.take_revision(self.session)
+        current = await store.newest(self.session, key, scope)
+        views.check_if_match(if_match, current, f"{key!r} at {scope.label()}")
+        if current is None or current.deleted:
+            raise NotFoundError(
+                f"no entry {key!r} at {scope.label()}",
+                hint="GET /api/v1/configuration?component=&environment= lists what applies",
+            )
+        written = await store.add_version(
+            self.session,
+            key,
+            scope,
+            expected_version=current.version.version,
+            revision=revision,
+            action=VersionAction.DELETED,
+            value=None,
+            secret=current.version.secret,
+            description=current.version.description,
+            actor=principal.initiator,
+        )
+        await self._keep_valid(key, scope, NO_SECRET)
+        await audit.commit(
+            self.session,
+            principal,
+            "configuration.deleted",
+            key,
+            component=scope.component,
+            environment=scope.environment,
+            version=written.version.version,
+            revision=revision,
+        )
+        return written
+
+    async def get(self, key: str, scope: Scope, version: int | None) -> tuple[Current, bool]:
+        """The value of `key` for the target (most specific scope wins), or version `version`
+        of the entry at exactly `scope`; and whether that is the entry's newest version."""
+        await self._registered(scope)
+        if version is not None:
+            found = await store.version_of(self.session, key, scope, version)
+            if found.deleted:
+                raise NotFoundError(
+                    f"version {version} of {key!r} at {scope.label()} is its deletion",
+                    hint=f"GET /api/v1/configuration/{key}/versions lists the versions",
+                )
+            newest = await store.newest(self.session, key, scope)
+            return found, newest is not None and newest.version.id == found.version.id
+        hits = await store.resolved(self.session, scope.component, scope.environment, key=key)
+        if not hits:
+            raise NotFoundError(
+                f"{key!r} is not set for {scope.label()} nor any less specific scope",
+                hint="PUT /api/v1/configuration/{key} sets it",
+            )
+        return hits[0], True
+
+    async def effective(self, scope: Scope) -> EffectiveConfiguration:
+        """Every key that applies to the target, resolved."""
+        await self._registered(scope)
+        found = await store.resolved(self.session, scope.component, scope.environment)
+        revision = await store.latest_revision(self.session, scope.component, scope.environment)
+        return EffectiveConfiguration(
+            scope=scope, revision=revision, entries=[views.entry(c) for c in found]
+        )
+
+    async def versions(self, key: str, scope: Scope, limit: int) -> list[ConfigVersion]:
+        """The newest `limit` versions of the entry at exactly `scope`, newest first."""
+        entry, rows = await store.history(self.session, key, scope, limit)
+        return views.versions(entry, rows, limit)
+
+    @staticmethod
+    def entry(current: Current) -> ConfigEntry:
+        return views.entry(current)
+
+    def _vault(self) -> SecretStore:
+        if self.secrets is None:
+            raise DependencyUnavailableError(
+                "Vault is not configured, so secret entries cannot be stored; nothing was written",
+                hint="set VAULT_URL and VAULT_TOKEN (or run `r2c up`, which starts OpenBao)",
+            )
+        return self.secrets
+
+    @staticmethod
+    def _unchanged(current: Current, body: ConfigWrite) -> bool:
+        """A write that changes nothing makes no version (a re-applied file stays quiet);
+        a secret is always written, as its value cannot be compared."""
+        version = current.version
+        return (
+            not current.deleted
+            and not body.secret
+            and not version.secret
+            and version.description == body.description
+            and views.same_value(version.value, body.value)
+        )
+
+    async def _registered(self, scope: Scope) -> None:
+        if scope.component is None:
+            return
+        registered, _ = await store.component_schema(self.session, scope.component)
+        if not registered:
+            raise NotFoundError(
+                f"no component {scope.component!r}",
+                hint="GET /api/v1/components lists the registered ones",
+            )
+
+    async def _keep_valid(self, key: str, scope: Scope, secret_value: Any) -> None:
+        """Refuse (422) a change, already flushed in this transaction, that leaves the
+        effective set of a component with a schema invalid in any of its environments: the
+        global view and every environment where it has entries or deployments."""
+        if scope.component is not None:
+            _, schema = await store.component_schema(self.session, scope.component)
+            schemas = {scope.component: schema} if schema else {}
+        else:
+            schemas = await store.component_schemas(self.session)
+        for component, schema in schemas.items():
+            environments = await store.environments_of(self.session, component)
+            views_of: list[str | None]
+            if scope.environment is not None:
+                views_of = [scope.environment] if scope.environment in environments else []
+            else:
+                views_of = [None, *sorted(environments)]
+            for environment in views_of:
+                await self._check_view(schema, component, environment, key, scope, secret_value)
+
+    async def _check_view(
+        self,
+        schema: dict[str, Any],
+        component: str,
+        environment: str | None,
+        key: str,
+        scope: Scope,
+        secret_value: Any,
+    ) -> None:
+        found = await store.resolved(self.session, component, environment)
+        values: dict[str, Any] = {}
+        secrets: set[str] = set()
+        hidden: set[str] = set()
+        for current in found:
+            name, version = current.entry.key, current.version
+            values[name] = version.value
+            if version.secret:
+                secrets.add(name)
+                if name == key and current.scope == scope and secret_value is not NO_SECRET:
+                    values[name] = secret_value  # the one secret value at hand: checked
+                else:
+                    hidden.add(name)
+        problems = configuration_schema.check(schema, values, secrets, hidden)
+        if not problems:
+            return
+        first = problems[0]
+        where = f"in {environment}" if environment else "globally"
+        raise InvalidInputError(
+            f"this change makes the configuration of {component!r} {where} break its schema: "
+            f"key {first.key or key!r}, path {first.path}, rule {first.rule}: {first.message}",
+            hint=f"fix the value, or the config_schema of component {component!r}",
+            component=component,
+            environment=environment,
+            problems=[p.as_dict() for p in problems],
+        )
