@@ -23,7 +23,12 @@ app = typer.Typer(
 )
 apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo component.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Payload encryption keys (Temporal histories); API keys are `r2c apikey`.",
+    no_args_is_help=True,
+)
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
 
 
@@ -140,6 +145,24 @@ def apikey_revoke(ref: Annotated[str, typer.Argument(help="the key's id or name"
 
     settings = _settings("cli")
     raise typer.Exit(_run(keys.revoke(settings, ref)))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List payload keys: ids and creation times, never the keys; `*` marks the current one."""
+    from cli import payload_keys
+
+    settings = _settings("cli")
+    raise typer.Exit(payload_keys.list_keys(settings))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new current payload key; older keys stay, so old histories still decrypt."""
+    from cli import payload_keys
+
+    settings = _settings("cli")
+    raise typer.Exit(_run(payload_keys.rotate(settings)))
 
 
 @demo_app.command("serve")

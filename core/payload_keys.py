@@ -184,8 +184,11 @@ def _rotation_lock(home: Path) -> Iterator[None]:
 
 def rotate(home: Path) -> KeyRing:
     """Add a fresh key and make it current; the older keys stay, so old payloads still decrypt."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _rotation_lock(home):
-        ring = load_or_create(home)
+        if not key_file(home).exists():
+            return load_or_create(home)  # a first key is as new as a rotation makes
+        ring = read_ring(home)
         if len(ring.keys) >= MAX_KEYS:
             raise PayloadKeyFileError(
                 f"the payload key file {key_file(home)} already holds {MAX_KEYS} keys",

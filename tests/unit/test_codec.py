@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import stat
+import subprocess
+import sys
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,33 @@ def test_concurrent_rotations_keep_every_key(tmp_path: Path) -> None:
         proc.join(60)
         assert proc.exitcode == 0
     assert len(read_ring(tmp_path).keys) == 5
+
+
+def test_the_keys_commands_rotate_and_list_ids_never_keys(tmp_path: Path) -> None:
+    env = {**os.environ, "R2C_HOME": str(tmp_path / "home"), "LOG_LEVEL": "WARNING"}
+    env.pop("POSTGRES_URL", None)
+
+    def r2c(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "keys", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = r2c("list")
+    assert missing.returncode == 1 and "no payload key file" in missing.stdout
+    assert r2c("rotate").returncode == 0
+    rotated = r2c("rotate")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    listed = r2c("list")
+    ring = read_ring(tmp_path / "home")
+    assert len(ring.keys) == 2
+    assert f"{ring.current_id}" in rotated.stdout
+    for key in ring.keys:
+        assert key.id in listed.stdout
+        secret_text = json.loads((tmp_path / "home" / KEY_FILE_NAME).read_text())["keys"]
+        for shown in (listed.stdout, listed.stderr, rotated.stdout, rotated.stderr):
+            assert all(entry["key"] not in shown for entry in secret_text)
+    assert [line.endswith("*") for line in listed.stdout.splitlines()[1:]] == [False, True]
