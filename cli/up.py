@@ -1,8 +1,9 @@
 """`r2c up`: the whole system in one foreground command, supervised.
 
-Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), a worker and the
-API; waits until all are ready; prints where everything is; restarts a worker or API that dies;
-stops everything (and everything only) on Ctrl-C or SIGTERM.
+Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), the embedded
+OpenBao (unless `VAULT_URL` names a Vault), a worker and the API; waits until all are ready;
+prints where everything is; restarts a worker or API that dies; stops everything (and
+everything only) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import IO, Any
 import httpx
 
 from cli.bootstrap import ensure_admin_key
+from cli.openbao import EmbeddedVault, OpenBaoStartError, cluster_port, embedded_vault
 from cli.processes import Child, environ_with, port_in_use
 from cli.temporal_server import dev_server, wait_until_serving
 from core.db.migrate import upgrade
@@ -66,6 +68,11 @@ def _lock_home(home: Path) -> IO[str]:
 
 def _check_ports(settings: Settings, embedded: bool) -> None:
     wanted = [("PORT", settings.port), ("METRICS_PORT", settings.metrics_port)]
+    if settings.vault_url is None:
+        wanted += [
+            ("R2C_VAULT_PORT", settings.vault_port),
+            ("R2C_VAULT_PORT+1 (OpenBao's cluster port)", cluster_port(settings)),
+        ]
     if settings.worker_metrics_port:
         wanted.append(("R2C_WORKER_METRICS_PORT", settings.worker_metrics_port))
     if embedded:
@@ -88,14 +95,26 @@ class Supervisor:
         self.settings = settings
         self.home = settings.home.resolve()
         self.temporal: Child | None = None
+        self.vault: EmbeddedVault | None = None
         self.services: list[Child] = []
         self.stop = asyncio.Event()
 
     def _service(self, name: str) -> Child:
+        vault: dict[str, str] = {}
+        if self.vault is not None:
+            # The embedded Vault's root token; an AppRole from the environment is for
+            # another Vault, so it is blanked rather than tried here.
+            vault = {
+                "VAULT_URL": self.vault.url,
+                "VAULT_TOKEN": self.vault.token,
+                "VAULT_ROLE_ID": "",
+                "VAULT_SECRET_ID": "",
+            }
         env = environ_with(
             R2C_HOME=str(self.home),
             TEMPORAL_ADDRESS=self.settings.temporal_target,
             R2C_READY_FILE=str(self.home / "run" / f"{name}.ready"),
+            **vault,
         )
         return Child(name, [sys.executable, "-m", "cli", name], env)
 
@@ -114,6 +133,10 @@ class Supervisor:
                 self.temporal = dev_server(self.settings, self.home)
                 _say(f"starting Temporal server on 127.0.0.1:{self.settings.temporal_port} ...")
                 await self.temporal.start()
+            if self.settings.vault_url is None:
+                self.vault = embedded_vault(self.settings, self.home)
+                _say(f"starting OpenBao (Vault) on {self.vault.url} ...")
+                await self._unless_stopped(self.vault.start())
             await self._unless_stopped(
                 wait_until_serving(
                     self.temporal,
@@ -133,7 +156,7 @@ class Supervisor:
             return 0
         except StartupError:
             raise
-        except (TimeoutError, RuntimeError) as err:
+        except (TimeoutError, RuntimeError, OpenBaoStartError) as err:
             raise StartupError(str(err)) from err
         finally:
             await self._shutdown()
@@ -145,8 +168,13 @@ class Supervisor:
             return
         # A second Ctrl-C: no more waiting for graceful exits.
         _say("stopping now (killing the remaining processes) ...")
-        for child in [*self.services, *([self.temporal] if self.temporal else [])]:
+        for child in [*self.services, *self._servers()]:
             child.kill()
+
+    def _servers(self) -> list[Child]:
+        """The embedded servers started so far (Temporal, OpenBao)."""
+        servers = [self.temporal] if self.temporal else []
+        return servers + ([self.vault.child] if self.vault else [])
 
     async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> None:
         """Run a start-up step, abandoning it as soon as a stop is requested."""
@@ -199,6 +227,7 @@ class Supervisor:
             f"  OpenAPI docs   {api}/docs",
             f"  Temporal UI    {s.temporal_ui}",
             f"  Temporal       {s.temporal_target} (namespace {s.temporal_namespace})",
+            f"  Vault          {self._vault_line()}",
             f"  metrics        http://{s.host}:{s.metrics_port}/metrics",
         ]
         if s.worker_metrics_port:
@@ -213,6 +242,14 @@ class Supervisor:
         ]
         _say("\n".join(lines))
 
+    def _vault_line(self) -> str:
+        if self.vault is None:
+            return f"{self.settings.vault_url} (VAULT_URL)"
+        return (
+            f"{self.vault.url} (embedded OpenBao, KV v2 at {self.vault.mount}/; data, unseal key"
+            f" and root token in {self.vault.folder})"
+        )
+
     async def _supervise(self) -> int:
         """Wait for a stop request or a child's exit; restart a dead worker or API after a
         backoff (without blocking: a Temporal crash meanwhile is still noticed)."""
@@ -221,23 +258,22 @@ class Supervisor:
             asyncio.create_task(c.wait()): c for c in self.services
         }
         restarts: dict[asyncio.Task[Any], Child] = {}
-        temporal_task = (
-            asyncio.create_task(self.temporal.wait()) if self.temporal is not None else None
-        )
+        # An embedded server that exits ends `up`: the services cannot work without it.
+        servers = {asyncio.create_task(c.wait()): c for c in self._servers()}
         try:
             while True:
-                pending: set[asyncio.Task[Any]] = {stop_task, *exits, *restarts}
-                if temporal_task is not None:
-                    pending.add(temporal_task)
+                pending: set[asyncio.Task[Any]] = {stop_task, *exits, *restarts, *servers}
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 if stop_task in done:
                     _say("stopping ...")
                     return 0
-                if temporal_task is not None and temporal_task in done:
-                    log.error("the Temporal server exited with code %s", temporal_task.result())
+                for task in done & servers.keys():
+                    server = servers[task]
+                    title = "the Temporal server" if server.name == "temporal" else "OpenBao"
+                    log.error("%s exited with code %s", title, task.result())
                     _say(
-                        f"error: the Temporal server exited (code {temporal_task.result()}); "
-                        f"stopping everything. Its log: {self.home / 'logs' / 'temporal.log'}"
+                        f"error: {title} exited (code {task.result()}); "
+                        f"stopping everything. Its log: {server.log_file}"
                     )
                     return 1
                 for task in done:
@@ -249,7 +285,7 @@ class Supervisor:
                         task.result()
                         exits[asyncio.create_task(child.wait())] = child
         finally:
-            for task in [stop_task, *exits, *restarts, *([temporal_task] if temporal_task else [])]:
+            for task in [stop_task, *exits, *restarts, *servers]:
                 task.cancel()
 
     async def _restart(self, child: Child, code: int) -> None:
@@ -273,8 +309,8 @@ class Supervisor:
     async def _shutdown(self) -> None:
         for child in self.services:
             await child.stop()
-        if self.temporal is not None:
-            await self.temporal.stop()
+        for server in self._servers():
+            await server.stop()
 
 
 async def run_up(settings: Settings) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.up_stack import UpStack, listen_ports
+from tests.e2e.up_stack import UpStack, listen_ports, vault_port
 
 
 @pytest.fixture
@@ -22,9 +22,20 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
     started is killed at the end, whether the test passed or not."""
     home = (tmp_path / "home").resolve()
     port, metrics, worker_metrics, temporal, temporal_ui, temporal_metrics = listen_ports(6)
+    vault = vault_port()
     env = dict(os.environ)
-    # The embedded Temporal server, the store this test run picked, and the key file only.
-    for name in ("TEMPORAL_ADDRESS", "POSTGRES_URL", "R2C_ADMIN_API_KEY", "R2C_CONFIG_DIR"):
+    # The embedded Temporal server and OpenBao, the store this test run picked, and the key
+    # file only.
+    for name in (
+        "TEMPORAL_ADDRESS",
+        "POSTGRES_URL",
+        "R2C_ADMIN_API_KEY",
+        "R2C_CONFIG_DIR",
+        "VAULT_URL",
+        "VAULT_TOKEN",
+        "VAULT_ROLE_ID",
+        "VAULT_SECRET_ID",
+    ):
         env.pop(name, None)
     env.update(
         R2C_HOME=str(home),
@@ -34,6 +45,7 @@ def up_stack(tmp_path: Path, database_url: str | None) -> Iterator[UpStack]:
         R2C_TEMPORAL_PORT=str(temporal),
         R2C_TEMPORAL_UI_PORT=str(temporal_ui),
         R2C_TEMPORAL_METRICS_PORT=str(temporal_metrics),
+        R2C_VAULT_PORT=str(vault),
         R2C_ENV="development",
         LOG_LEVEL="INFO",
     )

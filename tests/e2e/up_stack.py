@@ -18,7 +18,7 @@ from typing import IO
 
 import pytest
 
-from cli.processes import free_port
+from cli.processes import free_port, port_in_use
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BANNER = "readme-to-cicd orchestration is up"
@@ -35,6 +35,14 @@ def listen_ports(count: int) -> list[int]:
         if port not in ports:
             ports.append(port)
     return ports
+
+
+def vault_port() -> int:
+    """A free port for the embedded OpenBao whose next port (its cluster port) is free too."""
+    while True:
+        port = free_port()
+        if not port_in_use("127.0.0.1", port + 1):
+            return port
 
 
 def _read(path: Path) -> bytes:
