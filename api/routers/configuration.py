@@ -45,6 +45,13 @@ IfMatch = Annotated[
     str | None,
     Header(max_length=1024, description="the ETag last read: the change fails (412) if stale"),
 ]
+Override = Annotated[
+    bool,
+    Query(
+        description="admins only: pass an environment policy's freeze or need for approval "
+        "(recorded as an audit event)"
+    ),
+]
 ETAG_HEADER = {"ETag": {"description": "the entry's version", "schema": {"type": "string"}}}
 WRITTEN: dict[int | str, dict[str, Any]] = {
     200: {"description": "a new version of an existing entry", "headers": ETAG_HEADER},
@@ -98,11 +105,12 @@ async def put_entry(
     service: ConfigurationDep,
     response: Response,
     if_match: IfMatch = None,
+    freeze_override: Override = False,
 ) -> ConfigEntry:
     """Set `key` at a scope (201 when new, 200 otherwise) as a new version. With `If-Match`,
     a writer that did not see the newest version gets 412 instead of overwriting it. A change
     that breaks a component's `config_schema` is refused (422 naming key, path and rule)."""
-    current, created = await service.put(principal, key, body, if_match)
+    current, created = await service.put(principal, key, body, if_match, freeze_override)
     response.headers["ETag"] = etag(current)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return service.entry(current)
@@ -117,11 +125,12 @@ async def delete_entry(
     component: ComponentQuery = None,
     environment: EnvironmentQuery = None,
     if_match: IfMatch = None,
+    freeze_override: Override = False,
 ) -> ConfigVersion:
     """Delete `key` at exactly the given scope, softly: a version marks it deleted, its
     history stays, and a less specific scope's value applies again."""
     scope = Scope(component=component, environment=environment)
-    current = await service.delete(principal, key, scope, if_match)
+    current = await service.delete(principal, key, scope, if_match, freeze_override)
     response.headers["ETag"] = etag(current)
     return (await service.versions(key, scope, 1))[0]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.services import audit
+from api.services import audit, policies
 from api.services import configuration_views as views
 from core import configuration_schema
 from core.db import configuration as store
@@ -30,9 +30,6 @@ from core.models.configuration import (
 )
 from core.secrets import SecretStore
 
-NO_SECRET = object()
-"""No secret value was written by the change being checked."""
-
 
 def vault_path(key: str, scope: Scope) -> str:
     """Where a secret entry's value lives in the KV mount: `config/<component>/<env>/<key>`,
@@ -48,19 +45,36 @@ class ConfigurationService:
         self.session = session
         self.secrets = secrets
 
-    async def authorise_write(self, principal: Principal, scope: Scope) -> None:
-        """The one place a configuration write is authorised: operators and admins write;
-        environment policies may refuse a change to a protected or frozen environment."""
+    async def authorise_write(
+        self, principal: Principal, key: str, scope: Scope, override: bool
+    ) -> None:
+        """The one place a configuration write is authorised: operators and admins write, and
+        the environment policies may refuse it (403: a freeze, a protected environment, a
+        need for approval, a rule). A global or component-wide entry reaches every
+        environment, so every policy is consulted. An admin's `override` passes freezes and
+        approvals; policies record it as an audit event committed with the change."""
         if not principal.role.allows(Role.OPERATOR):
             raise PermissionDeniedError(
                 f"changing configuration needs the operator role; key {principal.name!r} "
                 f"has {principal.role.value}",
                 hint="ask an admin for an operator key",
             )
-        del scope  # environment policies (api/services/policies.py) hook in here
+        await policies.enforce_config_change(
+            self.session,
+            principal,
+            scope.environment,
+            override=override,
+            key=key,
+            component=scope.component,
+        )
 
     async def put(
-        self, principal: Principal, key: str, body: ConfigWrite, if_match: str | None
+        self,
+        principal: Principal,
+        key: str,
+        body: ConfigWrite,
+        if_match: str | None,
+        override: bool = False,
     ) -> tuple[Current, bool]:
         """Write a new version of `key` at `body.scope`; returns it and whether the entry
         was created (it did not exist, or was deleted)."""
@@ -73,13 +87,17 @@ class ConfigurationService:
                     hint="register it first (POST /api/v1/components), or leave it out of "
                     "the scope",
                 )
-        await self.authorise_write(principal, scope)
+        await self.authorise_write(principal, key, scope, override)
+        what = f"{key!r} at {scope.label()}"
+        seen = await store.newest(self.session, key, scope)
+        views.check_if_match(if_match, seen, what)
+        if seen is not None and self._unchanged(seen, body):
+            # Read without taking a turn: a write that changes nothing makes no version, and
+            # its answer is as true as if it had been made just before any concurrent one.
+            return seen, False
         revision = await store.take_revision(self.session)
         current = await store.newest(self.session, key, scope)
-        views.check_if_match(if_match, current, f"{key!r} at {scope.label()}")
-        if current is not None and self._unchanged(current, body):
-            await self.session.rollback()  # gives the revision back
-            return current, False
+        views.check_if_match(if_match, current, what)
         created = current is None or current.deleted
         written = await store.add_version(
             self.session,
@@ -94,7 +112,9 @@ class ConfigurationService:
             description=body.description,
             actor=principal.initiator,
         )
-        await self._keep_valid(key, scope, body.value if body.secret else NO_SECRET)
+        await self._keep_valid(
+            key, scope, revision, (revision, body.value) if body.secret else None
+        )
         if body.secret:
             written.version.vault_version = await self._vault().write(
                 vault_path(key, scope), body.value
@@ -113,10 +133,15 @@ class ConfigurationService:
         return written, created
 
     async def delete(
-        self, principal: Principal, key: str, scope: Scope, if_match: str | None
+        self,
+        principal: Principal,
+        key: str,
+        scope: Scope,
+        if_match: str | None,
+        override: bool = False,
     ) -> Current:
         """Delete `key` at `scope` softly: a new version marks it deleted, history stays."""
-        await self.authorise_write(principal, scope)
+        await self.authorise_write(principal, key, scope, override)
         revision = await store.take_revision(self.session)
         current = await store.newest(self.session, key, scope)
         views.check_if_match(if_match, current, f"{key!r} at {scope.label()}")
@@ -137,7 +162,7 @@ class ConfigurationService:
             description=current.version.description,
             actor=principal.initiator,
         )
-        await self._keep_valid(key, scope, NO_SECRET)
+        await self._keep_valid(key, scope, revision, None)
         await audit.commit(
             self.session,
             principal,
@@ -220,10 +245,13 @@ class ConfigurationService:
                 hint="GET /api/v1/components lists the registered ones",
             )
 
-    async def _keep_valid(self, key: str, scope: Scope, secret_value: Any) -> None:
-        """Refuse (422) a change, already flushed in this transaction, that leaves the
-        effective set of a component with a schema invalid in any of its environments: the
-        global view and every environment where it has entries or deployments."""
+    async def _keep_valid(
+        self, key: str, scope: Scope, revision: int, written: tuple[int, Any] | None
+    ) -> None:
+        """Refuse (422) a change, already flushed in this transaction, that breaks the schema
+        of a component in any of its views: the global one and every environment where it has
+        entries or deployments. Only what the change breaks counts: a set that was already
+        invalid does not block changes unrelated to its problems."""
         if scope.component is not None:
             _, schema = await store.component_schema(self.session, scope.component)
             schemas = {scope.component: schema} if schema else {}
@@ -237,36 +265,53 @@ class ConfigurationService:
             else:
                 views_of = [None, *sorted(environments)]
             for environment in views_of:
-                await self._check_view(schema, component, environment, key, scope, secret_value)
+                after = await self._problems(schema, component, environment, None, written)
+                if not after:
+                    continue
+                # Changes take turns (take_revision), so revision - 1 is the state before.
+                before = await self._problems(schema, component, environment, revision - 1)
+                known = {(p.key, p.path, p.rule) for p in before}
+                new = [p for p in after if (p.key, p.path, p.rule) not in known]
+                if new:
+                    raise self._refusal(component, environment, key, new)
 
-    async def _check_view(
+    async def _problems(
         self,
         schema: dict[str, Any],
         component: str,
         environment: str | None,
-        key: str,
-        scope: Scope,
-        secret_value: Any,
-    ) -> None:
-        found = await store.resolved(self.session, component, environment)
+        at_revision: int | None,
+        written: tuple[int, Any] | None = None,
+    ) -> list[configuration_schema.SchemaProblem]:
+        """Problems of the view as of `at_revision` (now when None). `written` is (revision,
+        value) of a secret this change writes: the one secret value at hand; the others
+        are checked for presence only."""
+        found = await store.resolved(self.session, component, environment, at_revision)
         values: dict[str, Any] = {}
         secrets: set[str] = set()
         hidden: set[str] = set()
         for current in found:
             name, version = current.entry.key, current.version
             values[name] = version.value
-            if version.secret:
-                secrets.add(name)
-                if name == key and current.scope == scope and secret_value is not NO_SECRET:
-                    values[name] = secret_value  # the one secret value at hand: checked
-                else:
-                    hidden.add(name)
-        problems = configuration_schema.check(schema, values, secrets, hidden)
-        if not problems:
-            return
+            if not version.secret:
+                continue
+            secrets.add(name)
+            if written is not None and version.revision == written[0]:
+                values[name] = written[1]
+            else:
+                hidden.add(name)
+        return configuration_schema.check(schema, values, secrets, hidden)
+
+    @staticmethod
+    def _refusal(
+        component: str,
+        environment: str | None,
+        key: str,
+        problems: list[configuration_schema.SchemaProblem],
+    ) -> InvalidInputError:
         first = problems[0]
         where = f"in {environment}" if environment else "globally"
-        raise InvalidInputError(
+        return InvalidInputError(
             f"this change makes the configuration of {component!r} {where} break its schema: "
             f"key {first.key or key!r}, path {first.path}, rule {first.rule}: {first.message}",
             hint=f"fix the value, or the config_schema of component {component!r}",
