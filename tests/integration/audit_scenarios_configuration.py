@@ -10,4 +10,22 @@ from tests.integration.system import System
 
 Request = tuple[str, str, dict[str, Any] | None]
 
-SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {}
+
+async def put_entry(s: System) -> Request:
+    return "PUT", "/api/v1/configuration/db.pool_size", {"value": 5, "scope": {"component": "demo"}}
+
+
+async def delete_entry(s: System) -> Request:
+    resp = await s.http.put(
+        "/api/v1/configuration/db.pool_size",
+        json={"value": 5, "scope": {"environment": "dev"}},
+        headers=s.auth(),
+    )
+    assert resp.status_code == 201, resp.text
+    return "DELETE", "/api/v1/configuration/db.pool_size?environment=dev", None
+
+
+SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
+    ("PUT", "/api/v1/configuration/{key}"): put_entry,
+    ("DELETE", "/api/v1/configuration/{key}"): delete_entry,
+}
