@@ -46,6 +46,15 @@ def temporal_binary() -> str:
     return found
 
 
+def codec_endpoint(settings: Settings) -> str:
+    """The API's codec server as the UI's page reaches it: from the user's browser, so a
+    wildcard bind address becomes the loopback one."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/codec"
+
+
 def dev_server_argv(
     settings: Settings, db_file: Path | None, metrics_port: int | None = None
 ) -> list[str]:
@@ -69,6 +78,9 @@ def dev_server_argv(
     ]
     if db_file is not None:
         argv += ["--db-filename", str(db_file)]
+    if settings.payload_encryption:
+        # The UI shows payloads decrypted only through the API's codec server (api/routers/codec).
+        argv += ["--ui-codec-endpoint", codec_endpoint(settings)]
     for key in SEARCH_ATTRIBUTES:
         argv += ["--search-attribute", f"{key.name}=Keyword"]
     return argv

@@ -4,18 +4,26 @@ origin only. A real worker and API, on the session's real Temporal server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import subprocess
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
+from cli.processes import free_port
+from cli.temporal_server import dev_server_argv
 from core.codec import ENCODING, KEY_ID
 from core.payload_keys import read_ring, rotate
+from core.settings import Settings
 from tests.integration.system import System
+from tests.support import wait_for
 
 MARKER = f"codec-marker-{uuid.uuid4().hex[:12]}"
 
@@ -173,3 +181,30 @@ async def test_no_other_origin_and_no_other_path_gets_cors(system: System) -> No
     api = await system.http.get("/api/v1/components", headers={**system.auth(), "Origin": origin})
     assert api.status_code == 200
     assert "access-control-allow-origin" not in api.headers
+
+
+async def test_the_embedded_ui_is_pointed_at_the_api_codec_server(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`r2c up`'s dev server gives its Web UI the API's /codec as the codec endpoint."""
+    settings = make_settings(temporal_port=free_port(), temporal_ui_port=free_port())
+    argv = dev_server_argv(settings, None, metrics_port=free_port())
+    server = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        async with httpx.AsyncClient(base_url=settings.temporal_ui) as ui:
+
+            async def ui_settings() -> dict[str, Any] | None:
+                try:
+                    found: dict[str, Any] = (await ui.get("/api/v1/settings")).json()
+                    return found
+                except httpx.TransportError:
+                    return None  # the UI is still starting
+
+            answer = await wait_for(ui_settings, lambda s: s is not None, what="the Temporal UI")
+        assert answer is not None
+        assert answer["Codec"]["Endpoint"] == f"http://127.0.0.1:{settings.port}/codec"
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 15)
