@@ -1,6 +1,6 @@
 """Benchmark: what orchestrating a deployment costs, and 200 deployments at once.
 
-    python -m benchmarks.bench_deployments [--runs 5] [--concurrent 200]
+    python -m benchmarks.bench_deployments [--runs 5] [--concurrent 200] [--no-encryption]
 
 1. A canary of 10 `set_weight` steps (no pauses) against a bare workflow that runs the same
    number of no-op activities, alternating, on the same server: the ratio is the overhead of
@@ -10,7 +10,9 @@
    the history length of a deployment.
 
 The worker is `benchmarks/noop_worker.py`: the real workflow and store on a no-op
-infrastructure provider, so the figures are orchestration, not process start-ups.
+infrastructure provider, so the figures are orchestration, not process start-ups. Payloads are
+encrypted (AES-256-GCM, as by default); `--no-encryption` runs the same in clear, so the two
+runs' figures give the codec's cost.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ async def bare(client: Client, n: int, i: int) -> float:
 
 async def bench(args: argparse.Namespace, settings: Settings, worker_pid: int) -> None:
     client = await connect(settings)
+    print("payloads:", "encrypted (AES-256-GCM)" if settings.payload_encryption else "in clear")
     engine = make_engine(settings)
     async with sessions(engine)() as session:
         for i in range(args.concurrent):
@@ -140,7 +143,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--no-encryption", action="store_true", help="payloads in clear")
     args = parser.parse_args()
+    encryption = ["--no-encryption"] if args.no_encryption else []
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = Settings(temporal_port=port, temporal_ui_port=free_port())
@@ -157,13 +162,19 @@ def main() -> int:
             "LOG_LEVEL": "WARNING",
         }
         env.pop("POSTGRES_URL", None)
-        settings = Settings(temporal_address=env["TEMPORAL_ADDRESS"], home=Path(env["R2C_HOME"]))
+        settings = Settings(
+            temporal_address=env["TEMPORAL_ADDRESS"],
+            home=Path(env["R2C_HOME"]),
+            payload_encryption=not args.no_encryption,
+        )
         worker = None
         try:
             asyncio.run(wait_until_serving(None, env["TEMPORAL_ADDRESS"], "default", 30))
             upgrade(settings)
             worker = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.noop_worker"], env=env, stdout=subprocess.PIPE
+                [sys.executable, "-m", "benchmarks.noop_worker", *encryption],
+                env=env,
+                stdout=subprocess.PIPE,
             )
             assert worker.stdout is not None
             if worker.stdout.readline().strip() != b"ready":

@@ -2,11 +2,13 @@
 infrastructure provider (named as the fake it is: the benchmark measures orchestration, and
 starting real processes would drown it), plus a bare workflow of N no-op activities.
 
-    python -m benchmarks.noop_worker   (env: TEMPORAL_ADDRESS, R2C_TASK_QUEUE, R2C_HOME)
+    python -m benchmarks.noop_worker [--no-encryption]
+        (env: TEMPORAL_ADDRESS, R2C_TASK_QUEUE, R2C_HOME)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 from datetime import timedelta
@@ -44,8 +46,8 @@ class BareWorkflow:
         return n
 
 
-async def main() -> None:
-    settings = load_settings()
+async def main(encrypted: bool) -> None:
+    settings = load_settings().model_copy(update={"payload_encryption": encrypted})
     await asyncio.to_thread(upgrade, settings)
     client = await connect(settings)
     engine = make_engine(settings)
@@ -77,4 +79,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--no-encryption", action="store_true", help="payloads in clear (the codec's baseline)"
+    )
+    asyncio.run(main(encrypted=not parser.parse_args().no_encryption))
