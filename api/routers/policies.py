@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
 from api.auth import Admin, Viewer
 from api.deps import SessionDep
 from api.openapi import errors
-from api.services.policies import PolicyService
+from api.services.policies import PolicyService, etag
 from core.models.names import EnvironmentName
 from core.models.policies import Policy, PolicySpec, PolicyVersionPage
 
@@ -23,6 +23,15 @@ async def _policies(session: SessionDep) -> PolicyService:
 
 PoliciesDep = Annotated[PolicyService, Depends(_policies)]
 Environment = Annotated[EnvironmentName, Path(description="the environment the policy governs")]
+IfMatch = Annotated[
+    str | None,
+    Header(max_length=1024, description="the ETag last read: the change fails (412) if stale"),
+]
+ETAG: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {"ETag": {"description": "the policy's version", "schema": {"type": "string"}}}
+    }
+}
 
 
 @router.get("", response_model=list[Policy])
@@ -31,28 +40,40 @@ async def list_policies(_: Viewer, service: PoliciesDep) -> list[Policy]:
     return await service.all()
 
 
-@router.get("/{environment}", response_model=Policy)
-async def get_policy(environment: Environment, _: Viewer, service: PoliciesDep) -> Policy:
-    """The environment's policy in force (404 when it has none)."""
-    return await service.get(environment)
+@router.get("/{environment}", response_model=Policy, responses=ETAG)
+async def get_policy(
+    environment: Environment, _: Viewer, service: PoliciesDep, response: Response
+) -> Policy:
+    """The environment's policy in force (404 when it has none), with its ETag."""
+    policy = await service.get(environment)
+    response.headers["ETag"] = etag(policy)
+    return policy
 
 
-@router.put("/{environment}", response_model=Policy, responses=errors(409))
+@router.put("/{environment}", response_model=Policy, responses={**ETAG, **errors(409, 412)})
 async def put_policy(
-    environment: Environment, spec: PolicySpec, principal: Admin, service: PoliciesDep
+    environment: Environment,
+    spec: PolicySpec,
+    principal: Admin,
+    service: PoliciesDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> Policy:
     """Set the environment's policy: a new version, recorded with who and when. A rule whose
     CEL does not compile, reads an unknown variable or does not answer a boolean is a 422
-    naming the rule; 409 when another admin wrote a version at the same moment."""
-    return await service.put(principal, environment, spec)
+    naming the rule. With `If-Match`, a policy changed since it was read is a 412; without,
+    409 when another admin wrote a version at the same moment."""
+    policy = await service.put(principal, environment, spec, if_match)
+    response.headers["ETag"] = etag(policy)
+    return policy
 
 
-@router.delete("/{environment}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(409))
+@router.delete("/{environment}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(409, 412))
 async def delete_policy(
-    environment: Environment, principal: Admin, service: PoliciesDep
+    environment: Environment, principal: Admin, service: PoliciesDep, if_match: IfMatch = None
 ) -> Response:
     """Remove the environment's policy; its versions stay (the deletion is one of them)."""
-    await service.delete(principal, environment)
+    await service.delete(principal, environment, if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

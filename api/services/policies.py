@@ -13,7 +13,12 @@ from api.services import audit
 from core import policies as rules
 from core.db import audit as audit_store
 from core.db import policies as store
-from core.errors import InvalidInputError, PermissionDeniedError
+from core.errors import (
+    ConflictError,
+    InvalidInputError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+)
 from core.logging import request_id_var
 from core.models.apikeys import Principal, Role
 from core.models.deployments import DeploymentRequest
@@ -40,6 +45,26 @@ def refusal(
     )
 
 
+def etag(policy: Policy) -> str:
+    """A strong ETag naming the environment's policy version."""
+    return f'"{policy.environment}.v{policy.version}"'
+
+
+def check_if_match(if_match: str | None, current: Policy | None, environment: str) -> None:
+    """Refuse with 412 unless `If-Match` (when sent) names the policy in force; `*` asks only
+    that there is one."""
+    if if_match is None:
+        return
+    tags = {t.strip() for t in if_match.split(",") if t.strip()}
+    if current is not None and ("*" in tags or etag(current) in tags):
+        return
+    now = "has no policy" if current is None else f"is at version {current.version}"
+    raise PreconditionFailedError(
+        f"If-Match {if_match[:100]!r} does not match: {environment} {now}",
+        hint=f"GET /api/v1/policies/{environment} again and send its ETag in If-Match",
+    )
+
+
 class PolicyService:
     """Reads and writes environment policies; every write is a new version, audited."""
 
@@ -52,9 +77,16 @@ class PolicyService:
     async def get(self, environment: str) -> Policy:
         return await store.get(self.session, environment)
 
-    async def put(self, principal: Principal, environment: str, spec: PolicySpec) -> Policy:
+    async def put(
+        self,
+        principal: Principal,
+        environment: str,
+        spec: PolicySpec,
+        if_match: str | None = None,
+    ) -> Policy:
         """Write a new version; a rule that does not compile, reads an unknown variable or does
-        not answer a boolean is a 422 naming it, and nothing is written."""
+        not answer a boolean is a 422 naming it, and nothing is written. With `If-Match`, a
+        policy changed since it was read is a 412."""
         problems = [
             {
                 "field": f"body.rules[{i}].expression",
@@ -71,14 +103,24 @@ class PolicyService:
                 "docs/policies.md lists the variables",
                 fields=problems,
             )
-        policy = await store.put(self.session, environment, spec, principal.initiator)
+        check_if_match(if_match, await store.find(self.session, environment), environment)
+        try:
+            policy = await store.put(self.session, environment, spec, principal.initiator)
+        except ConflictError as err:
+            raise _stale(err, if_match) from None
         await audit.commit(
             self.session, principal, "policy.updated", environment, version=policy.version
         )
         return policy
 
-    async def delete(self, principal: Principal, environment: str) -> None:
-        version = await store.delete(self.session, environment, principal.initiator)
+    async def delete(
+        self, principal: Principal, environment: str, if_match: str | None = None
+    ) -> None:
+        check_if_match(if_match, await store.find(self.session, environment), environment)
+        try:
+            version = await store.delete(self.session, environment, principal.initiator)
+        except ConflictError as err:
+            raise _stale(err, if_match) from None
         await audit.commit(self.session, principal, "policy.deleted", environment, version=version)
 
     async def versions(self, environment: str, limit: int, offset: int) -> PolicyVersionPage:
@@ -98,6 +140,13 @@ class PolicyService:
         return PolicyVersionPage(
             items=items, total=total, next_offset=offset + limit if more else None
         )
+
+
+def _stale(err: ConflictError, if_match: str | None) -> ConflictError | PreconditionFailedError:
+    """Two writers at once: the one that lost sees 412 if it sent If-Match, else 409."""
+    if if_match is None:
+        return err
+    return PreconditionFailedError(err.message, hint=err.hint)
 
 
 # ----------------------------------------------------------------------------- deployments

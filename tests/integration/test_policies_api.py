@@ -4,6 +4,7 @@ approvals that become gates the deployment waits for."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,6 +121,28 @@ async def test_a_rule_that_cannot_be_used_is_refused_naming_it_and_nothing_is_wr
     assert "'broken'" in fields["body.rules[1].expression"]
     assert "Syntax error" in fields["body.rules[1].expression"]
     assert (await prod.http.get(PROD, headers=prod.auth())).status_code == 404
+
+
+async def test_concurrent_writers_with_the_same_etag_get_one_200_and_one_412(
+    prod: System,
+) -> None:
+    first = await put_policy(prod, {"protected": True})
+    tag = first.headers["etag"]
+    assert (await prod.http.get(PROD, headers=prod.auth())).headers["etag"] == tag
+
+    async def write(strategies: list[str]) -> httpx.Response:
+        headers = {**prod.auth(), "If-Match": tag}
+        body = {"allowed_strategies": strategies}
+        return await prod.http.put(PROD, json=body, headers=headers)
+
+    answers = await asyncio.gather(write(["canary"]), write(["rolling"]))
+    assert sorted(a.status_code for a in answers) == [200, 412], [a.text for a in answers]
+    (won,) = [a for a in answers if a.status_code == 200]
+    current = await prod.http.get(PROD, headers=prod.auth())
+    assert current.json() == won.json() and current.json()["version"] == 2
+    stale = await prod.http.delete(PROD, headers={**prod.auth(), "If-Match": tag})
+    assert stale.status_code == 412
+    assert (await prod.http.get(PROD, headers=prod.auth())).status_code == 200
 
 
 @pytest.mark.parametrize(
