@@ -59,7 +59,7 @@ WRITTEN: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", response_model=EffectiveConfiguration)
+@router.get("", response_model=EffectiveConfiguration, responses=errors(404))
 async def effective_configuration(
     _: Viewer,
     service: ConfigurationDep,
