@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.models.analysis import AnalysisSpec
 from core.models.deployments import (
     AnalysisStep,
+    ApprovalSpec,
     ApprovalStep,
     BlueGreenStrategy,
     CanaryStrategy,
@@ -30,6 +31,15 @@ def _metrics(spec: AnalysisSpec) -> str:
     return "; ".join(parts)
 
 
+def _approval(a: ApprovalSpec) -> str:
+    """How a plan shows an approval gate: approval by 2 different operator (required by
+    policy prod v3)."""
+    who = ", ".join(r.value for r in a.roles)
+    count = f"{a.approvers} different " if a.approvers > 1 else ""
+    why = f" ({a.instructions[:100]})" if a.instructions else ""
+    return f"approval by {count}{who}{why}"
+
+
 def plan_markdown(req: DeploymentRequest) -> str:
     s = req.strategy
     lines = [f"### {summary(req)}", ""]
@@ -43,7 +53,7 @@ def plan_markdown(req: DeploymentRequest) -> str:
             elif isinstance(step, AnalysisStep):
                 text = f"analysis: {_metrics(step.analysis)}"
             elif isinstance(step, ApprovalStep):
-                text = f"approval by {', '.join(r.value for r in step.approval.roles)}"
+                text = _approval(step.approval)
             lines.append(f"{i}. {text}")
         if s.analysis:
             lines.append(f"- background analysis: {_metrics(s.analysis)}")
@@ -56,11 +66,16 @@ def plan_markdown(req: DeploymentRequest) -> str:
             if s.auto_promotion_enabled
             else "by hand"
         )
-        lines.append(f"- promotion {promotion}, then switch 100% of the traffic")
+        lines.append(f"- promotion {promotion}")
+        if s.approval:
+            lines.append(f"- {_approval(s.approval)}")
+        lines.append("- switch 100% of the traffic")
         if s.post_promotion_analysis:
             lines.append(f"- post-promotion analysis: {_metrics(s.post_promotion_analysis)}")
         lines.append(f"- remove the old set after {s.scale_down_delay_seconds:g}s")
     else:
+        if s.approval:
+            lines.append(f"- before the first batch: {_approval(s.approval)}")
         lines.append(
             f"- rolling: batch {s.batch_size or max(s.max_surge, s.max_unavailable)}, "
             f"max surge {s.max_surge}, max unavailable {s.max_unavailable}"

@@ -15,6 +15,7 @@ import pytest
 from api.services.policies import enforce_config_change
 from core.db.engine import make_engine, sessions
 from core.errors import PermissionDeniedError
+from core.ids import deployment_workflow_id
 from core.models.apikeys import Principal, Role
 from tests.integration.deploying import FINAL, until
 from tests.integration.system import System
@@ -266,8 +267,10 @@ async def test_a_required_approval_is_a_gate_that_needs_two_different_approvers(
     status = waiting["status"]
     assert status["pause_reason"] == "Approval" and status["step"] == 2 and status["steps"] == 3
     assert "2 different people" in status["phase"]
-    stored = await prod.http.get(f"/api/v1/deployments/{dep}", headers=prod.auth())
-    assert stored.status_code == 200
+    # The gate is in the plan the Temporal UI shows, too.
+    workflow = prod.temporal.get_workflow_handle(deployment_workflow_id("demo", "prod"))
+    details = await (await workflow.describe()).static_details()
+    assert "2. approval by 2 different operator (required by policy prod v1)" in (details or "")
     assert (await approve(prod, dep)).status_code == 200
     twice = await approve(prod, dep)
     assert twice.status_code == 409 and "already approved" in twice.json()["error"]["message"]
