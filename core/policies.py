@@ -134,12 +134,17 @@ def _base_context(
         "strategy": {"type": ""},
         "steps": [],
         "replicas": None,
+        "rollback_of": None,
         "now": now,
     }
 
 
 def deployment_context(
-    req: DeploymentRequest, initiator: str, role: str, now: datetime
+    req: DeploymentRequest,
+    initiator: str,
+    role: str,
+    now: datetime,
+    rollback_of: str | None = None,
 ) -> dict[str, Any]:
     """The CEL variables of a deployment request: `request` and `now`."""
     request = _base_context("deployment", req.environment, initiator, role, now)
@@ -150,6 +155,7 @@ def deployment_context(
         strategy=strategy,
         steps=strategy.get("steps", []),
         replicas=req.replicas,
+        rollback_of=rollback_of,
     )
     del request["now"]
     return {"request": request, "now": now}

@@ -212,8 +212,9 @@ def enforce_deployment(
         violation = rules.strategy_violation(policy, req)
         if violation is not None:
             raise refusal(policy, violation, doing, "change the strategy to what the policy allows")
-    context = rules.deployment_context(req, principal.initiator, principal.role.value, now)
-    context["request"]["rollback_of"] = rollback_of
+    context = rules.deployment_context(
+        req, principal.initiator, principal.role.value, now, rollback_of
+    )
     broken = rules.broken_rule(policy.rules, context)
     if broken is not None:
         raise refusal(

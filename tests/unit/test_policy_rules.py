@@ -80,6 +80,18 @@ def test_rules_read_the_caller_the_time_and_the_kind() -> None:
     )
 
 
+def test_a_rule_may_exempt_rollbacks() -> None:
+    rule = PolicyRule(
+        name="no-rolling",
+        expression='request.rollback_of != null || request.strategy.type != "rolling"',
+    )
+    assert rules.rule_problem(rule) is None
+    rolling = DeploymentRequest(component="demo", environment="prod", version="2.0")
+    assert rules.broken_rule([rule], context(rolling)) is not None
+    back = rules.deployment_context(rolling, "apikey:alice", "operator", FRIDAY_NOON, "dep-1")
+    assert rules.broken_rule([rule], back) is None
+
+
 def test_a_rule_that_fails_to_evaluate_refuses_rather_than_allows() -> None:
     # Valid at PUT time (it reads a field only canaries have), broken for a rolling update.
     rule = PolicyRule(name="first-step", expression="request.strategy.steps[0].set_weight < 50")
