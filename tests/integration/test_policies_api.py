@@ -176,6 +176,15 @@ async def test_a_forbidden_strategy_is_refused_naming_the_policy_and_rule(prod: 
     assert (await deploy(prod, "v2", CANARY)).status_code == 202
 
 
+async def test_the_orchestration_api_is_held_to_the_same_policy(prod: System) -> None:
+    assert (await put_policy(prod, {"allowed_strategies": ["canary"]})).status_code == 200
+    body = {"component": "demo", "environment": "prod", "version": "v2"}
+    started = await prod.start("deployment", input={**body, "strategy": {"type": "rolling"}})
+    refused(started, "allowed_strategies")
+    allowed = await prod.start("deployment", input={**body, "strategy": CANARY})
+    assert allowed.status_code in (200, 201, 202), allowed.text
+
+
 async def test_a_canary_step_over_the_maximum_weight_is_refused(prod: System) -> None:
     assert (await put_policy(prod, {"max_canary_step_weight": 25})).status_code == 200
     steep = {"type": "canary", "steps": [{"set_weight": 50}, {"set_weight": 100}]}
