@@ -210,3 +210,36 @@ async def test_hostile_input_is_refused_with_what_to_fix(
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["message"]
     assert await audit_count(api) == before
+
+
+async def test_environment_policies_apply_to_configuration_writes(api: System) -> None:
+    operator = await api.key("operator", "o")
+    policy = {"protected": True, "config_changes_need_approval": True}
+    resp = await api.http.put("/api/v1/policies/prod", json=policy, headers=api.auth())
+    assert resp.status_code == 200, resp.text
+    protected = await put(api, "x", 1, api.auth(operator), environment="prod")
+    assert protected.status_code == 403 and "prod" in protected.json()["error"]["message"]
+    global_write = await put(api, "x", 1, api.auth(operator))
+    assert global_write.status_code == 403, "a global entry reaches prod too"
+    assert (await put(api, "x", 1, environment="prod")).status_code == 403
+    body = {"value": 1, "scope": {"environment": "prod"}}
+    overridden = await api.http.put(f"{URL}/x?freeze_override=true", json=body, headers=api.auth())
+    assert overridden.status_code == 201, overridden.text
+    assert (await put(api, "x", 1, api.auth(operator), environment="dev")).status_code == 201
+
+
+async def test_a_component_schema_is_checked_when_registered(api: System) -> None:
+    spec = {"name": "bad", "runtime": RUNTIME, "config_schema": {"type": 12}}
+    resp = await api.http.post("/api/v1/components", json=spec, headers=api.auth())
+    assert resp.status_code == 422
+    assert "config_schema" in resp.text and "JSON Schema" in resp.text
+    shown = await api.http.get("/api/v1/components/strict", headers=api.auth())
+    assert shown.json()["config_schema"] == SCHEMA
+
+
+async def test_an_oversized_if_match_or_unknown_component_is_refused(api: System) -> None:
+    long_tag = await put(api, "x", 1, {**api.auth(), "If-Match": '"' + "1" * 2000 + '"'})
+    assert long_tag.status_code == 422
+    for url in (f"{URL}?component=nobody", f"{URL}/x?component=nobody"):
+        resp = await api.http.get(url, headers=api.auth())
+        assert resp.status_code == 404 and "nobody" in resp.text
