@@ -97,7 +97,7 @@ async def get_entry(
     return service.entry(current)
 
 
-@router.put("/{key}", response_model=ConfigEntry, responses={**WRITTEN, **errors(412)})
+@router.put("/{key}", response_model=ConfigEntry, responses={**WRITTEN, **errors(409, 412)})
 async def put_entry(
     key: Key,
     body: ConfigWrite,

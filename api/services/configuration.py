@@ -14,6 +14,7 @@ from core import configuration_schema
 from core.db import configuration as store
 from core.db.configuration import Current
 from core.errors import (
+    ConflictError,
     DependencyUnavailableError,
     InvalidInputError,
     NotFoundError,
@@ -21,6 +22,7 @@ from core.errors import (
 )
 from core.models.apikeys import Principal, Role
 from core.models.configuration import (
+    MAX_KEYS_PER_SCOPE,
     ConfigEntry,
     ConfigVersion,
     ConfigWrite,
@@ -99,6 +101,11 @@ class ConfigurationService:
         current = await store.newest(self.session, key, scope)
         views.check_if_match(if_match, current, what)
         created = current is None or current.deleted
+        if created and await store.live_keys(self.session, scope) >= MAX_KEYS_PER_SCOPE:
+            raise ConflictError(
+                f"{scope.label()} already holds {MAX_KEYS_PER_SCOPE} keys, the most a scope may",
+                hint="delete keys that are no longer used, or group values in one JSON object",
+            )
         written = await store.add_version(
             self.session,
             key,

@@ -279,3 +279,30 @@ async def component_schemas(session: AsyncSession) -> dict[str, dict[str, Any]]:
         ComponentRow.config_schema.is_not(None)
     )
     return {name: schema for name, schema in (await session.execute(query)).all() if schema}
+
+
+async def live_keys(session: AsyncSession, scope: Scope) -> int:
+    """How many keys are set (not deleted) at exactly `scope`."""
+    newest_versions = (
+        select(func.max(ConfigVersionRow.version).label("version"), ConfigVersionRow.entry_id)
+        .join(ConfigEntryRow, ConfigEntryRow.id == ConfigVersionRow.entry_id)
+        .where(
+            ConfigEntryRow.component == (scope.component or NO_NAME),
+            ConfigEntryRow.environment == (scope.environment or NO_NAME),
+        )
+        .group_by(ConfigVersionRow.entry_id)
+        .subquery()
+    )
+    query = (
+        select(func.count())
+        .select_from(ConfigVersionRow)
+        .join(
+            newest_versions,
+            and_(
+                newest_versions.c.entry_id == ConfigVersionRow.entry_id,
+                newest_versions.c.version == ConfigVersionRow.version,
+            ),
+        )
+        .where(ConfigVersionRow.action == VersionAction.SET)
+    )
+    return int((await session.execute(query)).scalar_one())

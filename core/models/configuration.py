@@ -20,6 +20,7 @@ KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 KEY_MAX_LENGTH = 128
 MAX_VALUE_BYTES = 64 * 1024
 MAX_DESCRIPTION = 1000
+MAX_KEYS_PER_SCOPE = 1000
 
 ConfigKey = Annotated[
     str, StringConstraints(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX_LENGTH)

@@ -4,6 +4,7 @@ wins, a deletion uncovers the next one, and revisions let the past be read again
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import configuration as store
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
+from core.db.tables import DeploymentRow
 from core.models.configuration import Scope, VersionAction
 from core.settings import Settings
 
@@ -106,3 +108,38 @@ async def test_the_effective_set_as_of_a_revision_ignores_later_changes(
 async def test_latest_revision_is_zero_without_entries(session: AsyncSession) -> None:
     assert await store.latest_revision(session, "api", "prod") == 0
     assert await store.effective(session, "api", "prod") == []
+
+
+async def test_a_component_is_checked_where_it_has_entries_or_deployments(
+    session: AsyncSession,
+) -> None:
+    await put(session, "pool", 1, component="api", environment="qa")
+    await put(session, "pool", 1, environment="prod")
+    await put(session, "pool", 1, component="web", environment="dev")
+    now = datetime.now(UTC)
+    session.add(
+        DeploymentRow(
+            id="d1",
+            component="api",
+            environment="staging",
+            version="v1",
+            strategy="rolling",
+            state="succeeded",
+            workflow_id="w",
+            initiator="test",
+            request={},
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await session.commit()
+    assert await store.environments_of(session, "api") == {"qa", "staging"}
+
+
+async def test_live_keys_counts_what_is_set_at_exactly_the_scope(session: AsyncSession) -> None:
+    await put(session, "a", 1, component="api")
+    await put(session, "b", 1, component="api")
+    await put(session, "c", 1)
+    await put(session, "b", None, component="api", delete=True)
+    assert await store.live_keys(session, Scope(component="api")) == 1
+    assert await store.live_keys(session, Scope()) == 1
