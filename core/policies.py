@@ -3,8 +3,8 @@ bounds, freeze windows, and what a policy forbids in a deployment request.
 
 CEL comes from the `common-expression-language` package (Rust's `cel` crate behind a small
 Python API): it compiles once into a reusable `Program`, reports syntax errors with line and
-column, and evaluates in native code, so a rule costs microseconds on every request. See
-docs/policies.md for the variables a rule can read.
+column, and evaluates in native code. See docs/policies.md for the variables a rule can read
+and the costs measured.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def compile_rule(expression: str) -> cel.Program:
         raise RuleError(str(err)) from None
 
 
-def evaluate(program: cel.Program, context: dict[str, Any]) -> bool:
+def evaluate(program: cel.Program, context: cel.Context | dict[str, Any]) -> bool:
     """The rule's answer; any evaluation error (a missing field, a type mismatch, a division
     by zero) is a RuleError, and the caller refuses the request: a rule that cannot be
     evaluated does not let anything through."""
@@ -102,7 +102,7 @@ def rule_problem(rule: PolicyRule) -> str | None:
     try:
         program = compile_rule(rule.expression)
         for context in sample_contexts():
-            evaluate(program, context)
+            evaluate(program, cel.Context(variables=context))
     except RuleError as err:
         return str(err)
     return None
@@ -110,9 +110,14 @@ def rule_problem(rule: PolicyRule) -> str | None:
 
 def broken_rule(rules: list[PolicyRule], context: dict[str, Any]) -> Violation | None:
     """The first rule that does not hold for `context`, in the policy's order."""
+    if not rules:
+        return None
+    # Converting the context to CEL values is most of the cost (~0.5 ms for a 100-step
+    # canary): once per request, then each rule evaluates in about a microsecond.
+    values = cel.Context(variables=context)
     for rule in rules:
         try:
-            holds = evaluate(compile_rule(rule.expression), context)
+            holds = evaluate(compile_rule(rule.expression), values)
         except RuleError as err:
             return Violation(f"rules.{rule.name}", f"the rule could not be evaluated: {err}")
         if not holds:
