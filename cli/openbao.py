@@ -210,9 +210,13 @@ def embedded_vault(settings: Settings, home: Path) -> EmbeddedVault:
     os.chmod(folder, 0o700)
     config = folder / "config.hcl"
     config.write_text(server_config(settings, data))
+    try:
+        binary = bao_binary()
+    except FileNotFoundError as err:
+        raise OpenBaoStartError(f"{err}; or set VAULT_URL to use another Vault") from None
     child = Child(
         "openbao",
-        [bao_binary(), "server", f"-config={config}", "-log-level=warn"],
+        [binary, "server", f"-config={config}", "-log-level=warn"],
         environ_with(),
         log_file=home / "logs" / "openbao.log",
     )

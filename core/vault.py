@@ -91,7 +91,7 @@ class VaultSecretStore:
 
     async def read(self, path: str, version: int | None = None) -> Any:
         key = _checked_path(path)
-        if version is not None and not (isinstance(version, int) and version >= 1):
+        if version is not None and (isinstance(version, bool) or version < 1):
             raise InvalidInputError(
                 "a secret version is a whole number from 1", hint="omit it for the newest"
             )

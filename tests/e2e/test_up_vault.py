@@ -4,6 +4,7 @@ R2C_HOME, hands it to the worker and the API, and keeps its secrets across resta
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 import socket
 import stat
@@ -64,4 +65,17 @@ def test_up_refuses_to_start_when_the_vault_port_is_taken(up_stack: UpStack) -> 
         run = up_stack.launch()
         assert run.proc.wait(60) == 1
     assert "R2C_VAULT_PORT=" in run.output(), run.output()
+    assert up_stack.leftovers() == {}
+
+
+def test_up_with_a_wrong_unseal_key_stops_and_names_the_file(up_stack: UpStack) -> None:
+    up_stack.start().stop(signal.SIGTERM)
+    key_file = up_stack.home / "openbao" / "unseal-key"
+    key_file.write_text(base64.b64encode(bytes(32)).decode() + "\n")
+
+    run = up_stack.launch()
+    assert run.proc.wait(60) == 1
+    assert "did not accept its unseal key" in run.output(), run.output()
+    assert str(key_file) in run.output()
+    assert "Traceback" not in run.output()
     assert up_stack.leftovers() == {}
