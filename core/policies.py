@@ -290,6 +290,7 @@ def required_approval_step(spec: PolicySpec, label: str) -> ApprovalStep:
             timeout=need.timeout,
             on_timeout="abort",
             instructions=f"required by policy {label}",
+            required_by=label,
         )
     )
 

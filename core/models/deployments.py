@@ -60,6 +60,12 @@ class ApprovalSpec(BaseModel):
     timeout: Duration = Field(4 * 3600, gt=0)
     on_timeout: Literal["abort", "continue"] = "abort"
     instructions: str = Field("", max_length=2000)
+    required_by: str | None = Field(
+        None,
+        max_length=100,
+        description="the policy that put this gate in the plan (set by the API); such a gate "
+        "holds a first deployment too, which otherwise skips its steps",
+    )
 
 
 class ApprovalStep(BaseModel):

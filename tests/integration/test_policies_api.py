@@ -303,6 +303,21 @@ async def test_a_required_approval_holds_a_blue_green_before_its_switch(prod: Sy
     assert (await until(prod, dep, *FINAL))["state"] == "succeeded"
 
 
+async def test_a_first_deployment_waits_for_the_policy_approval_too(prod: System) -> None:
+    # Without a policy a first deployment skips its steps; a policy's approval still holds.
+    policy = {"required_approval": {"roles": ["admin"]}}
+    resp = await prod.http.put("/api/v1/policies/staging", json=policy, headers=prod.auth())
+    assert resp.status_code == 200, resp.text
+    body = {"component": "demo", "environment": "staging", "version": "v1", "strategy": CANARY}
+    started = await prod.http.post("/api/v1/deployments", json=body, headers=prod.auth())
+    assert started.status_code == 202, started.text
+    dep = started.json()["id"]
+    waiting = await until(prod, dep, "paused")
+    assert waiting["status"]["pause_reason"] == "Approval" and not waiting["status"]["weights"]
+    assert (await approve(prod, dep)).status_code == 200
+    assert (await until(prod, dep, *FINAL))["state"] == "succeeded"
+
+
 async def test_a_retried_deployment_gets_no_second_gate(prod: System) -> None:
     assert (await put_policy(prod, {"required_approval": {"timeout": "1s"}})).status_code == 200
     started = await deploy(prod, "v2", CANARY)
