@@ -103,9 +103,9 @@ class PolicyService:
                 "docs/policies.md lists the variables",
                 fields=problems,
             )
-        check_if_match(if_match, await store.find(self.session, environment), environment)
+        expected = await self._checked(if_match, environment)
         try:
-            policy = await store.put(self.session, environment, spec, principal.initiator)
+            policy = await store.put(self.session, environment, spec, principal.initiator, expected)
         except ConflictError as err:
             raise _stale(err, if_match) from None
         await audit.commit(
@@ -116,12 +116,22 @@ class PolicyService:
     async def delete(
         self, principal: Principal, environment: str, if_match: str | None = None
     ) -> None:
-        check_if_match(if_match, await store.find(self.session, environment), environment)
+        expected = await self._checked(if_match, environment)
         try:
-            version = await store.delete(self.session, environment, principal.initiator)
+            version = await store.delete(self.session, environment, principal.initiator, expected)
         except ConflictError as err:
             raise _stale(err, if_match) from None
         await audit.commit(self.session, principal, "policy.deleted", environment, version=version)
+
+    async def _checked(self, if_match: str | None, environment: str) -> int | None:
+        """With `If-Match`: the version it names, which the write then replaces only if it is
+        still the one in force (so two writers with the same ETag cannot both succeed)."""
+        if if_match is None:
+            return None
+        current = await store.find(self.session, environment)
+        check_if_match(if_match, current, environment)
+        assert current is not None  # check_if_match refuses a missing policy
+        return current.version
 
     async def versions(self, environment: str, limit: int, offset: int) -> PolicyVersionPage:
         rows, total = await store.versions(self.session, environment, limit, offset)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, func, select
+from sqlalchemy import JSON, Index, Integer, String, func, select, update
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -104,39 +105,67 @@ async def _add_version(
     except IntegrityError:
         # Two writers took the same version number: the later one must read the newer policy.
         await session.rollback()
-        raise ConflictError(
-            f"the policy of {environment!r} was changed by someone else at the same moment",
-            hint=f"GET /api/v1/policies/{environment}, then repeat the change",
-        ) from None
+        raise _changed_meanwhile(environment) from None
     return version, now
 
 
-async def put(session: AsyncSession, environment: str, spec: PolicySpec, by: str) -> Policy:
-    """Write a new version of the environment's policy (not committed)."""
+def _changed_meanwhile(environment: str) -> ConflictError:
+    return ConflictError(
+        f"the policy of {environment!r} was changed by someone else at the same moment",
+        hint=f"GET /api/v1/policies/{environment}, then repeat the change",
+    )
+
+
+async def put(
+    session: AsyncSession,
+    environment: str,
+    spec: PolicySpec,
+    by: str,
+    expected_version: int | None = None,
+) -> Policy:
+    """Write a new version of the environment's policy (not committed). With
+    `expected_version`, the policy in force must still be that version when it is replaced
+    (checked in the same statement): ConflictError otherwise."""
     data = spec.model_dump(mode="json")
     version, now = await _add_version(session, environment, data, by)
+    values = {"version": version, "spec": data, "updated_by": by, "updated_at": now}
+    if expected_version is not None:
+        done = await session.execute(
+            update(PolicyRow)
+            .where(PolicyRow.environment == environment, PolicyRow.version == expected_version)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(done, "rowcount", 0) != 1:
+            raise _changed_meanwhile(environment)
+        return to_model(environment, version, data, by, now)
     row = await session.get(PolicyRow, environment)
     if row is None:
-        session.add(
-            PolicyRow(
-                environment=environment, version=version, spec=data, updated_by=by, updated_at=now
-            )
-        )
+        session.add(PolicyRow(environment=environment, **values))
     else:
         row.version, row.spec, row.updated_by, row.updated_at = version, data, by, now
     await session.flush()
     return to_model(environment, version, data, by, now)
 
 
-async def delete(session: AsyncSession, environment: str, by: str) -> int:
+async def delete(
+    session: AsyncSession, environment: str, by: str, expected_version: int | None = None
+) -> int:
     """Remove the environment's policy (not committed); its versions stay, and the deletion is
-    a version too. Answers that version."""
+    a version too. Answers that version. With `expected_version`, as in `put`."""
     row = await session.get(PolicyRow, environment)
     if row is None:
         raise _missing(environment)
+    seen = row.version if expected_version is None else expected_version
     version, _ = await _add_version(session, environment, None, by)
-    await session.delete(row)
-    await session.flush()
+    done = await session.execute(
+        sql_delete(PolicyRow)
+        .where(PolicyRow.environment == environment, PolicyRow.version == seen)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(done, "rowcount", 0) != 1:
+        raise _changed_meanwhile(environment)
+    session.expunge(row)
     return version
 
 
