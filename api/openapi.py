@@ -45,7 +45,8 @@ class ErrorBody(BaseModel):
 DESCRIPTIONS = {
     400: "the request cannot be understood: unreadable body, or a token this API never gave",
     401: "no API key, or one that is not valid or has been revoked",
-    403: "the key's role is below the one this route needs",
+    403: "the key's role is below the one this route needs, or an environment policy forbids "
+    "the request (`details` names the policy and the rule)",
     404: "the resource named in the path does not exist",
     409: "the request clashes with the current state; the message says with what",
     412: "the If-Match header names a version that is no longer current: read it again",
