@@ -299,11 +299,13 @@ def with_required_gates(spec: PolicySpec, label: str, req: DeploymentRequest) ->
     """The request with the gates the policy requires in its plan, where they belong: a
     canary's approval before the step that reaches 100% (or before the end), a blue-green's
     before the switch, a rolling update's before the first batch. A gate the request already
-    has that meets the policy is kept and no second one is added."""
+    has that meets the policy is kept, marked as the policy's (so it holds a first deployment
+    too), and no second one is added."""
     if spec.required_approval is None:
         return req
     gate = required_approval_step(spec, label)
     s = req.strategy
+    strategy: Any
     if isinstance(s, CanaryStrategy):
         full = next(
             (
@@ -313,22 +315,40 @@ def with_required_gates(spec: PolicySpec, label: str, req: DeploymentRequest) ->
             ),
             len(s.steps),
         )
-        before = s.steps[:full]
-        if any(isinstance(x, ApprovalStep) and approval_satisfied(x, spec) for x in before):
-            return req
-        if len(s.steps) >= MAX_STEPS:
+        met = next(
+            (
+                (i, x)
+                for i, x in enumerate(s.steps[:full])
+                if isinstance(x, ApprovalStep) and approval_satisfied(x, spec)
+            ),
+            None,
+        )
+        steps = list(s.steps)
+        if met is not None:
+            at, step = met
+            steps[at] = ApprovalStep(approval=_marked(step.approval, label))
+        elif len(s.steps) >= MAX_STEPS:
             raise PolicyGateError(
-                f"the canary has {len(s.steps)} steps; the approval policy {label} requires "
-                f"needs one more and a canary has at most {MAX_STEPS}"
+                f"the canary has {len(s.steps)} steps, the most a canary may have: there is no "
+                f"room for the approval step policy {label} requires"
             )
-        steps = [*before, gate, *s.steps[full:]]
-        strategy: Any = s.model_copy(update={"steps": steps})
+        else:
+            steps.insert(full, gate)
+        strategy = s.model_copy(update={"steps": steps})
     else:
         present = s.approval
         if present is not None and approval_satisfied(ApprovalStep(approval=present), spec):
-            return req
-        strategy = s.model_copy(update={"approval": gate.approval})
+            strategy = s.model_copy(update={"approval": _marked(present, label)})
+        else:
+            strategy = s.model_copy(update={"approval": gate.approval})
     return req.model_copy(update={"strategy": strategy})
+
+
+def _marked(approval: ApprovalSpec, label: str) -> ApprovalSpec:
+    """The approval, marked as the one the policy requires (unless it already is)."""
+    if approval.required_by:
+        return approval
+    return approval.model_copy(update={"required_by": label})
 
 
 class PolicyGateError(ValueError):

@@ -261,6 +261,22 @@ def test_a_planned_request_gets_no_second_gate() -> None:
     assert rules.with_required_gates(TWO_OPERATORS, "prod v2", once) == once
 
 
+def test_an_approval_in_the_request_that_meets_the_policy_becomes_the_policys_gate() -> None:
+    own = canary(20, 100).strategy.model_dump()
+    own["steps"].insert(1, {"approval": {"roles": ["admin"], "approvers": 3}})
+    req = DeploymentRequest(
+        component="demo",
+        environment="prod",
+        version="2.0",
+        strategy=CanaryStrategy.model_validate(own),
+    )
+    planned = rules.with_required_gates(TWO_OPERATORS, "prod v1", req)
+    assert isinstance(planned.strategy, CanaryStrategy)
+    gates = [s for s in planned.strategy.steps if isinstance(s, ApprovalStep)]
+    assert len(gates) == 1 and gates[0].approval.approvers == 3
+    assert gates[0].approval.required_by == "prod v1"  # so a first deployment waits for it
+
+
 def test_a_weaker_approval_in_the_request_does_not_satisfy_the_policy() -> None:
     weak = canary(20, 100).strategy.model_dump()
     weak["steps"].insert(1, {"approval": {"roles": ["viewer"], "approvers": 2}})
@@ -286,5 +302,5 @@ def test_blue_green_and_rolling_get_their_gate_as_a_field() -> None:
 
 
 def test_a_canary_with_no_room_for_the_gate_is_refused() -> None:
-    with pytest.raises(rules.PolicyGateError, match="at most 100"):
+    with pytest.raises(rules.PolicyGateError, match="no room"):
         rules.with_required_gates(TWO_OPERATORS, "prod v1", canary(*([1] * 99), 100))
