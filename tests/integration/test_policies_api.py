@@ -366,3 +366,38 @@ async def test_enforce_config_change_refuses_an_operator_on_a_protected_environm
     (event,) = [e for e in await audit_events(prod) if e["action"] == "policy.freeze_overridden"]
     assert event["actor"] == "apikey:root" and event["target"] == "db.url"
     assert event["detail"]["policies"] == ["staging v1: freeze_windows[0]"]
+
+
+async def test_enforce_config_change_applies_the_need_for_approval_and_cel_rules(
+    prod: System,
+) -> None:
+    rule = {
+        "name": "db-keys-for-admins",
+        "expression": 'request.kind != "config" || !request.key.startsWith("db.") '
+        '|| request.role == "admin"',
+        "message": "db.* keys are for admins",
+    }
+    policy = {"config_changes_need_approval": True, "rules": [rule]}
+    assert (await put_policy(prod, policy)).status_code == 200
+    operator = Principal(key_id="k1", name="ops", role=Role.OPERATOR)
+    admin = Principal(key_id="k2", name="root", role=Role.ADMIN)
+    engine = make_engine(prod.settings)
+    try:
+        async with sessions(engine)() as session:
+            with pytest.raises(PermissionDeniedError) as need:
+                await enforce_config_change(session, admin, "prod", key="app.mode")
+            assert need.value.details["rule"] == "config_changes_need_approval"
+            with pytest.raises(PermissionDeniedError) as op_override:
+                await enforce_config_change(session, operator, "prod", key="x", override=True)
+            assert op_override.value.details["rule"] == "config_changes_need_approval"
+            await enforce_config_change(session, admin, "prod", key="db.url", override=True)
+            # An admin's override passes the need for approval, never a rule.
+            put_back = {"rules": [rule]}
+            assert (await put_policy(prod, put_back)).status_code == 200
+            with pytest.raises(PermissionDeniedError) as by_rule:
+                await enforce_config_change(session, operator, "prod", key="db.url")
+            assert by_rule.value.details["rule"] == "rules.db-keys-for-admins"
+            assert "db.* keys are for admins" in by_rule.value.message
+            await enforce_config_change(session, operator, "prod", key="app.mode")
+    finally:
+        await engine.dispose()
