@@ -24,7 +24,7 @@ from core.models.apikeys import Principal, Role
 from core.models.deployments import DeploymentRequest
 from core.models.policies import Policy, PolicySpec, PolicyVersion, PolicyVersionPage
 
-FREEZE_OVERRIDDEN = "policy.freeze_overridden"
+OVERRIDDEN = "policy.overridden"
 
 
 def _now() -> datetime:
@@ -264,7 +264,7 @@ async def enforce_config_change(
         await audit_store.record(
             session,
             actor=principal.initiator,
-            action=FREEZE_OVERRIDDEN,
+            action=OVERRIDDEN,
             target=key or environment or "*",
             detail={"kind": "config", "policies": overridden},
             request_id=request_id_var.get(),

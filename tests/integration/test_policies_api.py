@@ -363,7 +363,7 @@ async def test_enforce_config_change_refuses_an_operator_on_a_protected_environm
             await session.commit()  # the override's audit event goes with the change
     finally:
         await engine.dispose()
-    (event,) = [e for e in await audit_events(prod) if e["action"] == "policy.freeze_overridden"]
+    (event,) = [e for e in await audit_events(prod) if e["action"] == "policy.overridden"]
     assert event["actor"] == "apikey:root" and event["target"] == "db.url"
     assert event["detail"]["policies"] == ["staging v1: freeze_windows[0]"]
 
