@@ -194,6 +194,12 @@ class DeploymentInput(DeploymentRequest):
     initiator: str
     replicas_resolved: int = Field(..., ge=1, le=100)
     rollback_of: str | None = None
+    config_revision: int | None = Field(
+        None,
+        ge=0,
+        description="the configuration revision the new version runs with (resolved by the"
+        " API); None in deployments started before configuration existed",
+    )
     ui_actions: UiActions = Field(
         "all",
         description="which signals sent from the Temporal UI are honoured (R2C_UI_ACTIONS)",

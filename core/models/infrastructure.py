@@ -28,6 +28,12 @@ class InstanceSetSpec(BaseModel):
         None, description="the deployment's overrides; None keeps those the set was started with"
     )
     key: str = Field("", max_length=300)
+    config_revision: int | None = Field(
+        None,
+        ge=0,
+        description="the configuration revision the set runs (resolved, secrets included, in"
+        " the activity that starts it); None keeps the one the set was started with",
+    )
 
 
 class InstanceState(StrEnum):
@@ -54,6 +60,7 @@ class SetInfo(BaseModel):
     desired: int
     weight: int
     instances: list[InstanceInfo]
+    config_revision: int | None = Field(None, description="the configuration revision it runs")
 
 
 class TargetState(BaseModel):
