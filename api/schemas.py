@@ -121,6 +121,7 @@ class DeploymentView(BaseModel):
     state: DeploymentState
     initiator: str
     rollback_of: str | None
+    config_revision: int | None = Field(None, description="the configuration revision it runs")
     reason: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -168,6 +169,7 @@ class Revision(BaseModel):
     env: dict[str, str]
     replicas: int
     deployment_id: str
+    config_revision: int | None = Field(None, description="the configuration revision it ran")
     created_at: datetime
 
 

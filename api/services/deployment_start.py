@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.gateway import Gateway, StartPolicy, Tags
 from api.services import audit, exclusion, policies
 from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
-from core.db import components, deployments
+from core.db import components, configuration, deployments
 from core.db.tables import ComponentRow, DeploymentRow, utcnow
 from core.deployment_plan import plan_markdown, summary
 from core.errors import ConflictError, InvalidInputError, NotFoundError, R2CError
@@ -74,6 +74,7 @@ async def start_deployment(
     component = await _component(session, req.component)
     req = req.model_copy(update={"component": component.name})
     req, policy = await policies.planned_deployment(session, req)
+    config_revision = await _config_revision(session, req)
     if deployment_id is not None:
         existing = await deployments.find(session, deployment_id)
         if existing is not None:
@@ -82,7 +83,7 @@ async def start_deployment(
     # The exclusive section (api.services.exclusion): the lock, the retire check, the row.
     component = await _component(session, component.id, lock=True)
     await exclusion.refuse_while_retiring(gateway, component.name, req.environment)
-    row = _new_row(settings, principal, component, req, deployment_id, rollback_of)
+    row = _new_row(settings, principal, component, req, deployment_id, rollback_of, config_revision)
     session.add(row)
     try:
         await session.commit()
@@ -105,9 +106,31 @@ async def start_deployment(
         workflow_id=row.workflow_id,
         run_id=row.run_id,
         rollback_of=rollback_of,
+        config_revision=config_revision,
         **detail,
     )
     return Started(row, created=True)
+
+
+async def _config_revision(session: AsyncSession, req: DeploymentRequest) -> int:
+    """The configuration revision the deployment runs: the newest that affects the target,
+    or the one asked for, which cannot be newer than that (a later one would change what
+    it means once someone writes it)."""
+    newest = await configuration.latest_revision(session, req.component, req.environment)
+    if req.config == "latest":
+        return newest
+    if req.config > newest:
+        message = (
+            f"configuration revision {req.config} does not exist for "
+            f"{req.component}/{req.environment}: the newest is {newest}"
+        )
+        raise InvalidInputError(
+            message,
+            hint=f'use "latest" or a revision up to {newest}; GET /api/v1/configuration'
+            f"?component={req.component}&environment={req.environment} shows the newest",
+            fields=[{"field": "body.config", "message": message}],
+        )
+    return req.config
 
 
 async def _component(session: AsyncSession, ref: str, *, lock: bool = False) -> ComponentRow:
@@ -141,6 +164,7 @@ def _new_row(
     req: DeploymentRequest,
     deployment_id: str | None,
     rollback_of: str | None,
+    config_revision: int,
 ) -> DeploymentRow:
     inp = DeploymentInput(
         **req.model_dump(),
@@ -148,6 +172,7 @@ def _new_row(
         initiator=principal.initiator,
         replicas_resolved=req.replicas or int(component.runtime.get("replicas", 1)),
         rollback_of=rollback_of,
+        config_revision=config_revision,
         ui_actions=settings.ui_actions,
     )
     now = utcnow()

@@ -60,6 +60,10 @@ class DeploymentService:
         """The row as the API shows it (no request, so no environment values)."""
         s = self.settings
         ui = f"{s.temporal_ui}/namespaces/{s.temporal_namespace}/workflows"
+        config_revision = _config_revision(row)
+        status = DeploymentStatus.model_validate(row.status) if row.status else None
+        if status is not None and status.config_revision is None:
+            status.config_revision = config_revision
         return DeploymentView(
             id=row.id,
             component=row.component,
@@ -69,10 +73,11 @@ class DeploymentService:
             state=DeploymentState(row.state),
             initiator=row.initiator,
             rollback_of=row.rollback_of,
+            config_revision=config_revision,
             reason=row.reason,
             created_at=row.created_at,
             finished_at=row.finished_at,
-            status=DeploymentStatus.model_validate(row.status) if row.status else None,
+            status=status,
             links=DeploymentLinks(
                 self=f"{self.root_path}/api/v1/deployments/{row.id}",
                 temporal_ui=f"{ui}/{row.workflow_id}/{row.run_id or ''}",
@@ -112,6 +117,7 @@ class DeploymentService:
                 )
             except Exception:  # no worker answered: the recorded status stands
                 return view
+            live.config_revision = view.config_revision
             view.status, view.state, view.reason = live, live.state, live.reason
             view.finished_at = live.finished_at
         return view
@@ -152,10 +158,17 @@ class DeploymentService:
         self, principal: Principal, component: str, environment: str
     ) -> list[Revision]:
         rows = await store.revisions(self.session, component, environment)
+        configs = await self._config_revisions(rows)
         out = [Revision.model_validate(r, from_attributes=True) for r in rows]
         for rev in out:
             rev.env = redaction.env(rev.env, principal)
+            rev.config_revision = configs.get(rev.deployment_id)
         return out
+
+    async def _config_revisions(self, rows: list[RevisionRow]) -> dict[str, int | None]:
+        """The configuration revision each revision's deployment ran (its stored request)."""
+        found = await store.many(self.session, [r.deployment_id for r in rows])
+        return {row.id: _config_revision(row) for row in found}
 
     async def act(
         self, principal: Principal, deployment_id: str, action: Action, body: ActionRequest | None
@@ -185,6 +198,9 @@ class DeploymentService:
         req = DeploymentRequest.model_validate(
             original.model_dump(include=set(DeploymentRequest.model_fields))
         )
+        if original.config_revision is not None:
+            # The retry runs what the original ran, not what was configured since.
+            req = req.model_copy(update={"config": original.config_revision})
         return await self.start(principal, req, action="deployment.retried", retry_of=row.id)
 
     async def rollback(
@@ -200,6 +216,9 @@ class DeploymentService:
             return None
         body = body or RollbackRequest()
         target = await self._revision_before(row, body.revision)
+        ran = await store.find(self.session, target.deployment_id)
+        # Code and configuration go back together: the revision's own configuration revision.
+        config = _config_revision(ran) if ran is not None else None
         strategy = body.strategy or BlueGreenStrategy(
             scale_down_delay_seconds=0, abort_scale_down_delay_seconds=0
         )
@@ -211,6 +230,7 @@ class DeploymentService:
             replicas=target.replicas,
             strategy=strategy,
             description=f"rollback of {row.id} to revision {target.revision}",
+            config="latest" if config is None else config,
         )
         return await self.start(principal, req, rollback_of=row.id, action="deployment.rollback")
 
@@ -271,6 +291,11 @@ class DeploymentService:
                 hint="there is nothing to roll back to; deploy the version you want instead",
             )
         return older[0]
+
+
+def _config_revision(row: DeploymentRow) -> int | None:
+    value = (row.request or {}).get("config_revision")
+    return value if isinstance(value, int) else None
 
 
 def _as_caller(principal: Principal, body: ActionRequest | None) -> ActionRequest:

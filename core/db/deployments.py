@@ -35,6 +35,14 @@ async def find(session: AsyncSession, deployment_id: str) -> DeploymentRow | Non
     return await session.get(DeploymentRow, deployment_id)
 
 
+async def many(session: AsyncSession, deployment_ids: Sequence[str]) -> list[DeploymentRow]:
+    """The deployments of these ids that exist."""
+    if not deployment_ids:
+        return []
+    query = select(DeploymentRow).where(DeploymentRow.id.in_(list(deployment_ids)))
+    return list((await session.execute(query)).scalars())
+
+
 async def page(
     session: AsyncSession,
     *,

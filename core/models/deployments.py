@@ -159,6 +159,9 @@ Strategy = Annotated[
 
 # ----------------------------------------------------------------------------- requests
 
+ConfigChoice = Literal["latest"] | Annotated[int, Field(ge=0, le=2**31 - 1)]
+"""A deployment's configuration: the newest revision, or a revision number."""
+
 UiActions = Literal["all", "safe", "none"]
 """`all`: every signal; `safe`: pause and abort only (they can only stop a rollout); `none`."""
 
@@ -184,6 +187,12 @@ class DeploymentRequest(BaseModel):
         False,
         description="admins only: deploy inside a freeze window of the environment's policy "
         "(the override is audited)",
+    )
+    config: ConfigChoice = Field(
+        "latest",
+        description="the configuration revision to run with: `latest` (the newest revision"
+        " that affects the target when the deployment starts) or a revision number; a"
+        " deployment of the running version with another revision is a real rollout",
     )
 
 
@@ -262,6 +271,7 @@ class DeploymentStatus(BaseModel):
     version: str
     previous_version: str | None = None
     strategy: str
+    config_revision: int | None = Field(None, description="the configuration revision it runs")
     state: DeploymentState = DeploymentState.PENDING
     phase: str = "starting"
     step: int = 0

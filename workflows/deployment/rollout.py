@@ -43,6 +43,7 @@ class Rollout:
             environment=inp.environment,
             version=inp.version,
             strategy=inp.strategy.type,
+            config_revision=inp.config_revision,
         )
         self.saga = Saga()
         self.gates = Gates()
@@ -119,6 +120,7 @@ class Rollout:
                 count=count,
                 env_overrides=inp.env,
                 key=f"{inp.deployment_id}:{slot}:{count}",
+                config_revision=inp.config_revision,
             )
         )
         self.gates.check_abort()

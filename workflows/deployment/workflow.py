@@ -98,7 +98,7 @@ class DeploymentWorkflow:
         current = await acts.read_state(inp.component, inp.environment)
         stable = _serving_slot(current)
         r.status.endpoint = current.endpoint
-        if stable is not None and _version_of(current, stable) == inp.version:
+        if stable is not None and _runs_already(current, stable, inp):
             r.status.stable_slot = stable
             r.status.reason = f"{inp.version} already serves {inp.environment}"
             return
@@ -299,6 +299,16 @@ class DeploymentWorkflow:
 def _serving_slot(state: TargetState) -> str | None:
     serving = [(w, slot) for slot, w in state.weights.items() if w > 0]
     return max(serving)[1] if serving else None
+
+
+def _runs_already(state: TargetState, slot: str, inp: DeploymentInput) -> bool:
+    """The serving set runs what is asked: the version and (when the deployment names one)
+    the configuration revision; another revision of the same version is a real rollout."""
+    serving = next((s for s in state.sets if s.slot == slot), None)
+    if serving is None or serving.version != inp.version:
+        return False
+    # A set started before sets recorded their revision ran without configuration: revision 0.
+    return inp.config_revision is None or (serving.config_revision or 0) == inp.config_revision
 
 
 def _version_of(state: TargetState, slot: str | None) -> str | None:
