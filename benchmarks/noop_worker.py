@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from core.db.migrate import upgrade
     from core.settings import load_settings
     from core.temporal import connect
+    from core.vault import open_secret_store
     from tests.noop_provider import NoopProvider
     from workflows.deployment.workflow import DeploymentWorkflow
 
@@ -53,7 +54,7 @@ async def main(encrypted: bool) -> None:
     engine = make_engine(settings)
     provider = NoopProvider()
     async with httpx.AsyncClient() as http:
-        infra = InfrastructureActivities(provider, sessions(engine))
+        infra = InfrastructureActivities(provider, sessions(engine), open_secret_store(settings))
         analysis = AnalysisActivities(provider, http, None)
         record = DeploymentActivities(sessions(engine))
         stop = asyncio.Event()

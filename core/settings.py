@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         validation_alias="R2C_VAULT_PORT",
         description="port of the embedded OpenBao server (when VAULT_URL is not set)",
     )
+    vault_wait_seconds: float = Field(
+        300,
+        ge=0,
+        le=600,
+        validation_alias="R2C_VAULT_WAIT_SECONDS",
+        description="how long starting instances waits for an unreachable Vault (their"
+        " secrets) before the step fails; the worker heartbeats meanwhile. At most 600: the"
+        " step's own timeout (15 minutes) must leave room to start the instances",
+    )
     payload_encryption: bool = Field(
         True,
         validation_alias="R2C_PAYLOAD_ENCRYPTION",

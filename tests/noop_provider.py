@@ -4,6 +4,7 @@ starting real processes would only add time; the local provider has its own real
 
 from __future__ import annotations
 
+from core.configuration_env import NO_CONFIGURATION, InstanceConfig
 from core.models.components import Component
 from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
 
@@ -21,10 +22,12 @@ class NoopProvider:
                                              endpoint="http://noop")  # fmt: skip
         return self.targets_[key]
 
-    async def ensure_instances(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
+    async def ensure_instances(self, component: Component, spec: InstanceSetSpec,
+                               config: InstanceConfig = NO_CONFIGURATION) -> SetInfo:  # fmt: skip
         state = self._get(component.name, spec.environment)
         info = SetInfo(slot=spec.slot, version=spec.version, desired=spec.count,
-                       weight=state.weights.get(spec.slot, 0), instances=[])  # fmt: skip
+                       weight=state.weights.get(spec.slot, 0), instances=[],
+                       config_revision=config.revision)  # fmt: skip
         state.sets = [s for s in state.sets if s.slot != spec.slot] + [info]
         return info
 

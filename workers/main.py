@@ -18,8 +18,10 @@ from activities.infrastructure.local import processes
 from activities.infrastructure.local.provider import LocalProvider
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
+from core.secrets import SecretStore
 from core.settings import Settings
 from core.temporal import connect, ensure_search_attributes, make_runtime
+from core.vault import open_secret_store
 from workers.registry import WORKFLOWS, activities
 
 log = logging.getLogger("r2c.worker")
@@ -39,12 +41,21 @@ async def run_worker(
     try:
         async with httpx.AsyncClient() as http:
             provider = LocalProvider(settings.home, http)
-            await _recover(provider, sessions(engine))
+            # Instances get their secret values from Vault when they start, never before.
+            secrets = open_secret_store(settings)
+            await _recover(provider, sessions(engine), secrets)
             worker = Worker(
                 client,
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
-                activities=activities(sessions(engine), http, provider, settings.prometheus_url),
+                activities=activities(
+                    sessions(engine),
+                    http,
+                    provider,
+                    settings.prometheus_url,
+                    secrets=secrets,
+                    vault_wait_seconds=settings.vault_wait_seconds,
+                ),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
             reaper = asyncio.create_task(_reap_children())
@@ -62,13 +73,15 @@ async def run_worker(
         await engine.dispose()
 
 
-async def _recover(provider: LocalProvider, store: async_sessionmaker[Any]) -> None:
+async def _recover(
+    provider: LocalProvider, store: async_sessionmaker[Any], secrets: SecretStore
+) -> None:
     """After a restart: bring back routers that died meanwhile, and tell the store what runs
     now (instances that died while no worker watched are reported dead, not forgotten)."""
     restarted = await provider.reconcile()
     if restarted:
         log.warning("restarted routers that had died", extra={"targets": restarted})
-    infra = InfrastructureActivities(provider, store)
+    infra = InfrastructureActivities(provider, store, secrets)
     for component, environment in await provider.targets():
         await infra.mirror(component, environment)
 

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from activities.analysis.activities import AnalysisActivities
 from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
-from activities.infrastructure.activities import InfrastructureActivities
+from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
+from core.secrets import SecretStore
 from workflows.deployment.background import BackgroundAnalysisWorkflow
 from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
@@ -31,9 +32,12 @@ def activities(
     http: httpx.AsyncClient,
     provider: InfrastructureProvider,
     prometheus_url: str | None = None,
+    *,
+    secrets: SecretStore,
+    vault_wait_seconds: float = DEFAULT_VAULT_WAIT,
 ) -> list[Callable[..., Any]]:
     health = HealthActivities(sessions, http)
-    infra = InfrastructureActivities(provider, sessions)
+    infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
     analysis = AnalysisActivities(provider, http, prometheus_url)
     deployments = DeploymentActivities(sessions)
     return [

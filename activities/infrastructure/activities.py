@@ -4,17 +4,23 @@ the API and the health check see the instances without asking the provider."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
 from activities.infrastructure.provider import InfrastructureProvider
+from core.configuration_env import NO_CONFIGURATION, InstanceConfig, render
 from core.db import components as component_store
+from core.db import configuration as config_store
+from core.errors import DependencyUnavailableError
 from core.models.components import Component
+from core.models.configuration import ResolvedEntry
 from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
 from core.models.operations import (
     RemoveSetRequest,
@@ -23,8 +29,14 @@ from core.models.operations import (
     SetWeightsRequest,
     TargetRef,
 )
+from core.secrets import SecretStore
 
 HEARTBEAT_EVERY = 2.0
+DEFAULT_VAULT_WAIT = 300.0
+# Pauses between attempts to reach Vault: short at first (a restart takes seconds), then
+# at most this long.
+VAULT_RETRY_FIRST = 0.5
+VAULT_RETRY_MAX = 10.0
 
 
 @asynccontextmanager
@@ -44,11 +56,20 @@ async def heartbeating() -> AsyncIterator[None]:
 
 
 class InfrastructureActivities:
-    """Bound to one provider and the store."""
+    """Bound to one provider, the store, and the secret store (Vault) that holds the secret
+    values of the configuration instances are started with."""
 
-    def __init__(self, provider: InfrastructureProvider, sessions: async_sessionmaker[Any]):
+    def __init__(
+        self,
+        provider: InfrastructureProvider,
+        sessions: async_sessionmaker[Any],
+        secrets: SecretStore,
+        vault_wait_seconds: float = DEFAULT_VAULT_WAIT,
+    ):
         self.provider = provider
         self.sessions = sessions
+        self.secrets = secrets
+        self.vault_wait_seconds = vault_wait_seconds
 
     async def _component(self, name: str) -> Component:
         async with self.sessions() as session:
@@ -62,12 +83,62 @@ class InfrastructureActivities:
             await session.commit()
         return state
 
+    async def _revision(self, spec: InstanceSetSpec) -> int | None:
+        """The revision asked for, else the one the slot's set was started with, else None."""
+        if spec.config_revision is not None:
+            return spec.config_revision
+        state = await self.provider.state(spec.component, spec.environment)
+        running = [s.config_revision for s in state.sets if s.slot == spec.slot]
+        return running[0] if running else None
+
+    async def _configuration(self, spec: InstanceSetSpec) -> InstanceConfig:
+        """The set's configuration, secret values included, resolved before anything starts."""
+        revision = await self._revision(spec)
+        if revision is None:
+            return NO_CONFIGURATION
+        async with self.sessions() as session:
+            entries = await config_store.effective(
+                session, spec.component, spec.environment, at_revision=revision
+            )
+        return InstanceConfig(revision=revision, variables=await self._render(spec, entries))
+
+    async def _render(self, spec: InstanceSetSpec, entries: list[ResolvedEntry]) -> dict[str, str]:
+        """Read the secrets, waiting for an unreachable Vault up to `vault_wait_seconds` (the
+        caller heartbeats meanwhile): no instance starts without its secrets, and a Vault
+        restarted mid-rollout costs the rollout a pause, not a failure."""
+        deadline = time.monotonic() + self.vault_wait_seconds
+        pause = VAULT_RETRY_FIRST
+        while True:
+            try:
+                return await render(entries, self.secrets)
+            except DependencyUnavailableError as err:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    # Final: a retry would only wait as long again, past the bound set.
+                    raise ApplicationError(
+                        f"{err.message}; waited {self.vault_wait_seconds:.0f}s"
+                        f" (R2C_VAULT_WAIT_SECONDS) for it to start {spec.slot} of"
+                        f" {spec.component} in {spec.environment}",
+                        {"hint": err.hint},
+                        type=err.error_type,
+                        non_retryable=True,
+                    ) from err
+                activity.logger.warning(
+                    "waiting for Vault to read the secrets of %s/%s (%.0fs left)",
+                    spec.component,
+                    spec.environment,
+                    left,
+                )
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, VAULT_RETRY_MAX)
+
     @activity.defn(name="ensure-instances")
     async def ensure_instances(self, spec: InstanceSetSpec) -> SetInfo:
         with domain_errors():
             component = await self._component(spec.component)
             async with heartbeating():
-                result = await self.provider.ensure_instances(component, spec)
+                config = await self._configuration(spec)
+                result = await self.provider.ensure_instances(component, spec, config)
             await self.mirror(spec.component, spec.environment)
             return result
 

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from core.configuration_env import NO_CONFIGURATION, InstanceConfig
 from core.models.components import Component
 from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
 
 
 class InfrastructureProvider(Protocol):
-    async def ensure_instances(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
-        """Make `spec.slot` run `spec.count` healthy instances of `spec.version`."""
+    async def ensure_instances(
+        self,
+        component: Component,
+        spec: InstanceSetSpec,
+        config: InstanceConfig = NO_CONFIGURATION,
+    ) -> SetInfo:
+        """Make `spec.slot` run `spec.count` healthy instances of `spec.version`, each with
+        `config.variables` in its environment. A set running another version or another
+        configuration revision is replaced (refused while it serves traffic). Only the
+        revision is kept (`SetInfo.config_revision`), never the variables: they hold secrets."""
         ...
 
     async def set_weights(

@@ -12,8 +12,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+)
 
+from core.configuration_env import key_problem
 from core.models.names import ComponentName, EnvironmentName
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
@@ -22,10 +31,23 @@ MAX_VALUE_BYTES = 64 * 1024
 MAX_DESCRIPTION = 1000
 MAX_KEYS_PER_SCOPE = 1000
 
+
+def _usable_as_variable(key: str) -> str:
+    # A key becomes an instance's environment variable (core/configuration_env.py): one that
+    # would set PATH, LD_PRELOAD or the system's own R2C_* is refused when it is written.
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(problem)
+    return key
+
+
 ConfigKey = Annotated[
-    str, StringConstraints(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX_LENGTH)
+    str,
+    StringConstraints(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX_LENGTH),
+    AfterValidator(_usable_as_variable),
 ]
-"""`db.pool_size`: lower-case segments of letters, digits and `_`, joined by dots."""
+"""`db.pool_size`: lower-case segments of letters, digits and `_`, joined by dots, whose
+variable (`DB_POOL_SIZE`) an instance may be given."""
 
 
 def encoded_size(value: Any) -> int:

@@ -19,6 +19,7 @@ from activities.infrastructure.local.provider import LocalProvider
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect
+from core.vault import open_secret_store
 from tests.noop_provider import NoopProvider
 from tests.support import wait_for
 from workers.registry import WORKFLOWS, activities
@@ -82,7 +83,9 @@ async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -
                 client,
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
-                activities=activities(sessions(engine), http, NoopProvider()),
+                activities=activities(
+                    sessions(engine), http, NoopProvider(), secrets=open_secret_store(settings)
+                ),
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )
             async with worker:

@@ -153,6 +153,7 @@ async def test_delete_stops_the_components_instances(system: System) -> None:
     from activities.infrastructure.local.provider import LocalProvider
     from core.db.engine import make_engine, sessions
     from core.models.infrastructure import InstanceSetSpec
+    from core.vault import open_secret_store
 
     created = await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
     assert created.status_code == 201
@@ -160,7 +161,9 @@ async def test_delete_stops_the_components_instances(system: System) -> None:
     async with httpx.AsyncClient() as http:
         # The same provider and store the worker uses: what a deployment step does.
         infra = InfrastructureActivities(
-            LocalProvider(system.settings.home, http), sessions(engine)
+            LocalProvider(system.settings.home, http),
+            sessions(engine),
+            open_secret_store(system.settings),
         )
         component = await infra._component("demo")
         spec = InstanceSetSpec(

@@ -17,6 +17,7 @@ from core.db.tables import ComponentRow, InstanceRow, utcnow
 from core.errors import InvalidInputError
 from core.models.infrastructure import InstanceSetSpec
 from core.settings import Settings
+from core.vault import open_secret_store
 from tests.integration.local_infra import demo_component
 
 ESCAPING = ["../../x", "/", ".", "..", "../x", "a/b", "", "x\x00"]
@@ -132,7 +133,7 @@ async def test_an_instance_of_the_longest_names_is_mirrored_into_the_store(
                 )
             )
             await session.commit()
-        activities = InfrastructureActivities(provider, maker)
+        activities = InfrastructureActivities(provider, maker, open_secret_store(settings))
         await provider.ensure_instances(demo_component(name), spec(name, env, slot))
         state = await activities.mirror(name, env)
         async with maker() as session:

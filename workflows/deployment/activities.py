@@ -31,10 +31,12 @@ def _mutating(summary: str) -> dict[str, Any]:
 
 
 async def ensure_instances(spec: InstanceSetSpec) -> SetInfo:
+    options = _mutating(f"ensure {spec.count} x {spec.component}@{spec.version} in {spec.slot}")
+    # Starting may wait for Vault (R2C_VAULT_WAIT_SECONDS, at most 10 minutes) before the
+    # instances' own start-up; heartbeats, not this bound, notice a lost worker.
+    options["start_to_close_timeout"] = timedelta(minutes=15)
     return await workflow.execute_activity_method(
-        InfrastructureActivities.ensure_instances,
-        spec,
-        **_mutating(f"ensure {spec.count} x {spec.component}@{spec.version} in {spec.slot}"),
+        InfrastructureActivities.ensure_instances, spec, **options
     )
 
 

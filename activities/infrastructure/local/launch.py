@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.configuration_env import NO_CONFIGURATION, REVISION_VARIABLE, InstanceConfig
 from core.models.components import RuntimeSpec, fill_template
 
 # Passed on from the worker: where programs are, whose they are, language and time zone, and
@@ -48,14 +49,19 @@ def instance_env(
     overrides: Mapping[str, str],
     values: Mapping[str, str],
     target_dir: Path,
+    config: InstanceConfig = NO_CONFIGURATION,
 ) -> dict[str, str]:
-    """Allowed worker variables < the component's env (templates) < the set's overrides
-    (literal) < R2C_INSTANCE and R2C_TARGET, which recognise the process later."""
+    """Allowed worker variables < the component's env (templates) < the configuration <
+    the set's overrides (literal) < R2C_INSTANCE and R2C_TARGET, which recognise the process
+    later, and R2C_CONFIG_REVISION, which tells the app (and a test) what it runs."""
     own = runtime.command[0] == "r2c"
     env = inherited_env(OWN_PROGRAM_ENV if own else ())
     env.update({k: fill_template(v, values) for k, v in runtime.env.items()})
+    env.update(config.variables)
     env.update(overrides)
     env.update(R2C_INSTANCE=values["instance"], R2C_TARGET=str(target_dir))
+    if config.revision is not None:
+        env[REVISION_VARIABLE] = str(config.revision)
     return env
 
 

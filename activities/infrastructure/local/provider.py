@@ -29,6 +29,7 @@ from activities.infrastructure.local.state import (
     TargetFiles,
     TargetRecord,
 )
+from core.configuration_env import NO_CONFIGURATION, InstanceConfig
 from core.db.tables import utcnow
 from core.errors import ConflictError, InfrastructureError, InvalidInputError
 from core.ids import instance_id
@@ -70,22 +71,35 @@ class LocalProvider:
 
     # ------------------------------------------------------------------ interface
 
-    async def ensure_instances(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
+    async def ensure_instances(
+        self,
+        component: Component,
+        spec: InstanceSetSpec,
+        config: InstanceConfig = NO_CONFIGURATION,
+    ) -> SetInfo:
         files = self.files(component.name, spec.environment)
         async with files.locked() as rec:
             kill_orphans(files.dir, _known_sessions(rec))
             await self.routers.ensure(component, files, rec)
             current = rec.sets.get(spec.slot)
-            if current is not None and current.version != spec.version:
+            if current is not None and (
+                current.version != spec.version or current.config_revision != config.revision
+            ):
+                # Another revision is another set, as another version is: every instance of a
+                # set runs the same configuration.
                 if rec.weights.get(spec.slot, 0) > 0:
                     raise ConflictError(
-                        f"slot {spec.slot!r} serves traffic with version {current.version}",
-                        hint="shift its weight to another slot before changing its version",
+                        f"slot {spec.slot!r} serves traffic with version {current.version}"
+                        f" (configuration revision {_shown(current.config_revision)})",
+                        hint="shift its weight to another slot before changing its version "
+                        "or configuration",
                     )
                 await self._stop(current.instances)
                 current = None
             if current is None:
-                current = rec.sets[spec.slot] = SetRecord(version=spec.version, desired=0)
+                current = rec.sets[spec.slot] = SetRecord(
+                    version=spec.version, desired=0, config_revision=config.revision
+                )
             # None: a set grown back or healed keeps the overrides it was started with.
             if spec.env_overrides is not None:
                 current.env_overrides = dict(spec.env_overrides)
@@ -95,7 +109,7 @@ class LocalProvider:
             current.instances = current.instances[: spec.count]
             while len(current.instances) < spec.count:
                 current.instances.append(
-                    self._start_instance(component, files, rec, spec.slot, current)
+                    self._start_instance(component, files, rec, spec.slot, current, config)
                 )
                 files.save(rec)  # recorded at once: a crash now must not orphan it
             await self._wait_healthy(component.runtime, files, rec, current)
@@ -217,6 +231,7 @@ class LocalProvider:
         rec: TargetRecord,
         slot: str,
         current: SetRecord,
+        config: InstanceConfig,
     ) -> InstanceRecord:
         name = instance_id(component.name, files.environment, slot, rec.next_instance)
         rec.next_instance += 1
@@ -226,7 +241,7 @@ class LocalProvider:
         runtime = component.runtime
         try:
             argv = instance_argv(runtime, values)
-            env = instance_env(runtime, current.env_overrides, values, files.dir)
+            env = instance_env(runtime, current.env_overrides, values, files.dir, config)
             pid, ticks = processes.start_detached(argv, env, runtime.working_dir, log_file)
         except ValueError as err:  # a template stored before templates were checked
             self.ports.release(port)
@@ -348,6 +363,7 @@ class LocalProvider:
             version=s.version,
             desired=s.desired,
             weight=rec.weights.get(slot, 0),
+            config_revision=s.config_revision,
             instances=[
                 InstanceInfo(
                     instance_id=i.instance_id,
@@ -366,6 +382,10 @@ class LocalProvider:
                 for i in s.instances
             ],
         )
+
+
+def _shown(revision: int | None) -> str:
+    return "none" if revision is None else str(revision)
 
 
 def _subfolders(base: Path, pattern: str) -> list[str]:

@@ -33,11 +33,13 @@ class InstanceRecord(BaseModel):
 
 
 class SetRecord(BaseModel):
-    """A slot's instances, with the overrides every instance of the set is started with."""
+    """A slot's instances, with the overrides every instance of the set is started with and
+    the configuration revision it runs (only the number: the values hold secrets)."""
 
     version: str
     desired: int
     key: str = ""
+    config_revision: int | None = None
     env_overrides: dict[str, str] = Field(default_factory=dict)
     instances: list[InstanceRecord] = Field(default_factory=list)
 
