@@ -15,6 +15,7 @@ from core.models.configuration import (
     KEY_MAX_LENGTH,
     KEY_PATTERN,
     ConfigEntry,
+    ConfigKey,
     ConfigVersion,
     ConfigWrite,
     EffectiveConfiguration,
@@ -37,6 +38,15 @@ Key = Annotated[
         min_length=1,
         max_length=KEY_MAX_LENGTH,
         description="lower-case segments of letters, digits and _ joined by dots: db.pool_size",
+    ),
+]
+# Writing also refuses keys whose variable an instance may not be given (PATH, R2C_*, ...);
+# reading and deleting accept them, so an entry stored before that check can be removed.
+WritableKey = Annotated[
+    ConfigKey,
+    Path(
+        description="db.pool_size (the variable DB_POOL_SIZE); not a key whose variable is"
+        " denied (PATH, LD_*, R2C_*: see DENIED_ENV_NAMES)"
     ),
 ]
 ComponentQuery = Annotated[ComponentName | None, Query(description="a registered component")]
@@ -99,7 +109,7 @@ async def get_entry(
 
 @router.put("/{key}", response_model=ConfigEntry, responses={**WRITTEN, **errors(409, 412)})
 async def put_entry(
-    key: Key,
+    key: WritableKey,
     body: ConfigWrite,
     principal: Operator,
     service: ConfigurationDep,
