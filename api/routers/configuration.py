@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
 from api.auth import Operator, Viewer
-from api.deps import SessionDep
+from api.deps import GatewayDep, SessionDep, SettingsDep
 from api.openapi import errors
+from api.services.config_rollouts import RolloutService
 from api.services.configuration import ConfigurationService
 from api.services.configuration_views import etag
+from core.models.config_rollouts import ConfigChange, RolledOutEntry, Rotation
 from core.models.configuration import (
     KEY_MAX_LENGTH,
     KEY_PATTERN,
@@ -30,7 +32,14 @@ async def _service(request: Request, session: SessionDep) -> ConfigurationServic
     return ConfigurationService(session, getattr(request.app.state, "secrets", None))
 
 
+async def _rollouts(
+    session: SessionDep, gateway: GatewayDep, settings: SettingsDep
+) -> RolloutService:
+    return RolloutService(session, gateway, settings)
+
+
 ConfigurationDep = Annotated[ConfigurationService, Depends(_service)]
+RolloutsDep = Annotated[RolloutService, Depends(_rollouts)]
 Key = Annotated[
     str,
     Path(
@@ -107,23 +116,50 @@ async def get_entry(
     return service.entry(current)
 
 
-@router.put("/{key}", response_model=ConfigEntry, responses={**WRITTEN, **errors(409, 412)})
+@router.put("/{key}", response_model=RolledOutEntry, responses={**WRITTEN, **errors(409, 412)})
 async def put_entry(
     key: WritableKey,
-    body: ConfigWrite,
+    body: ConfigChange,
     principal: Operator,
     service: ConfigurationDep,
+    rollouts: RolloutsDep,
     response: Response,
     if_match: IfMatch = None,
     freeze_override: Override = False,
-) -> ConfigEntry:
+) -> RolledOutEntry:
     """Set `key` at a scope (201 when new, 200 otherwise) as a new version. With `If-Match`,
     a writer that did not see the newest version gets 412 instead of overwriting it. A change
-    that breaks a component's `config_schema` is refused (422 naming key, path and rule)."""
-    current, created = await service.put(principal, key, body, if_match, freeze_override)
+    that breaks a component's `config_schema` is refused (422 naming key, path and rule).
+    With `roll_out`, every running target the scope reaches then gets a deployment of the
+    version it runs with the change's revision (`rollouts`: the deployment started, or why
+    none could, such as 409 when one already runs there)."""
+    write = ConfigWrite.model_validate(body.model_dump(exclude={"roll_out"}))
+    rolled_out = body.roll_out is not None
+    current, created = await service.put(
+        principal, key, write, if_match, freeze_override, rolled_out=rolled_out
+    )
     response.headers["ETag"] = etag(current)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    return service.entry(current)
+    return await rollouts.answer(principal, key, current, body.roll_out)
+
+
+@router.post("/{key}/rotate", response_model=RolledOutEntry, responses=errors(404, 409, 412))
+async def rotate_secret(
+    key: Key,
+    body: Rotation,
+    principal: Operator,
+    service: ConfigurationDep,
+    rollouts: RolloutsDep,
+    response: Response,
+    if_match: IfMatch = None,
+    freeze_override: Override = False,
+) -> RolledOutEntry:
+    """Give a secret entry a new value, the one given or `generate`d (never shown): a new Vault
+    version (the old one stays readable) and a new version of the entry. With `roll_out`,
+    the rotation is rolled out as `PUT` rolls out a change."""
+    current = await service.rotate(principal, key, body, if_match, freeze_override)
+    response.headers["ETag"] = etag(current)
+    return await rollouts.answer(principal, key, current, body.roll_out)
 
 
 @router.delete("/{key}", response_model=ConfigVersion, responses=errors(412))

@@ -4,6 +4,7 @@ one transaction, so a failure anywhere leaves nothing half-written)."""
 
 from __future__ import annotations
 
+from secrets import token_urlsafe
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,7 @@ from core.errors import (
     PermissionDeniedError,
 )
 from core.models.apikeys import Principal, Role
+from core.models.config_rollouts import Rotation
 from core.models.configuration import (
     MAX_KEYS_PER_SCOPE,
     ConfigEntry,
@@ -48,13 +50,14 @@ class ConfigurationService:
         self.secrets = secrets
 
     async def authorise_write(
-        self, principal: Principal, key: str, scope: Scope, override: bool
+        self, principal: Principal, key: str, scope: Scope, override: bool, rolled_out: bool = False
     ) -> None:
         """The one place a configuration write is authorised: operators and admins write, and
         the environment policies may refuse it (403: a freeze, a protected environment, a
         need for approval, a rule). A global or component-wide entry reaches every
         environment, so every policy is consulted. An admin's `override` passes freezes and
-        approvals; policies record it as an audit event committed with the change."""
+        approvals; policies record it as an audit event committed with the change. A change
+        `rolled_out` at once needs no approval beforehand: its roll-outs wait for it."""
         if not principal.role.allows(Role.OPERATOR):
             raise PermissionDeniedError(
                 f"changing configuration needs the operator role; key {principal.name!r} "
@@ -68,6 +71,7 @@ class ConfigurationService:
             override=override,
             key=key,
             component=scope.component,
+            rolled_out=rolled_out,
         )
 
     async def put(
@@ -77,6 +81,9 @@ class ConfigurationService:
         body: ConfigWrite,
         if_match: str | None,
         override: bool = False,
+        *,
+        rolled_out: bool = False,
+        action: str = "configuration.set",
     ) -> tuple[Current, bool]:
         """Write a new version of `key` at `body.scope`; returns it and whether the entry
         was created (it did not exist, or was deleted)."""
@@ -89,7 +96,7 @@ class ConfigurationService:
                     hint="register it first (POST /api/v1/components), or leave it out of "
                     "the scope",
                 )
-        await self.authorise_write(principal, key, scope, override)
+        await self.authorise_write(principal, key, scope, override, rolled_out)
         what = f"{key!r} at {scope.label()}"
         seen = await store.newest(self.session, key, scope)
         views.check_if_match(if_match, seen, what)
@@ -129,7 +136,7 @@ class ConfigurationService:
         await audit.commit(
             self.session,
             principal,
-            "configuration.set",
+            action,
             key,
             component=scope.component,
             environment=scope.environment,
@@ -138,6 +145,43 @@ class ConfigurationService:
             secret=body.secret or None,
         )
         return written, created
+
+    async def rotate(
+        self,
+        principal: Principal,
+        key: str,
+        body: Rotation,
+        if_match: str | None,
+        override: bool = False,
+    ) -> Current:
+        """Give the secret entry `key` at `body.scope` a new value (given, or generated): a new
+        Vault version (KV v2 keeps the old ones readable) and a new version of the entry."""
+        current = await store.newest(self.session, key, body.scope)
+        if current is None or current.deleted:
+            raise NotFoundError(
+                f"no entry {key!r} at {body.scope.label()}",
+                hint='create the secret first: PUT /api/v1/configuration/{key} with "secret": true',
+            )
+        if not current.version.secret:
+            raise InvalidInputError(
+                f"{key!r} at {body.scope.label()} is not a secret; only secrets are rotated",
+                hint="change a plain value with PUT /api/v1/configuration/{key}",
+            )
+        value = body.value
+        if body.generate is not None:
+            value = token_urlsafe(body.generate.length)[: body.generate.length]
+        description = current.version.description if body.description is None else body.description
+        write = ConfigWrite(value=value, scope=body.scope, secret=True, description=description)
+        written, _ = await self.put(
+            principal,
+            key,
+            write,
+            if_match,
+            override,
+            rolled_out=body.roll_out is not None,
+            action="configuration.rotated",
+        )
+        return written
 
     async def delete(
         self,

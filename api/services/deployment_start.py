@@ -63,6 +63,7 @@ async def start_deployment(
     deployment_id: str | None = None,
     rollback_of: str | None = None,
     action: str = "deployment.created",
+    config_change: bool = False,
     **detail: Any,
 ) -> Started:
     """Record the deployment, then start its workflow. The component is resolved once, to its
@@ -70,10 +71,11 @@ async def start_deployment(
     deployment running there, and then nothing is recorded. With `deployment_id`, a repeat of
     the same request answers the deployment it started; a different request is a 409. The
     environment's policy adds the gates it requires to the plan, and refuses (403) what it
-    forbids."""
+    forbids; the roll-out of a configuration change (`config_change`) waits for an approval
+    where the policy says such changes need one."""
     component = await _component(session, req.component)
     req = req.model_copy(update={"component": component.name})
-    req, policy = await policies.planned_deployment(session, req)
+    req, policy = await policies.planned_deployment(session, req, config_change=config_change)
     config_revision = await _config_revision(session, req)
     if deployment_id is not None:
         existing = await deployments.find(session, deployment_id)

@@ -22,7 +22,13 @@ from core.errors import (
 from core.logging import request_id_var
 from core.models.apikeys import Principal, Role
 from core.models.deployments import DeploymentRequest
-from core.models.policies import Policy, PolicySpec, PolicyVersion, PolicyVersionPage
+from core.models.policies import (
+    Policy,
+    PolicySpec,
+    PolicyVersion,
+    PolicyVersionPage,
+    RequiredApproval,
+)
 
 OVERRIDDEN = "policy.overridden"
 
@@ -163,14 +169,19 @@ def _stale(err: ConflictError, if_match: str | None) -> ConflictError | Precondi
 
 
 async def planned_deployment(
-    session: AsyncSession, req: DeploymentRequest
+    session: AsyncSession, req: DeploymentRequest, *, config_change: bool = False
 ) -> tuple[DeploymentRequest, Policy | None]:
-    """The request with the gates its environment's policy requires, and that policy."""
+    """The request with the gates its environment's policy requires, and that policy. The
+    roll-out of a configuration change (`config_change`) where such changes need approval
+    waits for one too: the policy's required approval, or one operator's."""
     policy = await store.find(session, req.environment)
     if policy is None:
         return req, None
+    spec: PolicySpec = policy
+    if config_change and policy.config_changes_need_approval and not policy.required_approval:
+        spec = policy.model_copy(update={"required_approval": RequiredApproval()})
     try:
-        return rules.with_required_gates(policy, policy.label, req), policy
+        return rules.with_required_gates(spec, policy.label, req), policy
     except rules.PolicyGateError as err:
         raise refusal(
             policy,
@@ -244,13 +255,15 @@ async def enforce_config_change(
     override: bool = False,
     key: str | None = None,
     component: str | None = None,
+    rolled_out: bool = False,
 ) -> None:
     """Refuse (403) a configuration change a policy forbids: inside a freeze window, by an
     operator in a protected environment, a direct change where changes need approval, or one a
     CEL rule forbids. `environment` None (a global or component-wide entry) reaches every
     environment: every policy is checked. An admin's `override` passes freezes and the need
     for approval; it is recorded as an audit event in the session, committed with the change
-    (so it exists exactly when the change does)."""
+    (so it exists exactly when the change does). A change `rolled_out` at once does not need
+    the approval beforehand: its roll-out waits for it (`planned_deployment`)."""
     if environment is None:
         found = await store.list_all(session)
     else:
@@ -259,7 +272,7 @@ async def enforce_config_change(
     now = _now()
     overridden: list[str] = []
     for policy in found:
-        overridden += _check_config(policy, principal, now, override, key, component)
+        overridden += _check_config(policy, principal, now, override, key, component, rolled_out)
     if overridden:
         await audit_store.record(
             session,
@@ -278,6 +291,7 @@ def _check_config(
     override: bool,
     key: str | None,
     component: str | None,
+    rolled_out: bool = False,
 ) -> list[str]:
     """Refuse the change or answer which of the policy's rules an admin overrode."""
     doing = f"changing configuration in {policy.environment}"
@@ -301,7 +315,7 @@ def _check_config(
             doing,
             "only admins write configuration in a protected environment",
         )
-    if policy.config_changes_need_approval:
+    if policy.config_changes_need_approval and not rolled_out:
         if not admin_override:
             raise refusal(
                 policy,

@@ -90,6 +90,34 @@ async def revisions(session: AsyncSession, component: str, environment: str) -> 
     return list((await session.execute(query)).scalars())
 
 
+async def running_targets(
+    session: AsyncSession, component: str | None, environment: str | None
+) -> list[RevisionRow]:
+    """The newest revision of every target (of `component`, in `environment`, when given)
+    that a deployment has succeeded on: what each runs, oldest target name first."""
+    newest = select(
+        RevisionRow.component,
+        RevisionRow.environment,
+        func.max(RevisionRow.revision).label("revision"),
+    ).group_by(RevisionRow.component, RevisionRow.environment)
+    if component is not None:
+        newest = newest.where(RevisionRow.component == component)
+    if environment is not None:
+        newest = newest.where(RevisionRow.environment == environment)
+    last = newest.subquery()
+    query = (
+        select(RevisionRow)
+        .join(
+            last,
+            (RevisionRow.component == last.c.component)
+            & (RevisionRow.environment == last.c.environment)
+            & (RevisionRow.revision == last.c.revision),
+        )
+        .order_by(RevisionRow.component, RevisionRow.environment)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def record(
     session: AsyncSession,
     inp: DeploymentInput,

@@ -25,7 +25,19 @@ async def delete_entry(s: System) -> Request:
     return "DELETE", "/api/v1/configuration/db.pool_size?environment=dev", None
 
 
+async def rotate_secret(s: System) -> Request:
+    resp = await s.http.put(
+        "/api/v1/configuration/db.password",
+        json={"value": "first-password", "scope": {"component": "demo"}, "secret": True},
+        headers=s.auth(),
+    )
+    assert resp.status_code == 201, resp.text
+    body = {"scope": {"component": "demo"}, "generate": {"length": 24}}
+    return "POST", "/api/v1/configuration/db.password/rotate", body
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     ("PUT", "/api/v1/configuration/{key}"): put_entry,
     ("DELETE", "/api/v1/configuration/{key}"): delete_entry,
+    ("POST", "/api/v1/configuration/{key}/rotate"): rotate_secret,
 }

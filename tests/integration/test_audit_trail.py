@@ -16,6 +16,7 @@ import pytest
 from api.app import create_app
 from core.settings import Settings
 from tests.integration import audit_scenarios_configuration, audit_scenarios_policies
+from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System, api_operations
 from tests.integration.test_components_api import DEMO
 from tests.support import wait_for
@@ -157,9 +158,9 @@ async def events(system: System) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("route", sorted(SCENARIOS), ids=lambda r: f"{r[0]} {r[1]}")
 async def test_each_mutating_route_leaves_exactly_one_audit_event(
-    make_system: Callable[..., Any], route: tuple[str, str]
+    make_system: Callable[..., Any], openbao: OpenBaoServer, route: tuple[str, str]
 ) -> None:
-    system: System = await make_system(noop=True)
+    system: System = await make_system(noop=True, vault_url=openbao.url, vault_token=openbao.token)
     created = await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
     assert created.status_code == 201
     method, url, body = await SCENARIOS[route](system)
