@@ -54,7 +54,13 @@ class Edge:
         )
         return int(shown.json()["revision"])
 
-    async def ensure(self, revision: int | None, count: int = 1, slot: str = "blue") -> SetInfo:
+    async def ensure(
+        self,
+        revision: int | None,
+        count: int = 1,
+        slot: str = "blue",
+        heartbeats: list[Any] | None = None,
+    ) -> SetInfo:
         spec = InstanceSetSpec(
             component="demo",
             environment="dev",
@@ -63,7 +69,10 @@ class Edge:
             count=count,
             config_revision=revision,
         )
-        result: SetInfo = await ActivityEnvironment().run(self.activities.ensure_instances, spec)
+        env = ActivityEnvironment()
+        if heartbeats is not None:
+            env.on_heartbeat = lambda *details: heartbeats.append(details)
+        result: SetInfo = await env.run(self.activities.ensure_instances, spec)
         return result
 
     def infra_files(self) -> list[Path]:
@@ -83,9 +92,12 @@ async def make_edge(make_system: Callable[..., Any]) -> AsyncIterator[Callable[.
     """Build an Edge against a Vault (url, token); its instances stop at the test's end."""
     built: list[tuple[Edge, Any]] = []
 
-    async def build(vault_url: str, vault_token: str) -> Edge:
+    async def build(vault_url: str, vault_token: str, vault_wait_seconds: float = 60) -> Edge:
         system: System = await make_system(
-            worker=False, vault_url=vault_url, vault_token=vault_token, vault_wait_seconds=60
+            worker=False,
+            vault_url=vault_url,
+            vault_token=vault_token,
+            vault_wait_seconds=vault_wait_seconds,
         )
         component = {"name": "demo", "runtime": DEMO_RUNTIME}
         resp = await system.http.post("/api/v1/components", json=component, headers=system.auth())
@@ -218,7 +230,8 @@ async def test_a_vault_outage_pauses_starting_and_nothing_starts_without_its_sec
         revision = await edge.put("db.password", secret, secret=True, component="demo")
         await vault.child.stop()
 
-        step = asyncio.create_task(edge.ensure(revision))
+        beats: list[Any] = []
+        step = asyncio.create_task(edge.ensure(revision, heartbeats=beats))
 
         async def waits_seen() -> int:
             return caplog.text.count("waiting for Vault")
@@ -226,6 +239,7 @@ async def test_a_vault_outage_pauses_starting_and_nothing_starts_without_its_sec
         await wait_for(waits_seen, lambda n: n >= 3, within=30, what="the step to wait for Vault")
         target = edge.provider.files("demo", "dev")
         assert not step.done()
+        assert beats, "the step must heartbeat while it waits"
         assert target_processes(target.dir) == []
         assert not target.state_file.exists()  # not even a router: nothing was started
 
@@ -240,3 +254,19 @@ async def test_a_vault_outage_pauses_starting_and_nothing_starts_without_its_sec
         assert secret not in caplog.text
     finally:
         await vault.child.stop()
+
+
+async def test_a_vault_away_longer_than_the_wait_fails_the_step_for_good_naming_the_setting(
+    make_edge: Callable[..., Any], openbao: OpenBaoServer
+) -> None:
+    edge: Edge = await make_edge(openbao.url, openbao.token, vault_wait_seconds=1)
+    revision = await edge.put("db.password", "never-started", secret=True, component="demo")
+    await openbao.stop()
+
+    with pytest.raises(ApplicationError) as failed:
+        await edge.ensure(revision)
+
+    assert failed.value.type == "DependencyUnavailable" and failed.value.non_retryable
+    assert "R2C_VAULT_WAIT_SECONDS" in str(failed.value)
+    assert "never-started" not in str(failed.value)
+    assert not edge.provider.files("demo", "dev").state_file.exists()
