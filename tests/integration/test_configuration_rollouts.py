@@ -102,6 +102,18 @@ async def test_a_failing_config_canary_rolls_back_to_the_old_configuration(
     print(f"requests failed while it ran: {report.failed} of {report.requests}")
     assert report.requests > 0
 
+    # A retry runs what the original ran, not what was configured since.
+    await put(demo, "demo_error_rate", 0)
+    resp = await demo.http.post(
+        f"/api/v1/deployments/{rollout['deployment_id']}/retry", headers=demo.auth()
+    )
+    assert resp.status_code == 202, resp.text
+    retried = resp.json()
+    assert retried["config_revision"] == change["revision"], retried
+    resp = await demo.http.post(f"/api/v1/deployments/{retried['id']}/abort", headers=demo.auth())
+    assert resp.status_code in (200, 409), resp.text
+    await until(demo, retried["id"], *FINAL, within=60)
+
 
 async def test_a_good_config_change_rolls_out_and_its_rollback_restores_the_old_revision(
     demo: System,
