@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InvalidInputError
+from core.errors import DependencyUnavailableError, InvalidInputError
 from core.models.names import env_var_problem
 from core.secrets import SecretStore
 
@@ -57,10 +57,18 @@ def key_problem(key: str) -> str | None:
 class InstanceConfig:
     """What an instance set runs with: the configuration revision (None: no configuration)
     and the rendered variables. The variables hold secret values, so they never appear in a
-    repr, and a provider keeps only the revision."""
+    repr, and a provider keeps only the revision.
+
+    `resolved=False`: Vault could not be read. The provider may keep a set that already runs
+    this revision as it is, but must start no instance: it raises `SecretsNeededError`."""
 
     revision: int | None = None
     variables: Mapping[str, str] = field(default_factory=dict, repr=False)
+    resolved: bool = True
+
+
+class SecretsNeededError(DependencyUnavailableError):
+    """An instance must start, and its configuration's secrets could not be read."""
 
 
 NO_CONFIGURATION = InstanceConfig()

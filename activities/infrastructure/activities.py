@@ -15,13 +15,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
 from activities.infrastructure.provider import InfrastructureProvider
-from core.configuration_env import NO_CONFIGURATION, InstanceConfig, render
+from core.configuration_env import (
+    NO_CONFIGURATION,
+    InstanceConfig,
+    SecretsNeededError,
+    render,
+)
 from core.db import components as component_store
 from core.db import configuration as config_store
 from core.errors import DependencyUnavailableError
 from core.models.components import Component
-from core.models.configuration import ResolvedEntry
-from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
+from core.models.infrastructure import InstanceSetSpec, InstanceState, SetInfo, TargetState
 from core.models.operations import (
     RemoveSetRequest,
     RetireRequest,
@@ -91,27 +95,45 @@ class InfrastructureActivities:
         running = [s.config_revision for s in state.sets if s.slot == spec.slot]
         return running[0] if running else None
 
-    async def _configuration(self, spec: InstanceSetSpec) -> InstanceConfig:
-        """The set's configuration, secret values included, resolved before anything starts."""
+    async def _runs_already(self, spec: InstanceSetSpec, revision: int) -> bool:
+        """Whether the slot runs `spec.count` live instances of the version and revision."""
+        state = await self.provider.state(spec.component, spec.environment)
+        for found in state.sets:
+            if found.slot == spec.slot:
+                live = [i for i in found.instances if i.state == InstanceState.RUNNING]
+                return (
+                    found.version == spec.version
+                    and found.config_revision == revision
+                    and len(live) >= spec.count
+                )
+        return False
+
+    async def _ensure(self, component: Component, spec: InstanceSetSpec) -> SetInfo:
+        """Resolve the set's configuration, secret values included, then ensure the set.
+
+        Vault unreachable: wait up to `vault_wait_seconds` (the caller heartbeats), so a Vault
+        restarted mid-rollout costs a pause, not a failure, and no instance starts without
+        its secrets. A set that already runs what is asked (a compensation restoring it, a
+        scale-down) needs no secret: it is ensured at once, without them."""
         revision = await self._revision(spec)
         if revision is None:
-            return NO_CONFIGURATION
+            return await self.provider.ensure_instances(component, spec, NO_CONFIGURATION)
         async with self.sessions() as session:
             entries = await config_store.effective(
                 session, spec.component, spec.environment, at_revision=revision
             )
-        return InstanceConfig(revision=revision, variables=await self._render(spec, entries))
-
-    async def _render(self, spec: InstanceSetSpec, entries: list[ResolvedEntry]) -> dict[str, str]:
-        """Read the secrets, waiting for an unreachable Vault up to `vault_wait_seconds` (the
-        caller heartbeats meanwhile): no instance starts without its secrets, and a Vault
-        restarted mid-rollout costs the rollout a pause, not a failure."""
         deadline = time.monotonic() + self.vault_wait_seconds
         pause = VAULT_RETRY_FIRST
         while True:
             try:
-                return await render(entries, self.secrets)
+                variables = await render(entries, self.secrets)
             except DependencyUnavailableError as err:
+                if await self._runs_already(spec, revision):
+                    try:
+                        unread = InstanceConfig(revision=revision, resolved=False)
+                        return await self.provider.ensure_instances(component, spec, unread)
+                    except SecretsNeededError:
+                        pass  # an instance died meanwhile: its replacement needs them
                 left = deadline - time.monotonic()
                 if left <= 0:
                     # Final: a retry would only wait as long again, past the bound set.
@@ -131,14 +153,16 @@ class InfrastructureActivities:
                 )
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, VAULT_RETRY_MAX)
+                continue
+            config = InstanceConfig(revision=revision, variables=variables)
+            return await self.provider.ensure_instances(component, spec, config)
 
     @activity.defn(name="ensure-instances")
     async def ensure_instances(self, spec: InstanceSetSpec) -> SetInfo:
         with domain_errors():
             component = await self._component(spec.component)
             async with heartbeating():
-                config = await self._configuration(spec)
-                result = await self.provider.ensure_instances(component, spec, config)
+                result = await self._ensure(component, spec)
             await self.mirror(spec.component, spec.environment)
             return result
 

@@ -21,7 +21,9 @@ class InfrastructureProvider(Protocol):
         """Make `spec.slot` run `spec.count` healthy instances of `spec.version`, each with
         `config.variables` in its environment. A set running another version or another
         configuration revision is replaced (refused while it serves traffic). Only the
-        revision is kept (`SetInfo.config_revision`), never the variables: they hold secrets."""
+        revision is kept (`SetInfo.config_revision`), never the variables: they hold secrets.
+        With `config.resolved` False (Vault away) a set that already runs what is asked is
+        kept as it is; anything that would start an instance raises `SecretsNeededError`."""
         ...
 
     async def set_weights(

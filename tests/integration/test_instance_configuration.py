@@ -270,3 +270,27 @@ async def test_a_vault_away_longer_than_the_wait_fails_the_step_for_good_naming_
     assert "R2C_VAULT_WAIT_SECONDS" in str(failed.value)
     assert "never-started" not in str(failed.value)
     assert not edge.provider.files("demo", "dev").state_file.exists()
+
+
+async def test_a_set_that_runs_what_is_asked_is_kept_while_vault_is_away_but_not_grown(
+    make_edge: Callable[..., Any], openbao: OpenBaoServer
+) -> None:
+    edge: Edge = await make_edge(openbao.url, openbao.token, vault_wait_seconds=2)
+    revision = await edge.put("db.password", "kept-secret", secret=True, component="demo")
+    running = await edge.ensure(revision, count=2)
+    await openbao.stop()
+
+    # A compensation restoring the set, or a scale-down, needs no secret: done at once.
+    restored = await edge.ensure(revision, count=2)
+    assert [i.pid for i in restored.instances] == [i.pid for i in running.instances]
+    shrunk = await edge.ensure(None, count=1)
+    assert [i.pid for i in shrunk.instances] == [running.instances[0].pid]
+
+    # Growing would start an instance without its secrets: the step waits, then fails.
+    with pytest.raises(ApplicationError) as failed:
+        await edge.ensure(None, count=2)
+    assert failed.value.type == "DependencyUnavailable"
+    pids = target_processes(edge.provider.files("demo", "dev").dir)
+    assert running.instances[1].pid not in pids
+    state = await edge.provider.state("demo", "dev")
+    assert [len(s.instances) for s in state.sets] == [1]

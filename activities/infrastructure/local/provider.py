@@ -29,7 +29,7 @@ from activities.infrastructure.local.state import (
     TargetFiles,
     TargetRecord,
 )
-from core.configuration_env import NO_CONFIGURATION, InstanceConfig
+from core.configuration_env import NO_CONFIGURATION, InstanceConfig, SecretsNeededError
 from core.db.tables import utcnow
 from core.errors import ConflictError, InfrastructureError, InvalidInputError
 from core.ids import instance_id
@@ -80,8 +80,15 @@ class LocalProvider:
         files = self.files(component.name, spec.environment)
         async with files.locked() as rec:
             kill_orphans(files.dir, _known_sessions(rec))
-            await self.routers.ensure(component, files, rec)
             current = rec.sets.get(spec.slot)
+            if not config.resolved and not _runs(current, spec, config):
+                raise SecretsNeededError(
+                    f"{spec.slot} of {component.name} in {spec.environment} needs instances "
+                    f"started with configuration revision {config.revision}, whose secrets "
+                    "Vault cannot give now",
+                    hint="start Vault (or check VAULT_URL) and retry",
+                )
+            await self.routers.ensure(component, files, rec)
             if current is not None and (
                 current.version != spec.version or current.config_revision != config.revision
             ):
@@ -382,6 +389,14 @@ class LocalProvider:
                 for i in s.instances
             ],
         )
+
+
+def _runs(current: SetRecord | None, spec: InstanceSetSpec, config: InstanceConfig) -> bool:
+    """Whether the set already runs `spec.count` live instances of what is asked."""
+    if current is None or current.version != spec.version:
+        return False
+    live = [i for i in current.instances if processes.alive(i.pid, i.ticks)]
+    return current.config_revision == config.revision and len(live) >= spec.count
 
 
 def _shown(revision: int | None) -> str:
