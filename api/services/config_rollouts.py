@@ -6,13 +6,16 @@ changes need approval adds its gate)."""
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import WorkflowExecutionStatus
 
 from api.gateway import Gateway
 from api.services import configuration_views as views
 from api.services.deployment_start import start_deployment
 from core.db import deployments
 from core.db.configuration import Current
-from core.errors import R2CError
+from core.db.tables import RevisionRow
+from core.errors import NotFoundError, R2CError
+from core.ids import retire_workflow_id
 from core.models.apikeys import Principal
 from core.models.config_rollouts import RolledOutEntry, RollOut, RolloutOutcome
 from core.models.configuration import Scope
@@ -44,14 +47,17 @@ class RolloutService:
         self, principal: Principal, key: str, scope: Scope, revision: int, plan: RollOut
     ) -> list[RolloutOutcome]:
         """Start a deployment of configuration `revision` on every running target `scope`
-        reaches (a scope without a component or environment reaches all of them). A target
-        that cannot start one (already being deployed: 409; a policy's refusal: 403) is listed
-        with the reason; the others still start."""
+        reaches (a scope without a component or environment reaches all of them): one a
+        deployment succeeded on and no retire stopped since. A target that cannot start one
+        (already being deployed: 409; a policy's refusal: 403) is listed with the reason; the
+        others still start."""
         targets = await deployments.running_targets(
             self.session, scope.component, scope.environment
         )
         outcomes = []
         for target in targets:
+            if await self._retired(target):
+                continue
             req = DeploymentRequest(
                 component=target.component,
                 environment=target.environment,
@@ -80,3 +86,23 @@ class RolloutService:
                 outcome.deployment_id = started.row.id
             outcomes.append(outcome)
         return outcomes
+
+    async def _retired(self, target: RevisionRow) -> bool:
+        """Whether a retire of the target (or of all the component's environments) completed
+        after its newest successful deployment: then nothing runs there to roll out to. A
+        retire leaves no row in the store, so Temporal is asked (strongly consistent)."""
+        for workflow_id in (
+            retire_workflow_id(target.component, target.environment),
+            retire_workflow_id(target.component, None),
+        ):
+            try:
+                desc = await self.gateway.describe(workflow_id)
+            except NotFoundError:
+                continue
+            if (
+                desc.status == WorkflowExecutionStatus.COMPLETED
+                and desc.close_time is not None
+                and desc.close_time > target.created_at
+            ):
+                return True
+        return False

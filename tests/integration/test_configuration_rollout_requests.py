@@ -187,3 +187,21 @@ async def test_a_deployment_runs_the_revision_it_names_and_latest_the_newest(
     assert pinned["config_revision"] == first["revision"]
     latest = await deploy(running, "demo", "prod", "v5")
     assert latest["config_revision"] == first["revision"] + 1
+
+
+async def test_a_retired_target_gets_no_roll_out_until_it_is_deployed_again(
+    running: System,
+) -> None:
+    resp = await running.http.delete(
+        "/api/v1/components/demo/environments/prod", headers=running.auth()
+    )
+    assert resp.status_code == 200, resp.text
+    scope = {"component": "demo"}
+    answer = await put(running, "feature.x", {"value": 1, "scope": scope, "roll_out": ROLLING})
+    assert targets(answer) == {("demo", "dev")}
+    for rollout in answer["rollouts"]:
+        await until(running, rollout["deployment_id"], *FINAL)
+    again = await deploy(running, "demo", "prod", "v1")
+    assert (await until(running, again["id"], *FINAL))["state"] == "succeeded"
+    answer = await put(running, "feature.x", {"value": 2, "scope": scope, "roll_out": ROLLING})
+    assert targets(answer) == {("demo", "dev"), ("demo", "prod")}
