@@ -4,13 +4,9 @@ and a secret's rotation rolls out."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-from tests.e2e.test_readme_deployments import walkthrough
+from tests.e2e.readme_walkthrough import run_walkthrough
 from tests.e2e.up_stack import UpStack
 
 
@@ -18,20 +14,7 @@ def test_the_readme_configuration_walkthrough_rolls_back_a_bad_setting_and_rotat
     up_stack: UpStack,
 ) -> None:
     up_stack.start()
-    script = walkthrough("Configuration and secrets")
-    # The only changes: where this test's stack listens and keeps its key.
-    script = script.replace("http://127.0.0.1:8080", up_stack.base_url)
-    script = script.replace(".r2c/admin.key", str(up_stack.admin_key_file))
-    env = dict(up_stack.env)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=up_stack.home.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = run_walkthrough(up_stack, "Configuration and secrets", timeout=240)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     print(out)
