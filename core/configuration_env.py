@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 RESERVED_PREFIX = "R2C_"
 # The variable an instance reads to know which configuration revision it runs.
 REVISION_VARIABLE = "R2C_CONFIG_REVISION"
+# The variable holding the path of the rendered file, for a component that asks for one.
+FILE_VARIABLE = "R2C_CONFIG_FILE"
 
 
 def env_name(key: str) -> str:
@@ -65,6 +67,9 @@ class InstanceConfig:
     revision: int | None = None
     variables: Mapping[str, str] = field(default_factory=dict, repr=False)
     resolved: bool = True
+    # key -> value (JSON values as they are, secrets read), for a component that asks for
+    # its configuration as a file (RuntimeSpec.config_file).
+    values: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 class SecretsNeededError(DependencyUnavailableError):
@@ -74,8 +79,23 @@ class SecretsNeededError(DependencyUnavailableError):
 NO_CONFIGURATION = InstanceConfig()
 
 
-async def render(entries: Iterable[ResolvedEntry], secrets: SecretStore) -> dict[str, str]:
-    """The environment variables of `entries`, secret values read from `secrets` (Vault).
+async def resolve(
+    revision: int, entries: Iterable[ResolvedEntry], secrets: SecretStore
+) -> InstanceConfig:
+    """What a set of configuration revision `revision` runs with: its variables and its
+    values (for the rendered file), each secret read from Vault once. Raises as `render`."""
+    values: dict[str, Any] = {}
+    variables = await render(entries, secrets, values)
+    return InstanceConfig(revision=revision, variables=variables, values=values)
+
+
+async def render(
+    entries: Iterable[ResolvedEntry],
+    secrets: SecretStore,
+    values: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The environment variables of `entries`, secret values read from `secrets` (Vault);
+    `values`, when given, receives each key's value as it is (key -> JSON value).
 
     Raises `DependencyUnavailableError` while Vault cannot be reached, `NotFoundError` for a
     secret version Vault no longer has, and `InvalidInputError` for an entry that cannot be a
@@ -109,4 +129,6 @@ async def render(entries: Iterable[ResolvedEntry], secrets: SecretStore) -> dict
                 hint=f"PUT /api/v1/configuration/{entry.key} with a value without it",
             )
         variables[name] = text
+        if values is not None:
+            values[entry.key] = value
     return variables

@@ -19,7 +19,7 @@ from core.configuration_env import (
     NO_CONFIGURATION,
     InstanceConfig,
     SecretsNeededError,
-    render,
+    resolve,
 )
 from core.db import components as component_store
 from core.db import configuration as config_store
@@ -126,7 +126,7 @@ class InfrastructureActivities:
         pause = VAULT_RETRY_FIRST
         while True:
             try:
-                variables = await render(entries, self.secrets)
+                config = await resolve(revision, entries, self.secrets)
             except DependencyUnavailableError as err:
                 if await self._runs_already(spec, revision):
                     try:
@@ -154,7 +154,6 @@ class InfrastructureActivities:
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, VAULT_RETRY_MAX)
                 continue
-            config = InstanceConfig(revision=revision, variables=variables)
             return await self.provider.ensure_instances(component, spec, config)
 
     @activity.defn(name="ensure-instances")

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -98,6 +98,14 @@ class RuntimeSpec(BaseModel):
     replicas: int = Field(1, ge=1, le=100)
     router_port: int | None = Field(
         None, ge=1024, le=65535, description="stable port of the router; allocated if absent"
+    )
+    config_file: Literal["json"] | None = Field(
+        None,
+        description=(
+            "also deliver the resolved configuration (key -> value, secrets included) as a "
+            "0600 JSON file whose path the instance gets in R2C_CONFIG_FILE; null: environment "
+            "variables only"
+        ),
     )
 
     @field_validator("command")

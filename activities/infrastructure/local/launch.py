@@ -13,7 +13,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from core.configuration_env import NO_CONFIGURATION, REVISION_VARIABLE, InstanceConfig
+from core.configuration_env import (
+    FILE_VARIABLE,
+    NO_CONFIGURATION,
+    REVISION_VARIABLE,
+    InstanceConfig,
+)
 from core.models.components import RuntimeSpec, fill_template
 
 # Passed on from the worker: where programs are, whose they are, language and time zone, and
@@ -50,10 +55,12 @@ def instance_env(
     values: Mapping[str, str],
     target_dir: Path,
     config: InstanceConfig = NO_CONFIGURATION,
+    config_file: Path | None = None,
 ) -> dict[str, str]:
     """Allowed worker variables < the component's env (templates) < the configuration <
     the set's overrides (literal) < R2C_INSTANCE and R2C_TARGET, which recognise the process
-    later, and R2C_CONFIG_REVISION, which tells the app (and a test) what it runs."""
+    later, R2C_CONFIG_REVISION, which tells the app (and a test) what it runs, and
+    R2C_CONFIG_FILE, the rendered file of a component that asked for one."""
     own = runtime.command[0] == "r2c"
     env = inherited_env(OWN_PROGRAM_ENV if own else ())
     env.update({k: fill_template(v, values) for k, v in runtime.env.items()})
@@ -62,6 +69,8 @@ def instance_env(
     env.update(R2C_INSTANCE=values["instance"], R2C_TARGET=str(target_dir))
     if config.revision is not None:
         env[REVISION_VARIABLE] = str(config.revision)
+    if config_file is not None:
+        env[FILE_VARIABLE] = str(config_file)
     return env
 
 

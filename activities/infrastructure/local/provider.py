@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from activities.infrastructure.local import processes
+from activities.infrastructure.local.config_files import config_path, remove_config, write_config
 from activities.infrastructure.local.launch import instance_argv, instance_env
 from activities.infrastructure.local.orphans import kill_orphans
 from activities.infrastructure.local.paths import child
@@ -107,6 +108,10 @@ class LocalProvider:
                 current = rec.sets[spec.slot] = SetRecord(
                     version=spec.version, desired=0, config_revision=config.revision
                 )
+            if component.runtime.config_file is None:
+                remove_config(files, spec.slot)
+            elif config.resolved:
+                write_config(files, spec.slot, config)
             # None: a set grown back or healed keeps the overrides it was started with.
             if spec.env_overrides is not None:
                 current.env_overrides = dict(spec.env_overrides)
@@ -157,6 +162,7 @@ class LocalProvider:
             rec.weights.pop(slot, None)
             await self.routers.publish(None, files, rec)
             await self._drain_and_stop(files, rec, removed.instances)
+            remove_config(files, slot)
 
     async def retire(self, component: str, environment: str | None = None) -> None:
         # Every path is checked before anything stops or is deleted.
@@ -248,7 +254,8 @@ class LocalProvider:
         runtime = component.runtime
         try:
             argv = instance_argv(runtime, values)
-            env = instance_env(runtime, current.env_overrides, values, files.dir, config)
+            rendered = config_path(files, slot) if runtime.config_file else None
+            env = instance_env(runtime, current.env_overrides, values, files.dir, config, rendered)
             pid, ticks = processes.start_detached(argv, env, runtime.working_dir, log_file)
         except ValueError as err:  # a template stored before templates were checked
             self.ports.release(port)
