@@ -3,14 +3,13 @@ body of a secret's rotation, and what the answer says about each roll-out starte
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.models.configuration import (
-    MAX_VALUE_BYTES,
     ConfigEntry,
+    ConfigValue,
     ConfigWrite,
     Scope,
-    encoded_size,
 )
 from core.models.deployments import RollingStrategy, Strategy
 
@@ -45,22 +44,12 @@ class Rotation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     scope: Scope = Field(default_factory=Scope, description="the scope of the secret entry")
-    value: JsonValue = Field(None, description="the new value; or ask for `generate`")
+    value: ConfigValue = Field(None, description="the new value; or ask for `generate`")
     generate: Generate | None = None
     roll_out: RollOut | None = Field(None, description="start the roll-outs of the rotation")
     description: str | None = Field(
         None, max_length=1000, description="absent: the entry's description stays"
     )
-
-    @field_validator("value")
-    @classmethod
-    def _bounded(cls, value: JsonValue) -> JsonValue:
-        size = encoded_size(value)
-        if size > MAX_VALUE_BYTES:
-            raise ValueError(
-                f"the value is {size} bytes as JSON; at most {MAX_VALUE_BYTES} are allowed"
-            )
-        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> Rotation:

@@ -19,7 +19,6 @@ from pydantic import (
     Field,
     JsonValue,
     StringConstraints,
-    field_validator,
 )
 
 from core.configuration_env import key_problem
@@ -55,6 +54,19 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+def _within_size_limit(value: JsonValue) -> JsonValue:
+    size = encoded_size(value)
+    if size > MAX_VALUE_BYTES:
+        raise ValueError(
+            f"the value is {size} bytes as JSON; at most {MAX_VALUE_BYTES} are allowed"
+        )
+    return value
+
+
+ConfigValue = Annotated[JsonValue, AfterValidator(_within_size_limit)]
+"""Any JSON value of at most MAX_VALUE_BYTES as compact JSON."""
+
+
 def secret_placeholder(version: int) -> str:
     """What every answer shows instead of a secret value."""
     return f"<secret v{version}>"
@@ -78,7 +90,7 @@ class ConfigWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: JsonValue = Field(
+    value: ConfigValue = Field(
         ..., description=f"any JSON value, at most {MAX_VALUE_BYTES} bytes encoded"
     )
     scope: Scope = Field(default_factory=Scope, description="empty: global")
@@ -86,16 +98,6 @@ class ConfigWrite(BaseModel):
         False, description="kept in Vault; answers show `<secret vN>`, never the value"
     )
     description: str = Field("", max_length=MAX_DESCRIPTION)
-
-    @field_validator("value")
-    @classmethod
-    def _bounded(cls, value: JsonValue) -> JsonValue:
-        size = encoded_size(value)
-        if size > MAX_VALUE_BYTES:
-            raise ValueError(
-                f"the value is {size} bytes as JSON; at most {MAX_VALUE_BYTES} are allowed"
-            )
-        return value
 
 
 class SecretRef(BaseModel):
