@@ -67,6 +67,25 @@ async def settled(system: System, expected: set[tuple[str | None, str | None]]) 
     )
 
 
+async def both_instances_run(
+    system: System, revision: str, greeting: str, what: str
+) -> list[dict[str, str]]:
+    """Waits until both instances of demo/dev run configuration `revision` with GREETING
+    `greeting`; their environments."""
+    return await wait_for(
+        lambda: asyncio.to_thread(instance_environments, system),
+        lambda envs: (
+            len(envs) == 2
+            and all(
+                e.get("R2C_CONFIG_REVISION") == revision and e.get("GREETING") == greeting
+                for e in envs
+            )
+        ),
+        within=30,
+        what=what,
+    )
+
+
 async def test_a_failing_config_canary_rolls_back_to_the_old_configuration(
     demo: System,
 ) -> None:
@@ -121,17 +140,7 @@ async def test_a_good_config_change_rolls_out_and_its_rollback_restores_the_old_
     first = await put(demo, "greeting", "hello")
     endpoint = await first_version(demo)
     old = str(first["revision"])
-    await wait_for(
-        lambda: asyncio.to_thread(instance_environments, demo),
-        lambda envs: (
-            len(envs) == 2
-            and all(
-                e.get("R2C_CONFIG_REVISION") == old and e.get("GREETING") == "hello" for e in envs
-            )
-        ),
-        within=30,
-        what="v1 running the first configuration",
-    )
+    await both_instances_run(demo, old, "hello", "v1 running the first configuration")
 
     change = await put(demo, "greeting", "bonjour", roll_out={"strategy": {"type": "rolling"}})
     (rollout,) = change["rollouts"]
@@ -140,17 +149,7 @@ async def test_a_good_config_change_rolls_out_and_its_rollback_restores_the_old_
     new = str(change["revision"])
     assert done["version"] == "v1" and done["config_revision"] == change["revision"]
     assert done["status"]["config_revision"] == change["revision"]
-    envs = await wait_for(
-        lambda: asyncio.to_thread(instance_environments, demo),
-        lambda envs: (
-            len(envs) == 2
-            and all(
-                e.get("R2C_CONFIG_REVISION") == new and e.get("GREETING") == "bonjour" for e in envs
-            )
-        ),
-        within=30,
-        what="the new configuration on every instance",
-    )
+    envs = await both_instances_run(demo, new, "bonjour", "the new configuration on every instance")
     assert {e["R2C_VERSION"] for e in envs if "R2C_VERSION" in e} <= {"v1"}
 
     resp = await demo.http.post(
@@ -160,16 +159,8 @@ async def test_a_good_config_change_rolls_out_and_its_rollback_restores_the_old_
     back = await until(demo, resp.json()["id"], *FINAL, within=90)
     assert back["state"] == "succeeded", back
     assert back["version"] == "v1" and back["config_revision"] == first["revision"]
-    await wait_for(
-        lambda: asyncio.to_thread(instance_environments, demo),
-        lambda envs: (
-            len(envs) == 2
-            and all(
-                e.get("R2C_CONFIG_REVISION") == old and e.get("GREETING") == "hello" for e in envs
-            )
-        ),
-        within=30,
-        what="the rollback's instances running the first configuration again",
+    await both_instances_run(
+        demo, old, "hello", "the rollback's instances running the first configuration again"
     )
     assert await versions(endpoint) == {"v1"}
     # Revisions record the configuration each ran.
