@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.deploying import FINAL, deploy, until
 from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
-from tests.support import wait_for
 
 URL = "/api/v1/configuration"
-FINAL = ("succeeded", "rolled_back", "aborted", "failed")
 ROLLING = {"strategy": {"type": "rolling"}}
 
 
@@ -31,27 +30,9 @@ async def running(make_system: Callable[..., Any], openbao: OpenBaoServer) -> Sy
         ("demo", "prod", "v1"),
         ("other", "dev", "v3"),
     ):
-        started = await deploy(system, component, environment, version)
+        started = await deploy(system, version, component=component, environment=environment)
         assert (await until(system, started["id"], *FINAL))["state"] == "succeeded"
     return system
-
-
-async def deploy(
-    system: System, component: str, environment: str, version: str, **extra: Any
-) -> dict[str, Any]:
-    body = {"component": component, "environment": environment, "version": version, **extra}
-    resp = await system.http.post("/api/v1/deployments", json=body, headers=system.auth())
-    assert resp.status_code == 202, resp.text
-    return dict(resp.json())
-
-
-async def until(system: System, deployment_id: str, *states: str) -> dict[str, Any]:
-    async def get() -> dict[str, Any]:
-        resp = await system.http.get(f"/api/v1/deployments/{deployment_id}", headers=system.auth())
-        assert resp.status_code == 200, resp.text
-        return dict(resp.json())
-
-    return await wait_for(get, lambda d: d["state"] in states, what=f"{deployment_id} {states}")
 
 
 async def put(system: System, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +76,7 @@ async def test_a_change_without_roll_out_starts_nothing(running: System) -> None
 
 async def test_a_target_already_being_deployed_is_listed_with_its_409(running: System) -> None:
     paused = {"type": "canary", "steps": [{"set_weight": 50}, {"pause": {}}]}
-    busy = await deploy(running, "demo", "dev", "v2", strategy=paused)
+    busy = await deploy(running, "v2", strategy=paused)
     await until(running, busy["id"], "paused")
     answer = await put(
         running, "feature.x", {"value": 2, "scope": {"component": "demo"}, "roll_out": ROLLING}
@@ -183,9 +164,9 @@ async def test_a_deployment_runs_the_revision_it_names_and_latest_the_newest(
 ) -> None:
     first = await put(running, "feature.x", {"value": 1, "scope": {"component": "demo"}})
     await put(running, "feature.x", {"value": 2, "scope": {"component": "demo"}})
-    pinned = await deploy(running, "demo", "dev", "v5", config=first["revision"])
+    pinned = await deploy(running, "v5", config=first["revision"])
     assert pinned["config_revision"] == first["revision"]
-    latest = await deploy(running, "demo", "prod", "v5")
+    latest = await deploy(running, "v5", environment="prod")
     assert latest["config_revision"] == first["revision"] + 1
 
 
@@ -201,7 +182,7 @@ async def test_a_retired_target_gets_no_roll_out_until_it_is_deployed_again(
     assert targets(answer) == {("demo", "dev")}
     for rollout in answer["rollouts"]:
         await until(running, rollout["deployment_id"], *FINAL)
-    again = await deploy(running, "demo", "prod", "v1")
+    again = await deploy(running, "v1", environment="prod")
     assert (await until(running, again["id"], *FINAL))["state"] == "succeeded"
     answer = await put(running, "feature.x", {"value": 2, "scope": scope, "roll_out": ROLLING})
     assert targets(answer) == {("demo", "dev"), ("demo", "prod")}
