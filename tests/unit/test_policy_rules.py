@@ -42,6 +42,18 @@ def canary(*weights: int, **extra: Any) -> DeploymentRequest:
     )
 
 
+def canary_with_approval(approval: dict[str, Any]) -> DeploymentRequest:
+    """A canary to 20 then 100 with the request's own approval step between them."""
+    own = canary(20, 100).strategy.model_dump()
+    own["steps"].insert(1, {"approval": approval})
+    return DeploymentRequest(
+        component="demo",
+        environment="prod",
+        version="2.0",
+        strategy=CanaryStrategy.model_validate(own),
+    )
+
+
 def context(req: DeploymentRequest, role: str = "operator") -> dict[str, Any]:
     return rules.deployment_context(req, "apikey:alice", role, FRIDAY_NOON)
 
@@ -262,14 +274,7 @@ def test_a_planned_request_gets_no_second_gate() -> None:
 
 
 def test_an_approval_in_the_request_that_meets_the_policy_becomes_the_policys_gate() -> None:
-    own = canary(20, 100).strategy.model_dump()
-    own["steps"].insert(1, {"approval": {"roles": ["admin"], "approvers": 3}})
-    req = DeploymentRequest(
-        component="demo",
-        environment="prod",
-        version="2.0",
-        strategy=CanaryStrategy.model_validate(own),
-    )
+    req = canary_with_approval({"roles": ["admin"], "approvers": 3})
     planned = rules.with_required_gates(TWO_OPERATORS, "prod v1", req)
     assert isinstance(planned.strategy, CanaryStrategy)
     gates = [s for s in planned.strategy.steps if isinstance(s, ApprovalStep)]
@@ -278,14 +283,7 @@ def test_an_approval_in_the_request_that_meets_the_policy_becomes_the_policys_ga
 
 
 def test_a_weaker_approval_in_the_request_does_not_satisfy_the_policy() -> None:
-    weak = canary(20, 100).strategy.model_dump()
-    weak["steps"].insert(1, {"approval": {"roles": ["viewer"], "approvers": 2}})
-    req = DeploymentRequest(
-        component="demo",
-        environment="prod",
-        version="2.0",
-        strategy=CanaryStrategy.model_validate(weak),
-    )
+    req = canary_with_approval({"roles": ["viewer"], "approvers": 2})
     planned = rules.with_required_gates(TWO_OPERATORS, "prod v1", req)
     assert isinstance(planned.strategy, CanaryStrategy)
     assert sum(isinstance(s, ApprovalStep) for s in planned.strategy.steps) == 2
