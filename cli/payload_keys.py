@@ -1,4 +1,5 @@
-"""`r2c keys ...`: the payload encryption keys of this home (`R2C_HOME/payload-keys.json`).
+"""`r2c keys ...`: the payload encryption keys of this system, wherever R2C_PAYLOAD_KEYS keeps
+them (`R2C_HOME/payload-keys.json`, or `r2c/payload-keys` in Vault).
 
 Works with the system up or down: the API and workers notice a rotation within seconds and
 encrypt with the new key from then on; every older key stays, so old histories still decrypt.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from cli.keys import _actor, _store
-from core import payload_keys
+from core import payload_key_store
 from core.db import audit
 from core.errors import R2CError
 from core.settings import Settings
@@ -23,7 +24,7 @@ def _fail(err: R2CError) -> int:
 
 def list_keys(settings: Settings) -> int:
     try:
-        ring = payload_keys.read_ring(settings.home)
+        ring = payload_key_store.read_ring(settings)
     except R2CError as err:
         return _fail(err)
     print(f"{'ID':36}  {'CREATED':20}  CURRENT")
@@ -36,7 +37,7 @@ def list_keys(settings: Settings) -> int:
 async def rotate(settings: Settings) -> int:
     """A new current key, recorded in the audit trail (the key's id, never the key)."""
     try:
-        ring = await asyncio.to_thread(payload_keys.rotate, settings.home)
+        ring = await asyncio.to_thread(payload_key_store.rotate, settings)
         async with _store(settings) as session:
             await audit.record(
                 session,
@@ -49,5 +50,6 @@ async def rotate(settings: Settings) -> int:
     except R2CError as err:
         return _fail(err)
     print(f"new current payload key {ring.current_id}; {len(ring.keys) - 1} older key(s) kept")
-    print("# running API and workers switch to it within seconds; back up payload-keys.json")
+    backup = "the Vault secret" if settings.payload_keys == "vault" else "payload-keys.json"
+    print(f"# running API and workers switch to it within seconds; back up {backup}")
     return 0

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core.errors import R2CError
 
@@ -36,6 +37,7 @@ KEY_FILE_NAME = "payload-keys.json"
 KEY_BYTES = 32  # AES-256
 RECHECK_SECONDS = 5.0
 MAX_KEYS = 1000  # a rotation a day for years; a ring larger than this is not ours
+RESTORE_HINT = "restore it from a backup; without its keys, encrypted histories cannot be read"
 
 
 class PayloadKeyFileError(R2CError):
@@ -82,7 +84,8 @@ def key_file(home: Path) -> Path:
     return home / KEY_FILE_NAME
 
 
-def _dump(ring: KeyRing) -> bytes:
+def ring_document(ring: KeyRing) -> dict[str, Any]:
+    """The ring as the JSON document both stores keep (the file, or a Vault KV value)."""
     keys = [
         {
             "id": k.id,
@@ -91,18 +94,24 @@ def _dump(ring: KeyRing) -> bytes:
         }
         for k in ring.keys
     ]
-    return json.dumps({"current": ring.current_id, "keys": keys}, indent=1).encode() + b"\n"
+    return {"current": ring.current_id, "keys": keys}
 
 
-def _parse(path: Path, raw: bytes) -> KeyRing:
+def _dump(ring: KeyRing) -> bytes:
+    return json.dumps(ring_document(ring), indent=1).encode() + b"\n"
+
+
+def parse_ring_document(where: str, doc: Any) -> KeyRing:
+    """The ring in `doc`, read from `where` (\"file PATH\", \"ring in Vault at ...\"): checked
+    whole, so a damaged ring is refused, naming where it is and never a key."""
+
     def bad(why: str) -> PayloadKeyFileError:
         return PayloadKeyFileError(
-            f"the payload key file {path} is not usable: {why}",
-            hint="restore it from a backup; without its keys, encrypted histories cannot be read",
+            f"the payload key {where} is not usable: {why}",
+            hint=RESTORE_HINT,
         )
 
     try:
-        doc = json.loads(raw)
         current = doc["current"]
         entries = doc["keys"]
         if not isinstance(current, str) or not isinstance(entries, list):
@@ -128,6 +137,18 @@ def _parse(path: Path, raw: bytes) -> KeyRing:
     if ring.find(current) is None:
         raise bad(f"the current key {current!r} is not among its keys")
     return ring
+
+
+def _parse(path: Path, raw: bytes) -> KeyRing:
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        # The message of a decoding error can quote its input: name only its kind.
+        raise PayloadKeyFileError(
+            f"the payload key file {path} is not usable: unreadable ({type(err).__name__})",
+            hint=RESTORE_HINT,
+        ) from None
+    return parse_ring_document(f"file {path}", doc)
 
 
 def read_ring(home: Path) -> KeyRing:

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         description="encrypt every Temporal payload with AES-256-GCM (keys under R2C_HOME,"
         " or in Vault)",
     )
+    payload_keys: Literal["file", "vault"] = Field(
+        "file",
+        validation_alias="R2C_PAYLOAD_KEYS",
+        description="where the payload key ring lives: `file` (R2C_HOME/payload-keys.json, the"
+        " embedded default) or `vault` (one KV v2 value, r2c/payload-keys in VAULT_KV_MOUNT of"
+        " the Vault at VAULT_URL; never on disk)",
+    )
     prometheus_url: str | None = Field(None, validation_alias="PROMETHEUS_URL")
     jaeger_endpoint: str | None = Field(None, validation_alias="JAEGER_ENDPOINT")
     temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")

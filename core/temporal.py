@@ -24,7 +24,7 @@ from temporalio.runtime import (
 
 from core.codec import EncryptionCodec
 from core.contracts import SEARCH_ATTRIBUTES
-from core.payload_keys import PayloadKeyFile
+from core.payload_key_store import open_key_source
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,12 @@ def make_runtime(metrics_bind: str | None = None) -> Runtime:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic payloads, encrypted with the key ring of `settings.home` unless
-    `payload_encryption` is off (the ring's file is created on first use)."""
+    """Pydantic payloads, encrypted with the key ring `settings.payload_keys` names (the file in
+    `settings.home`, or Vault) unless `payload_encryption` is off. The ring is created on first
+    use; a Vault that cannot be used raises here, naming Vault and R2C_PAYLOAD_KEYS."""
     if not settings.payload_encryption:
         return pydantic_data_converter
-    codec = EncryptionCodec(PayloadKeyFile(settings.home))
+    codec = EncryptionCodec(open_key_source(settings))
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 

@@ -26,7 +26,7 @@ from core.errors import (
     R2CError,
     UpstreamError,
 )
-from core.secrets import SecretStore
+from core.secrets import CheckAndSetConflictError, SecretStore, VersionedValue
 from core.settings import Settings
 from core.vault_login import TokenLogin
 
@@ -110,6 +110,66 @@ class VaultSecretStore:
         if isinstance(data, dict) and set(data) == {VALUE_KEY}:
             return data[VALUE_KEY]
         return data
+
+    def read_versioned(self, path: str) -> VersionedValue | None:
+        """`CheckAndSetStore.read_versioned`: blocking, for synchronous callers."""
+        key = _checked_path(path)
+        try:
+            answer = self._blocking(
+                lambda kv: kv.read_secret_version(
+                    path=key, mount_point=self.mount, raise_on_deleted_version=False
+                ),
+                missing=lambda: NotFoundError(f"Vault has no secret `{key}`"),
+            )
+        except NotFoundError:
+            return None
+        version = int(answer["data"]["metadata"]["version"])
+        data = answer["data"]["data"]
+        if data is None:  # the newest version was deleted (or destroyed), not the path
+            raise UpstreamError(
+                f"the newest version ({version}) of `{key}` in `{self.mount}/` was deleted",
+                hint=f"undelete it (`bao kv undelete -versions={version} {self.mount}/{key}`)",
+            )
+        if isinstance(data, dict) and set(data) == {VALUE_KEY}:
+            return VersionedValue(data[VALUE_KEY], version)
+        return VersionedValue(data, version)
+
+    def write_if_version(self, path: str, value: Any, expected_version: int) -> int:
+        """`CheckAndSetStore.write_if_version`: KV v2 check-and-set (`cas`), blocking."""
+        key = _checked_path(path)
+        _check_value(value)
+        if isinstance(expected_version, bool) or expected_version < 0:
+            raise InvalidInputError(
+                "an expected version is a whole number from 0", hint="0 creates only if absent"
+            )
+
+        def swap(kv: Any) -> Any:
+            try:
+                return kv.create_or_update_secret(
+                    path=key,
+                    secret={VALUE_KEY: value},
+                    cas=expected_version,
+                    mount_point=self.mount,
+                )
+            except vault_errors.InvalidRequest as err:
+                # Vault says a lost check-and-set with a 400 and this sentence, nothing else.
+                if "check-and-set" in str(err):
+                    return None
+                raise
+
+        answer = self._blocking(
+            swap,
+            missing=lambda: UpstreamError(
+                f"Vault has no KV v2 secrets engine at `{self.mount}/`",
+                hint="enable one (`bao secrets enable -path=MOUNT kv-v2`) or set VAULT_KV_MOUNT",
+            ),
+        )
+        if answer is None:
+            raise CheckAndSetConflictError(
+                f"`{key}` in `{self.mount}/` changed since version {expected_version} was read",
+                hint="read it again and retry",
+            )
+        return int(answer["data"]["version"])
 
     async def check(self) -> None:
         # lookup-self needs only the default policy, and fails when Vault is down, sealed,

@@ -1,0 +1,62 @@
+"""Which store holds the payload key ring, by `R2C_PAYLOAD_KEYS`: the key file under R2C_HOME
+(`file`, the embedded default) or one KV v2 value in the configured Vault (`vault`).
+
+Every process (API, workers, `r2c keys ...`) goes through here, so they all use the same ring."""
+
+from __future__ import annotations
+
+from core import payload_keys, payload_keys_vault
+from core.codec import KeySource
+from core.errors import R2CError
+from core.payload_keys import KeyRing, PayloadKeyFile, PayloadKeyFileError
+from core.payload_keys_vault import PayloadKeysUnavailableError, PayloadKeyVault
+from core.secrets import CheckAndSetStore
+from core.settings import Settings
+from core.vault import UnavailableSecretStore, VaultSecretStore, open_secret_store
+
+
+def _vault(settings: Settings) -> tuple[CheckAndSetStore, str]:
+    """The configured Vault, and how messages name the ring's place in it."""
+    store = open_secret_store(settings)
+    where = f"Vault ({settings.vault_kv_mount}/{payload_keys_vault.VAULT_KEY_PATH})"
+    if isinstance(store, UnavailableSecretStore):
+        raise PayloadKeysUnavailableError(
+            f"the payload keys (R2C_PAYLOAD_KEYS=vault) cannot be read: {store.message}",
+            hint=f"{store.hint}; or set R2C_PAYLOAD_KEYS=file to keep them under R2C_HOME",
+        )
+    assert isinstance(store, VaultSecretStore)  # the only other store open_secret_store makes
+    return store, f"{where} at {store.url}"
+
+
+def _in_vault(settings: Settings, action: str) -> KeyRing:
+    store, where = _vault(settings)
+    try:
+        if action == "rotate":
+            return payload_keys_vault.rotate(store, where)
+        return payload_keys_vault.read_ring(store, where)
+    except PayloadKeyFileError:
+        raise
+    except R2CError as err:
+        raise payload_keys_vault.unavailable(where, err) from None
+
+
+def open_key_source(settings: Settings) -> KeySource:
+    """The ring of this system for a long-running process, created on first use; raises
+    (naming Vault and R2C_PAYLOAD_KEYS) when the Vault that holds it cannot be used."""
+    if settings.payload_keys == "vault":
+        return PayloadKeyVault(*_vault(settings))
+    return PayloadKeyFile(settings.home)
+
+
+def read_ring(settings: Settings) -> KeyRing:
+    """The ring as it is now; PayloadKeyFileError if none was created yet."""
+    if settings.payload_keys == "vault":
+        return _in_vault(settings, "read")
+    return payload_keys.read_ring(settings.home)
+
+
+def rotate(settings: Settings) -> KeyRing:
+    """A fresh current key added to the ring; every older key stays. Blocking."""
+    if settings.payload_keys == "vault":
+        return _in_vault(settings, "rotate")
+    return payload_keys.rotate(settings.home)

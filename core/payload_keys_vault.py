@@ -1,0 +1,191 @@
+"""The payload key ring kept in Vault (`R2C_PAYLOAD_KEYS=vault`): one KV v2 value, never on disk.
+
+The value is the same JSON document as the key file (`core/payload_keys.py`). Several processes
+starting at once on a fresh Vault race to create it; KV v2 check-and-set decides, with no lock
+server: the ring is written with `cas=0` (only if absent), so exactly one writer wins and the
+others read the winner's ring. A rotation writes with `cas=<version read>` and, when another
+writer came first, reads again and retries, so two rotations at once both keep their key.
+
+A running process re-reads the ring every `RECHECK_SECONDS` in a background thread (the codec is
+synchronous, and a Vault round trip must not stall the event loop on every payload), and at once
+when it meets a payload under a key id it does not know, as the file ring does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from core.errors import DependencyUnavailableError, R2CError
+from core.payload_keys import (
+    MAX_KEYS,
+    RECHECK_SECONDS,
+    KeyRing,
+    PayloadKey,
+    PayloadKeyFileError,
+    new_key,
+    parse_ring_document,
+    ring_document,
+)
+from core.secrets import CheckAndSetConflictError, CheckAndSetStore, VersionedValue
+
+log = logging.getLogger("r2c.payload_keys")
+
+VAULT_KEY_PATH = "r2c/payload-keys"
+# Each attempt loses only to a writer that succeeded, so this many losses in a row means
+# something keeps rewriting the ring; stop rather than spin.
+MAX_ATTEMPTS = 50
+
+
+class PayloadKeysUnavailableError(DependencyUnavailableError):
+    """The key ring cannot be read from Vault: without it a process can neither encrypt nor
+    decrypt a Temporal payload. The message names Vault and R2C_PAYLOAD_KEYS, never a key."""
+
+    error_type = "PayloadKeysUnavailableError"
+
+
+def unavailable(where: str, err: R2CError) -> PayloadKeysUnavailableError:
+    return PayloadKeysUnavailableError(
+        f"the payload keys (R2C_PAYLOAD_KEYS=vault) cannot be read from {where}: {err.message}",
+        hint=f"{err.hint + '; ' if err.hint else ''}this process cannot encrypt or decrypt "
+        "Temporal payloads without them. Set R2C_PAYLOAD_KEYS=file only if the ring was never "
+        "in Vault: histories encrypted with Vault's keys need them",
+    )
+
+
+def _parse(where: str, found: VersionedValue) -> KeyRing:
+    return parse_ring_document(f"ring in {where}", found.value)
+
+
+def load_or_create(store: CheckAndSetStore, where: str) -> tuple[KeyRing, int]:
+    """The ring in Vault and its version, created with one fresh key if absent (race-free)."""
+    for _ in range(MAX_ATTEMPTS):
+        found = store.read_versioned(VAULT_KEY_PATH)
+        if found is not None:
+            return _parse(where, found), found.version
+        first = new_key()
+        ring = KeyRing(first.id, (first,))
+        try:
+            return ring, store.write_if_version(VAULT_KEY_PATH, ring_document(ring), 0)
+        except CheckAndSetConflictError:
+            continue  # another process created it first: its ring is the one
+    raise _too_busy(where)
+
+
+def rotate(store: CheckAndSetStore, where: str) -> KeyRing:
+    """Add a fresh current key to the ring in Vault, keeping every older one; retried on a
+    check-and-set conflict, so concurrent rotations each add their key."""
+    for _ in range(MAX_ATTEMPTS):
+        found = store.read_versioned(VAULT_KEY_PATH)
+        if found is None:
+            return load_or_create(store, where)[0]  # a first key is as new as a rotation makes
+        ring = _parse(where, found)
+        if len(ring.keys) >= MAX_KEYS:
+            raise PayloadKeyFileError(
+                f"the payload key ring in {where} already holds {MAX_KEYS} keys",
+                hint="rotate less often; old keys must stay while histories use them",
+            )
+        fresh = new_key()
+        rotated = KeyRing(fresh.id, (*ring.keys, fresh))
+        try:
+            store.write_if_version(VAULT_KEY_PATH, ring_document(rotated), found.version)
+            return rotated
+        except CheckAndSetConflictError:
+            continue  # rotated or created meanwhile: add our key to the newer ring
+    raise _too_busy(where)
+
+
+def read_ring(store: CheckAndSetStore, where: str) -> KeyRing:
+    """The ring in Vault; PayloadKeyFileError if it is absent or damaged."""
+    found = store.read_versioned(VAULT_KEY_PATH)
+    if found is None:
+        raise PayloadKeyFileError(
+            f"there is no payload key ring in {where}",
+            hint="start the API or a worker once with R2C_PAYLOAD_KEYS=vault (they create it)",
+        )
+    return _parse(where, found)
+
+
+def _too_busy(where: str) -> PayloadKeyFileError:
+    return PayloadKeyFileError(
+        f"the payload key ring in {where} changed {MAX_ATTEMPTS} times while being written",
+        hint="something keeps rewriting it; find what, then retry",
+    )
+
+
+class PayloadKeyVault:
+    """The ring in Vault for a long-running process: a `KeySource` for the codec. Construction
+    reads (or creates) the ring and raises PayloadKeysUnavailableError when Vault cannot be
+    used, so a process without keys fails at start, saying why."""
+
+    def __init__(
+        self, store: CheckAndSetStore, where: str, recheck_seconds: float = RECHECK_SECONDS
+    ) -> None:
+        self._store = store
+        self._where = where
+        self._recheck = recheck_seconds
+        self._lock = threading.Lock()
+        self._refreshing = False
+        try:
+            self._ring, self._version = load_or_create(store, where)
+        except PayloadKeyFileError:
+            raise
+        except R2CError as err:
+            raise unavailable(where, err) from None
+        self._checked = time.monotonic()
+
+    def _reload(self) -> None:
+        found = self._store.read_versioned(VAULT_KEY_PATH)
+        if found is None:
+            raise PayloadKeyFileError(
+                f"the payload key ring in {self._where} has disappeared",
+                hint="restore it from a backup; without its keys, encrypted histories cannot "
+                "be read",
+            )
+        ring = _parse(self._where, found) if found.version != self._version else None
+        with self._lock:
+            self._checked = time.monotonic()
+            if ring is not None and found.version > self._version:
+                self._ring, self._version = ring, found.version
+
+    def _reload_in_background(self) -> None:
+        try:
+            self._reload()
+        except R2CError as err:
+            # The keys held stay valid (rotation never removes one): keep using them.
+            log.warning("payload key ring not re-read from Vault: %s", err.message)
+        finally:
+            with self._lock:
+                self._checked = time.monotonic()
+                self._refreshing = False
+
+    def ring(self) -> KeyRing:
+        """The ring as of about `recheck_seconds` ago; a stale one starts a background re-read."""
+        with self._lock:
+            due = not self._refreshing and time.monotonic() - self._checked >= self._recheck
+            if due:
+                self._refreshing = True
+        if due:
+            threading.Thread(
+                target=self._reload_in_background, name="payload-key-reload", daemon=True
+            ).start()
+        return self._ring
+
+    def current(self) -> PayloadKey:
+        return self.ring().current
+
+    def find(self, key_id: str) -> PayloadKey | None:
+        """The key `key_id`, re-reading Vault first if it is not known (a rotation made by
+        another process since the last check). That read blocks, bounded by the Vault client's
+        timeout; it happens once per rotation a process has not seen yet."""
+        found = self.ring().find(key_id)
+        if found is None:
+            try:
+                self._reload()
+            except PayloadKeyFileError:
+                raise
+            except R2CError as err:
+                raise unavailable(self._where, err) from None
+            found = self._ring.find(key_id)
+        return found
