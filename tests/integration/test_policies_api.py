@@ -5,12 +5,14 @@ approvals that become gates the deployment waits for."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.services.policies import enforce_config_change
 from core.db.engine import make_engine, sessions
@@ -334,6 +336,21 @@ async def test_a_retried_deployment_gets_no_second_gate(prod: System) -> None:
 # ----------------------------------------------------------------------------- configuration
 
 
+OPERATOR = Principal(key_id="k1", name="ops", role=Role.OPERATOR)
+ADMIN = Principal(key_id="k2", name="root", role=Role.ADMIN)
+
+
+@asynccontextmanager
+async def store_session(system: System) -> AsyncIterator[AsyncSession]:
+    """A session on the system's own store, for calling a service directly."""
+    engine = make_engine(system.settings)
+    try:
+        async with sessions(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
 async def test_enforce_config_change_refuses_an_operator_on_a_protected_environment(
     prod: System,
 ) -> None:
@@ -343,26 +360,20 @@ async def test_enforce_config_change_refuses_an_operator_on_a_protected_environm
     staging = {"freeze_windows": [frozen]}
     resp = await prod.http.put("/api/v1/policies/staging", json=staging, headers=prod.auth())
     assert resp.status_code == 200
-    operator = Principal(key_id="k1", name="ops", role=Role.OPERATOR)
-    admin = Principal(key_id="k2", name="root", role=Role.ADMIN)
-    engine = make_engine(prod.settings)
-    try:
-        async with sessions(engine)() as session:
-            with pytest.raises(PermissionDeniedError) as err:
-                await enforce_config_change(session, operator, "prod", key="db.url")
-            assert err.value.details["rule"] == "protected"
-            assert err.value.details["policy"] == "prod v1"
-            await enforce_config_change(session, admin, "prod", key="db.url")
-            await enforce_config_change(session, operator, "dev", key="db.url")  # no policy
-            # A global entry reaches every environment: staging's freeze refuses it.
-            with pytest.raises(PermissionDeniedError) as frozen_err:
-                await enforce_config_change(session, admin, None, key="db.url")
-            assert frozen_err.value.details["policy"] == "staging v1"
-            assert frozen_err.value.details["rule"] == "freeze_windows[0]"
-            await enforce_config_change(session, admin, None, key="db.url", override=True)
-            await session.commit()  # the override's audit event goes with the change
-    finally:
-        await engine.dispose()
+    async with store_session(prod) as session:
+        with pytest.raises(PermissionDeniedError) as err:
+            await enforce_config_change(session, OPERATOR, "prod", key="db.url")
+        assert err.value.details["rule"] == "protected"
+        assert err.value.details["policy"] == "prod v1"
+        await enforce_config_change(session, ADMIN, "prod", key="db.url")
+        await enforce_config_change(session, OPERATOR, "dev", key="db.url")  # no policy
+        # A global entry reaches every environment: staging's freeze refuses it.
+        with pytest.raises(PermissionDeniedError) as frozen_err:
+            await enforce_config_change(session, ADMIN, None, key="db.url")
+        assert frozen_err.value.details["policy"] == "staging v1"
+        assert frozen_err.value.details["rule"] == "freeze_windows[0]"
+        await enforce_config_change(session, ADMIN, None, key="db.url", override=True)
+        await session.commit()  # the override's audit event goes with the change
     (event,) = [e for e in await audit_events(prod) if e["action"] == "policy.overridden"]
     assert event["actor"] == "apikey:root" and event["target"] == "db.url"
     assert event["detail"]["policies"] == ["staging v1: freeze_windows[0]"]
@@ -379,25 +390,19 @@ async def test_enforce_config_change_applies_the_need_for_approval_and_cel_rules
     }
     policy = {"config_changes_need_approval": True, "rules": [rule]}
     assert (await put_policy(prod, policy)).status_code == 200
-    operator = Principal(key_id="k1", name="ops", role=Role.OPERATOR)
-    admin = Principal(key_id="k2", name="root", role=Role.ADMIN)
-    engine = make_engine(prod.settings)
-    try:
-        async with sessions(engine)() as session:
-            with pytest.raises(PermissionDeniedError) as need:
-                await enforce_config_change(session, admin, "prod", key="app.mode")
-            assert need.value.details["rule"] == "config_changes_need_approval"
-            with pytest.raises(PermissionDeniedError) as op_override:
-                await enforce_config_change(session, operator, "prod", key="x", override=True)
-            assert op_override.value.details["rule"] == "config_changes_need_approval"
-            await enforce_config_change(session, admin, "prod", key="db.url", override=True)
-            # An admin's override passes the need for approval, never a rule.
-            put_back = {"rules": [rule]}
-            assert (await put_policy(prod, put_back)).status_code == 200
-            with pytest.raises(PermissionDeniedError) as by_rule:
-                await enforce_config_change(session, operator, "prod", key="db.url")
-            assert by_rule.value.details["rule"] == "rules.db-keys-for-admins"
-            assert "db.* keys are for admins" in by_rule.value.message
-            await enforce_config_change(session, operator, "prod", key="app.mode")
-    finally:
-        await engine.dispose()
+    async with store_session(prod) as session:
+        with pytest.raises(PermissionDeniedError) as need:
+            await enforce_config_change(session, ADMIN, "prod", key="app.mode")
+        assert need.value.details["rule"] == "config_changes_need_approval"
+        with pytest.raises(PermissionDeniedError) as op_override:
+            await enforce_config_change(session, OPERATOR, "prod", key="x", override=True)
+        assert op_override.value.details["rule"] == "config_changes_need_approval"
+        await enforce_config_change(session, ADMIN, "prod", key="db.url", override=True)
+        # An admin's override passes the need for approval, never a rule.
+        put_back = {"rules": [rule]}
+        assert (await put_policy(prod, put_back)).status_code == 200
+        with pytest.raises(PermissionDeniedError) as by_rule:
+            await enforce_config_change(session, OPERATOR, "prod", key="db.url")
+        assert by_rule.value.details["rule"] == "rules.db-keys-for-admins"
+        assert "db.* keys are for admins" in by_rule.value.message
+        await enforce_config_change(session, OPERATOR, "prod", key="app.mode")
