@@ -60,15 +60,27 @@ def instance_environments(system: System) -> list[dict[str, str]]:
     return [env for env in found if "R2C_INSTANCE" in env]
 
 
+class RaftVault:
+    """A raft OpenBao in `home` on `port`, stopped and started again like a real outage."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port = home, port
+        self.server = raft_vault(home, port)
+
+    async def start(self) -> None:
+        self.server = raft_vault(self.home, self.port)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.child.stop()
+
+
 @pytest.fixture
-async def vault(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    """A started raft OpenBao; the test may stop and restart it (`server` is replaced)."""
-    port = two_free_ports()
-    home = tmp_path / "vault-home"
-    held = {"server": raft_vault(home, port), "home": home, "port": port}
-    await held["server"].start()
-    yield held
-    await held["server"].child.stop()
+async def vault(tmp_path: Path) -> AsyncIterator[RaftVault]:
+    server = RaftVault(tmp_path / "vault-home", two_free_ports())
+    await server.start()
+    yield server
+    await server.stop()
 
 
 async def put(system: System, key: str, value: Any, **extra: Any) -> dict[str, Any]:
@@ -80,13 +92,12 @@ async def put(system: System, key: str, value: Any, **extra: Any) -> dict[str, A
 
 async def test_a_rollout_waits_for_a_stopped_vault_progressing_and_finishes_once_it_is_back(
     make_system: Callable[..., Any],
-    vault: dict[str, Any],
+    vault: RaftVault,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    server: EmbeddedVault = vault["server"]
     system: System = await make_system(
-        vault_url=server.url, vault_token=server.token, vault_wait_seconds=300
+        vault_url=vault.server.url, vault_token=vault.server.token, vault_wait_seconds=300
     )
     await register_demo(system)
     password = f"pw-{uuid.uuid4().hex}"
@@ -96,7 +107,7 @@ async def test_a_rollout_waits_for_a_stopped_vault_progressing_and_finishes_once
     old = await asyncio.to_thread(instance_environments, system)
     assert len(old) == 2 and all(e["DB_PASSWORD"] == password for e in old), old
 
-    await server.child.stop()
+    await vault.stop()
     stopped = time.monotonic()
     # A setting that is no secret is written without Vault; the new revision still holds
     # the password, so its instances cannot start until Vault answers again.
@@ -110,7 +121,7 @@ async def test_a_rollout_waits_for_a_stopped_vault_progressing_and_finishes_once
 
     await wait_for(
         waits_logged,
-        lambda n: n >= 4,
+        lambda n: n >= 5,
         within=60,
         what="the roll-out's step waiting for Vault",
     )
@@ -121,8 +132,7 @@ async def test_a_rollout_waits_for_a_stopped_vault_progressing_and_finishes_once
     assert {e["R2C_CONFIG_REVISION"] for e in running} == {str(first["revision"])}
     assert await versions(endpoint) == {"v1"}, "the old instances keep serving"
 
-    vault["server"] = server = raft_vault(vault["home"], vault["port"])
-    await server.start()
+    await vault.start()
     restarted = time.monotonic()
     done = await until(system, rollout["deployment_id"], *FINAL, within=120)
     finished = time.monotonic()
