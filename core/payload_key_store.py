@@ -5,6 +5,8 @@ Every process (API, workers, `r2c keys ...`) goes through here, so they all use 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from core import payload_keys, payload_keys_vault
 from core.codec import KeySource
 from core.errors import R2CError
@@ -28,14 +30,13 @@ def _vault(settings: Settings) -> tuple[CheckAndSetStore, str]:
     return store, f"{where} at {store.url}"
 
 
-def _in_vault(settings: Settings, action: str) -> KeyRing:
+def _in_vault(settings: Settings, operation: Callable[[CheckAndSetStore, str], KeyRing]) -> KeyRing:
+    """`operation` on the ring in Vault, a failure of Vault itself named as the keys' failure."""
     store, where = _vault(settings)
     try:
-        if action == "rotate":
-            return payload_keys_vault.rotate(store, where)
-        return payload_keys_vault.read_ring(store, where)
+        return operation(store, where)
     except PayloadKeyFileError:
-        raise
+        raise  # the ring itself is at fault: its message says so already
     except R2CError as err:
         raise payload_keys_vault.unavailable(where, err) from None
 
@@ -51,12 +52,12 @@ def open_key_source(settings: Settings) -> KeySource:
 def read_ring(settings: Settings) -> KeyRing:
     """The ring as it is now; PayloadKeyFileError if none was created yet."""
     if settings.payload_keys == "vault":
-        return _in_vault(settings, "read")
+        return _in_vault(settings, payload_keys_vault.read_ring)
     return payload_keys.read_ring(settings.home)
 
 
 def rotate(settings: Settings) -> KeyRing:
     """A fresh current key added to the ring; every older key stays. Blocking."""
     if settings.payload_keys == "vault":
-        return _in_vault(settings, "rotate")
+        return _in_vault(settings, payload_keys_vault.rotate)
     return payload_keys.rotate(settings.home)

@@ -20,6 +20,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from cli.openbao import bao_binary
+from core import payload_keys as file_ring
 from core.codec import KEY_ID, EncryptionCodec
 from core.db.audit import recent
 from core.db.engine import make_engine, sessions
@@ -237,6 +239,32 @@ async def test_a_system_with_keys_in_vault_encrypts_its_histories_and_keeps_no_k
     assert all(p.metadata[KEY_ID].decode() == ring.current_id for p in started_input.payloads)
     assert MARKER.encode() not in b"".join(e.SerializeToString() for e in history.events)
     _assert_no_key_under(system.settings.home, ring)
+
+
+async def test_a_key_file_put_into_vault_with_bao_becomes_the_ring_and_rotates_on(
+    openbao: OpenBaoServer, tmp_path: Path
+) -> None:
+    ring = file_ring.load_or_create(tmp_path)
+    env = {**os.environ, "BAO_ADDR": openbao.url, "BAO_TOKEN": openbao.token}
+    put = await asyncio.to_thread(
+        subprocess.run,
+        [
+            bao_binary(),
+            "kv",
+            "put",
+            "-cas=0",
+            f"secret/{VAULT_KEY_PATH}",
+            f"@{tmp_path / KEY_FILE_NAME}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert put.returncode == 0, put.stderr
+    assert read_ring(_store(openbao), WHERE) == ring
+    rotated = rotate(_store(openbao), WHERE)
+    assert rotated.keys[:1] == ring.keys and len(rotated.keys) == 2
 
 
 async def test_a_process_starting_while_vault_is_down_fails_naming_vault_and_the_setting(
