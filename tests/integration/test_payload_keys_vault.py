@@ -34,6 +34,7 @@ from core.payload_keys_vault import (
     read_ring,
     rotate,
 )
+from core.secrets import CheckAndSetConflictError, VersionedValue
 from core.settings import Settings
 from core.temporal import data_converter
 from core.vault import VaultSecretStore
@@ -88,6 +89,20 @@ def _run_all(target: Callable[..., None], *args: Any, count: int) -> None:
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
+
+
+def test_a_check_and_set_write_loses_to_a_newer_version_and_says_so(
+    openbao: OpenBaoServer,
+) -> None:
+    store = _store(openbao)
+    assert store.read_versioned("r2c/cas") is None
+    assert store.write_if_version("r2c/cas", {"n": 1}, 0) == 1
+    with pytest.raises(CheckAndSetConflictError):
+        store.write_if_version("r2c/cas", {"n": 2}, 0)  # no longer absent
+    assert store.write_if_version("r2c/cas", {"n": 2}, 1) == 2
+    with pytest.raises(CheckAndSetConflictError):
+        store.write_if_version("r2c/cas", {"n": 3}, 1)  # stale: version 2 was written since
+    assert store.read_versioned("r2c/cas") == VersionedValue({"n": 2}, 2)
 
 
 def test_processes_creating_the_ring_at_once_on_a_fresh_vault_agree_on_one_key(
