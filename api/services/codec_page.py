@@ -1,11 +1,10 @@
 """The page of `GET /codec/session`: sign in with an API key for the Temporal Web UI's codec
-calls, and the UI setting that makes the UI send the session. Static but for two URLs from the
-settings; the key goes from the form to `POST /codec/session` as JSON and is never kept here."""
+calls, and the UI setting that makes the UI send the session. Static but for two URLs (the UI,
+this codec server); the key goes from the form to `POST /codec/session` as JSON and is never kept here."""
 
 from __future__ import annotations
 
 from html import escape
-
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Codec session</title>
