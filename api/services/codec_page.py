@@ -1,6 +1,6 @@
 """The page of `GET /codec/session`: sign in with an API key for the Temporal Web UI's codec
 calls, and the UI setting that makes the UI send the session. Static but for two URLs (the UI,
-this codec server); the key goes from the form to `POST /codec/session` as JSON and is never kept here."""
+this codec server); the key goes from the form to `POST /codec/session` as JSON, never kept."""
 
 from __future__ import annotations
 
