@@ -1,6 +1,7 @@
 """Encrypted payloads end to end: what Temporal stores is ciphertext, and the codec server (the
 protocol the Temporal Web UI speaks) turns it back, for key holders only and from the UI's
-origin only. A real worker and API, on the session's real Temporal server."""
+origin only; a person in a browser signs in at /codec/session for a cookie the codec routes
+accept instead of the key. A real worker and API, on the session's real Temporal server."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 
+from api import codec_session
 from cli.processes import free_port
 from cli.temporal_server import dev_server_argv
 from core.codec import ENCODING, KEY_ID
+from core.models.apikeys import Principal, Role
 from core.payload_keys import read_ring, rotate
 from core.settings import Settings
 from tests.integration.system import System
@@ -208,3 +211,107 @@ async def test_the_embedded_ui_is_pointed_at_the_api_codec_server(
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 15)
+
+
+def browser(system: System) -> httpx.AsyncClient:
+    """A client of its own (its own cookie jar) on the system's API, as a person's browser."""
+    return httpx.AsyncClient(transport=system.http._transport, base_url=system.http.base_url)
+
+
+async def sealed_marker(system: System) -> dict[str, Any]:
+    """A payload holding MARKER, encrypted by the codec server with the admin key."""
+    original = {"data": base64.b64encode(f'"{MARKER}"'.encode()).decode()}
+    encoded = await system.http.post(
+        "/codec/encode", json={"payloads": [original]}, headers=system.auth()
+    )
+    assert encoded.status_code == 200, encoded.text
+    return dict(encoded.json())
+
+
+async def test_a_codec_session_decodes_with_its_cookie_alone(system: System) -> None:
+    viewer = await system.key("viewer", "codec-session-viewer")
+    body = await sealed_marker(system)
+    async with browser(system) as http:
+        login = await http.post("/codec/session", json={"api_key": viewer})
+        assert login.status_code == 200, login.text
+        assert login.json()["key_name"] == "codec-session-viewer"
+        assert login.json()["role"] == "viewer"
+        cookie = login.headers["set-cookie"]
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/codec", "Max-Age=28800"):
+            assert attribute.lower() in cookie.lower(), cookie
+        assert viewer not in cookie and viewer not in login.text
+        resp = await http.post("/codec/decode", json=body)
+        assert resp.status_code == 200, resp.text
+        assert MARKER.encode() in data_of(resp.json()["payloads"][0])
+
+
+async def test_a_wrong_key_opens_no_session_and_says_why(system: System) -> None:
+    async with browser(system) as http:
+        wrong = await http.post("/codec/session", json={"api_key": "r2c_nope_nope"})
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+        assert wrong.json()["error"]["type"] == "Unauthenticated"
+        for bad in ({"api_key": ""}, {"api_key": "x" * 201}, {"api_key": "k", "role": "admin"}):
+            resp = await http.post("/codec/session", json=bad)
+            assert resp.status_code == 422, resp.text
+            assert "set-cookie" not in resp.headers
+        assert (await http.post("/codec/decode", json={"payloads": []})).status_code == 401
+
+
+async def test_revoking_the_key_ends_its_codec_sessions(system: System) -> None:
+    viewer = await system.key("viewer", "codec-session-revoked")
+    async with browser(system) as http:
+        assert (await http.post("/codec/session", json={"api_key": viewer})).status_code == 200
+        assert (await http.post("/codec/decode", json={"payloads": []})).status_code == 200
+        revoke = await system.http.delete(
+            "/api/v1/apikeys/codec-session-revoked", headers=system.auth()
+        )
+        assert revoke.status_code == 200, revoke.text
+        resp = await http.post("/codec/decode", json={"payloads": []})
+        assert resp.status_code == 401
+        assert "/codec/session" in resp.json()["error"]["hint"]
+
+
+async def test_an_altered_or_expired_or_foreign_session_is_refused(system: System) -> None:
+    viewer = await system.key("viewer", "codec-session-tamper")
+    async with browser(system) as http:
+        assert (await http.post("/codec/session", json={"api_key": viewer})).status_code == 200
+        token = http.cookies[codec_session.COOKIE_NAME]
+    app = system.http._transport.app  # type: ignore[attr-defined]
+    body, signature = token.split(".")
+    principal = Principal(key_id="nothing", name="x", role=Role.VIEWER)
+    expired, _ = codec_session.issue(app.state, principal, now=0)
+    refused = {
+        "altered": f"{body}.{signature[:-1]}{'0' if signature[-1] != '0' else '1'}",
+        "expired": expired,
+        "unsigned": body,
+        "huge": "a." + "b" * 2000,
+    }
+    for what, value in refused.items():
+        resp = await system.http.post(
+            "/codec/decode",
+            json={"payloads": []},
+            headers={"Cookie": f"{codec_session.COOKIE_NAME}={value}"},
+        )
+        assert resp.status_code == 401, (what, resp.text)
+    assert codec_session.key_id_of(app.state, token) is not None
+
+
+async def test_signing_out_drops_the_session_cookie(system: System) -> None:
+    viewer = await system.key("viewer", "codec-session-out")
+    async with browser(system) as http:
+        assert (await http.post("/codec/session", json={"api_key": viewer})).status_code == 200
+        out = await http.delete("/codec/session")
+        assert out.status_code == 204
+        assert codec_session.COOKIE_NAME not in http.cookies
+        assert (await http.post("/codec/decode", json={"payloads": []})).status_code == 401
+
+
+async def test_the_session_page_offers_a_key_form_and_names_the_codec_endpoint(
+    system: System,
+) -> None:
+    page = await system.http.get("/codec/session")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'type="password"' in page.text
+    assert "http://api/codec" in page.text and system.settings.temporal_ui in page.text
+    assert "Include cross-origin credentials" in page.text
