@@ -4,14 +4,13 @@ set the UI's codec server to include credentials), and only encrypted without th
 
 from __future__ import annotations
 
-import json
 import signal
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.up_stack import UpStack
 from tests.support import wait_for_sync
@@ -34,16 +33,14 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-def ui_codec_settings(context: BrowserContext, ui_origin: str, endpoint: str) -> None:
-    """What the UI's Codec Server settings store in the browser when a person picks "use my
-    browser setting", enters `endpoint` and ticks "include cross-origin credentials"."""
-    stored = {"endpoint": endpoint, "overrideRemoteCodecConfiguration": True,
-              "includeCredentials": True, "passAccessToken": False}  # fmt: skip
-    script = "".join(
-        f"localStorage.setItem({json.dumps(name)}, {json.dumps(json.dumps(value))});"
-        for name, value in stored.items()
-    )
-    context.add_init_script(f"if (location.origin === {json.dumps(ui_origin)}) {{ {script} }}")
+def include_credentials_in_ui(page: Page, endpoint: str) -> None:
+    """The one-time clicks of docs/payload-encryption.md on the UI page shown: in the Codec
+    Server settings, use this browser's setting, the codec endpoint, include credentials."""
+    page.locator("[data-testid^=data-encoder-status]").first.click()
+    page.get_by_text("Use my browser setting and ignore").click()
+    page.fill("#data-encoder-endpoint-input", endpoint)
+    page.get_by_test_id("data-encoder-include-credentials").check()
+    page.get_by_role("button", name="Apply").click()
 
 
 def start_marked_workflow(stack: UpStack, key: str) -> str:
@@ -76,10 +73,13 @@ def viewer_key(stack: UpStack, admin: str) -> str:
     return str(resp.json()["key"])
 
 
-def open_workflow(page: Page, ui_origin: str, wf_id: str) -> int:
-    """Open the workflow's page in the UI; the status of the UI's first call to /codec/decode."""
+def open_workflow(page: Page, ui_origin: str, wf_id: str, endpoint: str) -> int:
+    """Open the workflow's page in the UI set to include credentials in its codec calls; the
+    status of the UI's first call to /codec/decode after that."""
+    page.goto(f"{ui_origin}/namespaces/default/workflows/{wf_id}")
+    include_credentials_in_ui(page, endpoint)
     with page.expect_response(lambda r: "/codec/decode" in r.url, timeout=WITHIN_MS) as decode:
-        page.goto(f"{ui_origin}/namespaces/default/workflows/{wf_id}")
+        page.reload()
     return decode.value.status
 
 
@@ -94,20 +94,18 @@ def test_the_ui_shows_decoded_input_only_to_a_signed_in_viewer(
     endpoint = f"{up_stack.base_url}/codec"
 
     signed_in = browser.new_context()
-    ui_codec_settings(signed_in, ui_origin, endpoint)
     page = signed_in.new_page()
     page.goto(f"{endpoint}/session")
     page.fill("#api-key", viewer)
     page.click("button[type=submit]")
     expect(page.locator("#status")).to_contain_text("Signed in as ui-viewer", timeout=WITHIN_MS)
-    assert open_workflow(page, ui_origin, wf_id) == 200
+    assert open_workflow(page, ui_origin, wf_id, endpoint) == 200
     expect(page.get_by_text(MARKER).first).to_be_visible(timeout=WITHIN_MS)
     signed_in.close()
 
     stranger = browser.new_context()
-    ui_codec_settings(stranger, ui_origin, endpoint)
     page = stranger.new_page()
-    assert open_workflow(page, ui_origin, wf_id) == 401
+    assert open_workflow(page, ui_origin, wf_id, endpoint) == 401
     expect(page.get_by_text(wf_id).first).to_be_visible(timeout=WITHIN_MS)
     assert MARKER not in page.content()
     stranger.close()
