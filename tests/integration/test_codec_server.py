@@ -253,8 +253,24 @@ async def test_a_wrong_key_opens_no_session_and_says_why(system: System) -> None
         for bad in ({"api_key": ""}, {"api_key": "x" * 201}, {"api_key": "k", "role": "admin"}):
             resp = await http.post("/codec/session", json=bad)
             assert resp.status_code == 422, resp.text
-            assert "set-cookie" not in resp.headers
+            assert "set-cookie" not in resp.headers and "x" * 201 not in resp.text
         assert (await http.post("/codec/decode", json={"payloads": []})).status_code == 401
+
+
+async def test_guessing_a_key_at_the_session_page_is_rate_limited_like_anywhere(
+    system: System,
+) -> None:
+    viewer = await system.key("viewer", "codec-session-guessed")
+    guess = viewer[:-4] + ("aaaa" if not viewer.endswith("aaaa") else "bbbb")
+    async with browser(system) as http:
+        statuses = [
+            (await http.post("/codec/session", json={"api_key": guess})).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [401] * 5 + [429], statuses
+        limited = await http.post("/codec/session", json={"api_key": guess})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+        assert "set-cookie" not in limited.headers
 
 
 async def test_revoking_the_key_ends_its_codec_sessions(system: System) -> None:
