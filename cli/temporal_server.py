@@ -71,6 +71,9 @@ def dev_server_argv(
         argv += ["--db-filename", str(db_file)]
     if settings.payload_encryption:
         # The UI shows payloads decrypted only through the API's codec server (api/routers/codec).
+        # The dev server has no flag for the UI's "include credentials" (it sets the endpoint
+        # only), so each browser ticks it once in the UI's Codec Server settings to send the
+        # codec session cookie (api/codec_session.py, docs/payload-encryption.md).
         argv += ["--ui-codec-endpoint", codec_endpoint(settings)]
     for key in SEARCH_ATTRIBUTES:
         argv += ["--search-attribute", f"{key.name}=Keyword"]
