@@ -74,7 +74,8 @@ def key_id_of(state: State, token: str, now: float | None = None) -> str | None:
     if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
         return None
     body, signature = token.split(".")
-    if not hmac.compare_digest(signature, _sign(_secret(state), body)):
+    # As bytes: a cookie may carry any character, and str comparison takes ASCII only.
+    if not hmac.compare_digest(signature.encode(), _sign(_secret(state), body).encode()):
         return None
     claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     if int(claims["exp"]) <= (now if now is not None else time.time()):

@@ -301,12 +301,14 @@ async def test_an_altered_or_expired_or_foreign_session_is_refused(system: Syste
         "expired": expired,
         "unsigned": body,
         "huge": "a." + "b" * 2000,
+        "not ascii": f"{body}.\u00e9{signature[1:]}",
     }
     for what, value in refused.items():
         resp = await system.http.post(
             "/codec/decode",
             json={"payloads": []},
-            headers={"Cookie": f"{codec_session.COOKIE_NAME}={value}"},
+            # Latin-1 bytes: what a browser may send, and what httpx would refuse as str.
+            headers={"Cookie": f"{codec_session.COOKIE_NAME}={value}".encode("latin-1")},
         )
         assert resp.status_code == 401, (what, resp.text)
     assert codec_session.key_id_of(app.state, token) is not None
