@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -47,3 +49,14 @@ def wait_for_sync(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}; last: {last!r}")
         time.sleep(every)
+
+
+def r2c_keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `r2c keys ARGS` in a process of its own, as a person would, with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "keys", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

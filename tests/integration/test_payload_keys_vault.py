@@ -40,7 +40,7 @@ from core.temporal import data_converter
 from core.vault import VaultSecretStore
 from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
-from tests.support import wait_for
+from tests.support import r2c_keys, wait_for
 
 WHERE = "Vault (test)"
 MARKER = "marker-vault-5d1e"
@@ -199,13 +199,7 @@ async def test_the_keys_commands_use_vault_audit_the_rotation_and_never_show_a_k
         env["POSTGRES_URL"] = settings.postgres_url
 
     def r2c(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "keys", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return r2c_keys(env, *args)
 
     missing = r2c("list")
     assert missing.returncode == 1 and "no payload key ring in Vault" in missing.stdout

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import stat
 import subprocess
-import sys
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from core.payload_keys import (
     read_ring,
     rotate,
 )
+from tests.support import r2c_keys
 
 MARKER = "marker-7f3c2a"
 
@@ -193,13 +193,7 @@ def test_the_keys_commands_rotate_and_list_ids_never_keys(tmp_path: Path) -> Non
     env.pop("POSTGRES_URL", None)
 
     def r2c(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "keys", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return r2c_keys(env, *args)
 
     missing = r2c("list")
     assert missing.returncode == 1 and "no payload key file" in missing.stdout
