@@ -20,8 +20,11 @@ from api.routers import (
     components,
     configuration,
     deployments,
+    events,
     health,
+    notifications,
     policies,
+    schedules,
     workflows,
 )
 from core.db.engine import make_engine, sessions
@@ -82,6 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
         deployments,
         configuration,
         policies,
+        schedules,
+        events,
+        notifications,
         apikeys,
         audit,
         codec,

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         description="signs list page tokens; set the same value on every API replica",
     )
 
+    # -- schedules (issue 10) -- only the schedules work edits this block
+
+    # -- events in (issue 10) -- only the events work edits this block
+
+    # -- notifications (issue 10) -- only the notifications work edits this block
+
     @model_validator(mode="before")
     @classmethod
     def _ui_actions_default(cls, data: Any) -> Any:

@@ -55,6 +55,8 @@ async def run_worker(
                     settings.prometheus_url,
                     secrets=secrets,
                     vault_wait_seconds=settings.vault_wait_seconds,
+                    client=client,
+                    settings=settings,
                 ),
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )

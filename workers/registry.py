@@ -7,23 +7,31 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio.client import Client
 
 from activities.analysis.activities import AnalysisActivities
 from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
 from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
+from activities.notifications import notification_activities
+from activities.schedules import schedule_activities
 from core.secrets import SecretStore
+from core.settings import Settings
 from workflows.deployment.background import BackgroundAnalysisWorkflow
 from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
+from workflows.notifications import NOTIFICATION_WORKFLOWS
 from workflows.retire import ComponentRetireWorkflow
+from workflows.scheduled import SCHEDULE_WORKFLOWS
 
 WORKFLOWS: Sequence[type] = (
     ComponentHealthCheckWorkflow,
     ComponentRetireWorkflow,
     DeploymentWorkflow,
     BackgroundAnalysisWorkflow,
+    *SCHEDULE_WORKFLOWS,
+    *NOTIFICATION_WORKFLOWS,
 )
 
 
@@ -35,6 +43,8 @@ def activities(
     *,
     secrets: SecretStore,
     vault_wait_seconds: float = DEFAULT_VAULT_WAIT,
+    client: Client,
+    settings: Settings,
 ) -> list[Callable[..., Any]]:
     health = HealthActivities(sessions, http)
     infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
@@ -50,4 +60,6 @@ def activities(
         infra.retire,
         analysis.measure,
         deployments.record,
+        *schedule_activities(sessions, client, settings),
+        *notification_activities(sessions, http, client, settings),
     ]

@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
+from activities.infrastructure.component_cache import ComponentCache
 from activities.infrastructure.provider import InfrastructureProvider
 from core.configuration_env import (
     NO_CONFIGURATION,
@@ -74,6 +75,7 @@ class InfrastructureActivities:
         self.sessions = sessions
         self.secrets = secrets
         self.vault_wait_seconds = vault_wait_seconds
+        self.components = ComponentCache(self._component)
 
     async def _component(self, name: str) -> Component:
         async with self.sessions() as session:
@@ -159,7 +161,7 @@ class InfrastructureActivities:
     @activity.defn(name="ensure-instances")
     async def ensure_instances(self, spec: InstanceSetSpec) -> SetInfo:
         with domain_errors():
-            component = await self._component(spec.component)
+            component = await self.components.get(spec.component, fresh=True)
             async with heartbeating():
                 result = await self._ensure(component, spec)
             await self.mirror(spec.component, spec.environment)
@@ -168,9 +170,10 @@ class InfrastructureActivities:
     @activity.defn(name="set-weights")
     async def set_weights(self, req: SetWeightsRequest) -> TargetState:
         with domain_errors():
-            component = await self._component(req.component)
-            # Weights change no instance row: the store's mirror stays as it is (rewriting it
-            # on every weight step was most of a canary's cost in the worker).
+            # A spec read within the last seconds will do (component_cache.py). Weights change
+            # no instance row: the store's mirror stays as it is (rewriting it on every weight
+            # step was most of a canary's cost in the worker).
+            component = await self.components.get(req.component)
             return await self.provider.set_weights(component, req.environment, req.weights)
 
     @activity.defn(name="read-infrastructure")

@@ -84,7 +84,12 @@ async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -
                 task_queue=settings.task_queue,
                 workflows=list(WORKFLOWS),
                 activities=activities(
-                    sessions(engine), http, NoopProvider(), secrets=open_secret_store(settings)
+                    sessions(engine),
+                    http,
+                    NoopProvider(),
+                    secrets=open_secret_store(settings),
+                    client=client,
+                    settings=settings,
                 ),
                 graceful_shutdown_timeout=timedelta(seconds=5),
             )

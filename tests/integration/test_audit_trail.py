@@ -15,7 +15,13 @@ import pytest
 
 from api.app import create_app
 from core.settings import Settings
-from tests.integration import audit_scenarios_configuration, audit_scenarios_policies
+from tests.integration import (
+    audit_scenarios_configuration,
+    audit_scenarios_events,
+    audit_scenarios_notifications,
+    audit_scenarios_policies,
+    audit_scenarios_schedules,
+)
 from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System, api_operations
 from tests.integration.test_components_api import DEMO
@@ -143,6 +149,9 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     ("DELETE", "/api/v1/orchestration/workflows/{workflow_id}"): cancel_workflow,
     **audit_scenarios_configuration.SCENARIOS,
     **audit_scenarios_policies.SCENARIOS,
+    **audit_scenarios_schedules.SCENARIOS,
+    **audit_scenarios_events.SCENARIOS,
+    **audit_scenarios_notifications.SCENARIOS,
 }
 
 
