@@ -54,6 +54,13 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in milliseconds: unlike wall time,
+    it hardly moves when other processes compete for the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def canary(component: str, version: str, n: int = 0) -> DeploymentInput:
     steps = [SetWeightStep(set_weight=w) for w in range(10, 101, 10)]
     return DeploymentInput(
@@ -89,7 +96,9 @@ async def bare(client: Client, n: int, i: int) -> float:
     return time.perf_counter() - began
 
 
-async def bench(args: argparse.Namespace, settings: Settings, worker_pid: int) -> None:
+async def bench(
+    args: argparse.Namespace, settings: Settings, worker_pid: int, server_pid: int
+) -> None:
     client = await connect(settings)
     print("payloads:", "encrypted (AES-256-GCM)" if settings.payload_encryption else "in clear")
     engine = make_engine(settings)
@@ -105,16 +114,32 @@ async def bench(args: argparse.Namespace, settings: Settings, worker_pid: int) -
     seconds, events, activities = await deploy(client, canary("noop-0", "w0", 10))  # warm-up
     await bare(client, activities, -1)
     canary_s, bare_s = [], []
+    cpu = {"canary": [0.0, 0.0], "bare": [0.0, 0.0]}  # (worker, server) milliseconds
+
+    def charge(kind: str, before: tuple[float, float]) -> None:
+        cpu[kind][0] += cpu_ms(worker_pid) - before[0]
+        cpu[kind][1] += cpu_ms(server_pid) - before[1]
+
     for run in range(args.runs):
+        before = (cpu_ms(worker_pid), cpu_ms(server_pid))
         s, events, activities = await deploy(client, canary("noop-0", f"v{run + 1}", 10))
+        charge("canary", before)
         canary_s.append(s)
+        before = (cpu_ms(worker_pid), cpu_ms(server_pid))
         bare_s.append(await bare(client, activities, run))
+        charge("bare", before)
     c, b = statistics.median(canary_s), statistics.median(bare_s)
     print(f"canary, 10 steps, no pauses: median {c * 1000:.0f} ms over {args.runs} runs;"
           f" {activities} activities, {events} history events")  # fmt: skip
     print(f"bare workflow, {activities} no-op activities: median {b * 1000:.0f} ms")
     print(f"overhead ratio canary/bare: {c / b:.2f}; per activity: canary"
           f" {c * 1000 / activities:.1f} ms, bare {b * 1000 / activities:.1f} ms")  # fmt: skip
+    (cw, cs), (bw, bs) = (
+        (v / args.runs for v in cpu["canary"]),
+        (v / args.runs for v in cpu["bare"]),
+    )
+    print(f"CPU per run: worker canary {cw:.0f} ms, bare {bw:.0f} ms (ratio {cw / bw:.2f});"
+          f" Temporal server canary {cs:.0f} ms, bare {bs:.0f} ms")  # fmt: skip
 
     # 2. Many at once through one worker.
     before, _ = rss_mb(worker_pid)
@@ -180,7 +205,7 @@ def main() -> int:
             if worker.stdout.readline().strip() != b"ready":
                 print("error: the benchmark worker did not start")
                 return 1
-            asyncio.run(bench(args, settings, worker.pid))
+            asyncio.run(bench(args, settings, worker.pid, server.pid))
         finally:
             for proc in (worker, server):
                 if proc is not None and proc.poll() is None:
