@@ -1,20 +1,192 @@
-# ruff: noqa: ARG001  (a stub until its work lands: remove this line then)
-"""Activities that deliver notifications (issue 10: notifications). Filled in by that work."""
+"""Activities that deliver notifications: read a subscription's pending messages, POST one
+(signed with a secret read from Vault here, at the edge: it never enters a workflow), record
+each attempt, and give a message up."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
+from activities.notification_messages import slack_body, standard_webhook
+from core.db import notifications as store
+from core.db.notifications_tables import AttemptRow, OutboxRow, SubscriptionRow
+from core.db.tables import utcnow
+from core.models.notifications import (
+    DELIVER_ACTIVITY,
+    GIVE_UP_ACTIVITY,
+    PENDING_ACTIVITY,
+    URL_REFUSED,
+    DeliverRequest,
+    GiveUpRequest,
+    NotificationStatus,
+    PendingBatch,
+    PendingMessage,
+    PendingRequest,
+)
+from core.notification_urls import UrlRefused, check_resolved
+from core.secrets import SecretStore
 from core.settings import Settings
+from core.vault import open_secret_store
+
+EXCERPT = 200
+
+
+def _excerpt(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text[:EXCERPT])
+
+
+class NotificationActivities:
+    """Holds the store's sessions, one HTTP client and Vault (for the signing secrets)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        http: httpx.AsyncClient,
+        secrets: SecretStore,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._http = http
+        self._secrets = secrets
+        self._settings = settings
+
+    @activity.defn(name=PENDING_ACTIVITY)
+    async def pending(self, req: PendingRequest) -> PendingBatch:
+        """The subscription's next messages in order, with the retry settings of this worker."""
+        s = self._settings
+        window = timedelta(seconds=s.notification_give_up_seconds)
+        async with self._sessions() as session:
+            if await store.find(session, req.subscription_id) is None:
+                return PendingBatch(exists=False)
+            rows = await store.pending(session, req.subscription_id, req.limit)
+        return PendingBatch(
+            exists=True,
+            messages=[
+                PendingMessage(
+                    outbox_id=r.id, sequence=r.sequence, deliver_by=r.created_at + window
+                )
+                for r in rows
+            ],
+            initial_interval_seconds=s.notification_retry_initial_seconds,
+            max_interval_seconds=s.notification_retry_max_seconds,
+        )
+
+    @activity.defn(name=DELIVER_ACTIVITY)
+    async def deliver(self, req: DeliverRequest) -> None:
+        """POST the message once; raise (so Temporal retries with backoff) unless it is
+        accepted (2xx). A message already delivered, or of a deleted subscription, is done."""
+        async with self._sessions() as session:
+            message = await store.message(session, req.outbox_id)
+            sub = await store.find(session, req.subscription_id)
+        if message is None or sub is None or message.status != NotificationStatus.PENDING:
+            return
+        started = time.monotonic()
+        status_code: int | None = None
+        excerpt: str | None = None
+        error: str | None = None
+        try:
+            await check_resolved(
+                sub.url, allow_private=self._settings.notifications_private_allowed
+            )
+            body, headers = await self._request(sub, message)
+            resp = await self._http.post(
+                sub.url,
+                content=body,
+                headers=headers,
+                timeout=self._settings.notification_timeout_seconds,
+                follow_redirects=False,  # a redirect could lead past the address check
+            )
+            status_code, excerpt = resp.status_code, _excerpt(resp.text)
+        except UrlRefused as err:
+            error = f"refused receiver: {err}"
+        except (httpx.HTTPError, OSError) as err:
+            error = f"{type(err).__name__}: {err}"[:500] or type(err).__name__
+        accepted = status_code is not None and 200 <= status_code < 300
+        outcome = "delivered" if accepted else ("refused" if status_code else "error")
+        async with self._sessions() as session:
+            await self._record(
+                session, message.id, sub.id, outcome, status_code, excerpt, error, started
+            )
+        if accepted:
+            return
+        if error is not None and error.startswith("refused receiver"):
+            raise ApplicationError(error, type=URL_REFUSED, non_retryable=True)
+        raise ApplicationError(
+            f"the receiver answered {status_code}" if status_code else str(error),
+            type="ReceiverNotAccepting",
+        )
+
+    async def _request(
+        self, sub: SubscriptionRow, message: OutboxRow
+    ) -> tuple[bytes, dict[str, str]]:
+        if sub.format == "slack":
+            return slack_body(message.id, message.payload)
+        if sub.secret_path is None:  # cannot happen through the API; refuse to send unsigned
+            raise UrlRefused("the subscription has no signing secret")
+        secret = (await self._secrets.read(sub.secret_path))["signing_secret"]
+        return standard_webhook(message.id, message.payload, str(secret), utcnow())
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        outbox_id: str,
+        subscription_id: str,
+        outcome: str,
+        status_code: int | None,
+        excerpt: str | None,
+        error: str | None,
+        started: float,
+    ) -> None:
+        """The attempt, and the message's new state, in one transaction."""
+        now = utcnow()
+        session.add(
+            AttemptRow(
+                subscription_id=subscription_id,
+                outbox_id=outbox_id,
+                attempt=activity.info().attempt,
+                at=now,
+                outcome=outcome,
+                status_code=status_code,
+                error=error[:500] if error else None,
+                response_excerpt=excerpt,
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        )
+        row = await store.message(session, outbox_id)
+        if row is not None:
+            row.attempts += 1
+            if outcome == "delivered":
+                row.status, row.finished_at = NotificationStatus.DELIVERED.value, now
+        await session.commit()
+
+    @activity.defn(name=GIVE_UP_ACTIVITY)
+    async def give_up(self, req: GiveUpRequest) -> None:
+        """Mark the message failed (kept, with the reason), so the next one may go."""
+        async with self._sessions() as session:
+            row = await store.message(session, req.outbox_id)
+            if row is not None and row.status == NotificationStatus.PENDING:
+                row.status, row.reason, row.finished_at = (
+                    NotificationStatus.FAILED.value,
+                    req.reason[:500],
+                    utcnow(),
+                )
+                await session.commit()
 
 
 def notification_activities(
-    sessions: async_sessionmaker[Any], http: httpx.AsyncClient, client: Client, settings: Settings
+    sessions: async_sessionmaker[Any],
+    http: httpx.AsyncClient,
+    client: Client,  # noqa: ARG001 - the registry's hook passes it; delivery wakes nobody
+    settings: Settings,
 ) -> list[Callable[..., Any]]:
     """The activities the worker registers for notifications."""
-    return []
+    acts = NotificationActivities(sessions, http, open_secret_store(settings), settings)
+    return [acts.pending, acts.deliver, acts.give_up]

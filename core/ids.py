@@ -25,6 +25,11 @@ def retire_workflow_id(component: str, environment: str | None) -> str:
     return f"{RETIRE_PREFIX}{component}:{environment or ALL_ENVIRONMENTS}"
 
 
+def notification_workflow_id(subscription_id: str) -> str:
+    """One delivery workflow per subscription: its messages leave one at a time, in order."""
+    return f"{SYSTEM_PREFIX}notify:{subscription_id}"
+
+
 def instance_id(component: str, environment: str, slot: str, number: int) -> str:
     """Unique across targets: `demo.staging.blue.3`."""
     return f"{component}.{environment}.{slot}.{number}"

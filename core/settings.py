@@ -144,6 +144,48 @@ class Settings(BaseSettings):
     # -- events in (issue 10) -- only the events work edits this block
 
     # -- notifications (issue 10) -- only the notifications work edits this block
+    notifications_allow_private: bool | None = Field(
+        None,
+        validation_alias="R2C_NOTIFICATIONS_ALLOW_PRIVATE",
+        description="notifications may go to loopback and private addresses (default: in"
+        " development only); link-local and metadata addresses are always refused",
+    )
+    notification_retry_initial_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        validation_alias="R2C_NOTIFICATION_RETRY_INITIAL_SECONDS",
+        description="the first wait before a notification is sent again; it doubles each time",
+    )
+    notification_retry_max_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        validation_alias="R2C_NOTIFICATION_RETRY_MAX_SECONDS",
+        description="the longest wait between two attempts of a notification",
+    )
+    notification_give_up_seconds: float = Field(
+        86400.0,
+        ge=60,
+        le=7 * 86400,
+        validation_alias="R2C_NOTIFICATION_GIVE_UP_SECONDS",
+        description="a notification not accepted this long after its event is marked failed"
+        " and the next one goes",
+    )
+    notification_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        validation_alias="R2C_NOTIFICATION_TIMEOUT_SECONDS",
+        description="how long one POST to a receiver may take",
+    )
+
+    @property
+    def notifications_private_allowed(self) -> bool:
+        """Whether loopback and private receivers are allowed (development: yes)."""
+        if self.notifications_allow_private is None:
+            return self.env == "development"
+        return self.notifications_allow_private
 
     @model_validator(mode="before")
     @classmethod

@@ -49,7 +49,7 @@ def activities(
     health = HealthActivities(sessions, http)
     infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
     analysis = AnalysisActivities(provider, http, prometheus_url)
-    deployments = DeploymentActivities(sessions)
+    deployments = DeploymentActivities(sessions, client)
     return [
         health.list_health_targets,
         health.probe_component,
