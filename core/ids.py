@@ -35,5 +35,14 @@ def instance_id(component: str, environment: str, slot: str, number: int) -> str
     return f"{component}.{environment}.{slot}.{number}"
 
 
+SCHEDULE_PREFIX = f"{SYSTEM_PREFIX}schedule:"
+
+
+def schedule_id(name: str) -> str:
+    """A schedule's Temporal id, and the id its runs start with (Temporal appends the time):
+    under the system prefix, so no caller can start a workflow that passes for a scheduled run."""
+    return f"{SCHEDULE_PREFIX}{name}"
+
+
 def is_reserved(workflow_id: str) -> bool:
     return workflow_id.startswith(RESERVED_PREFIXES)

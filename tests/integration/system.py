@@ -102,7 +102,9 @@ async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -
 
 async def terminate_leftovers(system: System) -> None:
     """A workflow a failed test left running must not block the next test: workflow ids
-    such as deploy:<component>:<environment> are shared by every test on the server."""
+    such as deploy:<component>:<environment> are shared by every test on the server.
+    The test's schedules go first, so none starts another run after this."""
+    await _delete_schedules(system)
     query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
     try:
         async for execution in system.temporal.list_workflows(
@@ -110,6 +112,24 @@ async def terminate_leftovers(system: System) -> None:
         ):
             handle = system.temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
             await handle.terminate(reason="test teardown")
+    except Exception:  # a test that broke Temporal on purpose: nothing to clean
+        pass
+
+
+async def _delete_schedules(system: System) -> None:
+    """Schedules are not workflows: delete those whose runs go to this test's task queue,
+    or they fire for ever."""
+    queue = system.settings.task_queue
+    try:
+        async for entry in await system.temporal.list_schedules(rpc_timeout=timedelta(seconds=2)):
+            handle = system.temporal.get_schedule_handle(entry.id)
+            try:
+                desc = await handle.describe(rpc_timeout=timedelta(seconds=2))
+            except Exception:  # deleted by the test itself since the list was made
+                continue
+            action = desc.raw_description.schedule.action.start_workflow
+            if action.task_queue.name == queue:
+                await handle.delete(rpc_timeout=timedelta(seconds=2))
     except Exception:  # a test that broke Temporal on purpose: nothing to clean
         pass
 
