@@ -10,11 +10,18 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
+from temporalio.client import Client
 
+from core import notify
+from core.db import health as health_store
 from core.db.tables import ComponentRow, InstanceRow
 from core.models.components import RuntimeSpec
 from core.models.health import (
     ComponentHealth,
+    Condition,
+    HealthChange,
+    HealthRecordRequest,
+    HealthRecordResult,
     HealthState,
     HealthTarget,
     InstanceHealth,
@@ -24,11 +31,18 @@ from core.models.health import (
 
 
 class HealthActivities:
-    """Activities of the health check; they hold the store's sessions and one HTTP client."""
+    """Activities of the health check; they hold the store's sessions, one HTTP client, and
+    the Temporal client that wakes notification deliveries (none: nobody is woken)."""
 
-    def __init__(self, sessions: async_sessionmaker[Any], http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[Any],
+        http: httpx.AsyncClient,
+        client: Client | None = None,
+    ) -> None:
         self._sessions = sessions
         self._http = http
+        self._client = client
 
     @activity.defn(name="list-health-targets")
     async def list_health_targets(self, req: TargetQuery) -> list[HealthTarget]:
@@ -104,3 +118,37 @@ class HealthActivities:
             latency_ms=latency,
             error=None if ok else f"HTTP {resp.status_code}",
         )
+
+    @activity.defn(name="record-component-health")
+    async def record_component_health(self, req: HealthRecordRequest) -> HealthRecordResult:
+        """Turn a round into per-component states. A component that becomes unhealthy, or
+        healthy again after being unhealthy, emits its event in the same transaction; a retry
+        finds the state already there and emits nothing twice."""
+        async with self._sessions() as session:
+            result = await health_store.record_round(session, req)
+            woken: list[str] = []
+            for change in result.changes:
+                event_type = transition_event(change)
+                if event_type is not None:
+                    woken += await notify.emit(
+                        session,
+                        event_type,
+                        event_id=f"{event_type}:{change.component}:{change.since.isoformat()}",
+                        subject=change.component,
+                        data=change.model_dump(mode="json"),
+                        component=change.component,
+                    )
+            await session.commit()
+        if woken and self._client is not None:
+            await notify.wake(self._client, sorted(set(woken)))
+        return result
+
+
+def transition_event(change: HealthChange) -> str | None:
+    """The notification a change of state is worth: entering `unhealthy` from anything else,
+    or `healthy` straight after `unhealthy`. Components coming and going (unknown) are not."""
+    if change.state is Condition.UNHEALTHY:
+        return "component.unhealthy"
+    if change.state is Condition.HEALTHY and change.previous is Condition.UNHEALTHY:
+        return "component.recovered"
+    return None

@@ -9,6 +9,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from api.app import create_app
+from api.metrics import watch_component_health
 from core.db.migrate import upgrade
 from core.settings import Settings
 
@@ -19,6 +20,7 @@ async def serve(settings: Settings) -> None:
     """Apply migrations, start the metrics endpoint, and serve until SIGTERM or SIGINT."""
     await asyncio.to_thread(upgrade, settings)
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+    watch_component_health(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

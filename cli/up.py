@@ -27,6 +27,7 @@ from cli.openbao import EmbeddedVault, OpenBaoStartError, cluster_port, embedded
 from cli.processes import Child, environ_with, port_in_use
 from cli.temporal_server import dev_server, wait_until_serving
 from core.db.migrate import upgrade
+from core.default_schedules import HEALTH_CHECK_SCHEDULE_ID
 from core.settings import Settings
 
 log = logging.getLogger("r2c.up")
@@ -232,6 +233,7 @@ class Supervisor:
         ]
         if s.worker_metrics_port:
             lines.append(f"  worker metrics http://{s.host}:{s.worker_metrics_port}/metrics")
+        lines.append(f"  health check   {_health_check_line(s)}")
         lines += [
             f"  admin API key  {key_file}" + (" (new)" if created else ""),
             f"  state          {self.home}",
@@ -311,6 +313,14 @@ class Supervisor:
             await child.stop()
         for server in self._servers():
             await server.stop()
+
+
+def _health_check_line(settings: Settings) -> str:
+    """The default schedule the worker made before it said ready (core/default_schedules)."""
+    every = settings.health_check_every_seconds
+    if not every:
+        return "off (health_check_every_seconds is 0)"
+    return f"every {every}s (Temporal schedule {HEALTH_CHECK_SCHEDULE_ID})"
 
 
 async def run_up(settings: Settings) -> int:

@@ -141,6 +141,24 @@ class Settings(BaseSettings):
 
     # -- schedules (issue 10) -- only the schedules work edits this block
 
+    # -- component health (issue 10) -- only the component health work edits this block
+    health_check_every_seconds: int = Field(
+        60,
+        ge=0,
+        le=86_400,
+        validation_alias="R2C_HEALTH_CHECK_EVERY_SECONDS",
+        description="how often the default schedule r2c:schedule:health-check probes every"
+        " component (created or updated by `r2c worker` and so by `r2c up`); 0 removes it."
+        " At least 5 seconds: each run is a workflow with its own history",
+    )
+
+    @field_validator("health_check_every_seconds")
+    @classmethod
+    def _health_check_interval(cls, value: int) -> int:
+        if 0 < value < 5:
+            raise ValueError("0 (no default health check) or at least 5 seconds")
+        return value
+
     # -- events in (issue 10) -- only the events work edits this block
 
     # -- notifications (issue 10) -- only the notifications work edits this block

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.infrastructure.activities import InfrastructureActivities
@@ -18,6 +19,7 @@ from activities.infrastructure.local import processes
 from activities.infrastructure.local.provider import LocalProvider
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
+from core.default_schedules import ensure_default_schedules
 from core.secrets import SecretStore
 from core.settings import Settings
 from core.temporal import connect, ensure_search_attributes, make_runtime
@@ -28,15 +30,23 @@ log = logging.getLogger("r2c.worker")
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event, ready_file: Path | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    ready_file: Path | None = None,
+    *,
+    default_schedules: bool = False,
 ) -> None:
-    """Serve the task queue until `stop` is set, then shut down gracefully."""
+    """Serve the task queue until `stop` is set, then shut down gracefully. With
+    `default_schedules` (the worker process), first make the system's own schedules match the
+    settings; in-process test workers share one Temporal server and leave them alone."""
     await asyncio.to_thread(upgrade, settings)
     # The SDK's own metrics get their own port, apart from the app's metrics port.
     port = settings.worker_metrics_port
     runtime = make_runtime(f"{settings.host}:{port}" if port else None)
     client = await connect(settings, runtime=runtime)
     await ensure_search_attributes(client)
+    if default_schedules:
+        await _ensure_default_schedules(client, settings)
     engine = make_engine(settings)
     try:
         async with httpx.AsyncClient() as http:
@@ -88,6 +98,15 @@ async def _recover(
         await infra.mirror(component, environment)
 
 
+async def _ensure_default_schedules(client: Client, settings: Settings) -> None:
+    # A schedule that cannot be made now must not keep the worker from serving deployments;
+    # the next start tries again.
+    try:
+        await ensure_default_schedules(client, settings)
+    except Exception as err:
+        log.error("default schedules not ensured: %s", err)
+
+
 async def _reap_children() -> None:
     """Instances this worker started and that exited must not linger as zombies."""
     while True:
@@ -102,7 +121,7 @@ async def serve(settings: Settings, ready_file: Path | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_worker(settings, stop, ready_file)
+        await run_worker(settings, stop, ready_file, default_schedules=True)
     except (Exception, asyncio.CancelledError) as err:
         # A fatal worker error (Temporal gone for good, say) surfaces here, sometimes as a
         # cancellation of our own task; either way the process ends and its supervisor decides.

@@ -46,13 +46,14 @@ def activities(
     client: Client,
     settings: Settings,
 ) -> list[Callable[..., Any]]:
-    health = HealthActivities(sessions, http)
+    health = HealthActivities(sessions, http, client)
     infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
     analysis = AnalysisActivities(provider, http, prometheus_url)
     deployments = DeploymentActivities(sessions, client)
     return [
         health.list_health_targets,
         health.probe_component,
+        health.record_component_health,
         infra.ensure_instances,
         infra.set_weights,
         infra.read_state,

@@ -1,7 +1,9 @@
 """`component-health-check`: probe every component with running instances, in parallel.
 
 One round by default; with `rounds` > 1 it becomes a watch that probes every
-`interval_seconds`, continuing as new when the history grows long.
+`interval_seconds`, continuing as new when the history grows long. Each round ends by
+recording per-component health states in the store (runs started before that step existed
+replay without it: `RECORD_HEALTH_PATCH`).
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ with workflow.unsafe.imports_passed_through():
         ComponentHealth,
         HealthCheckInput,
         HealthCheckProgress,
+        HealthRecordRequest,
         HealthReport,
         HealthRound,
         HealthState,
         TargetQuery,
     )
-    from workflows.retry import PROBE
+    from workflows.retry import PROBE, QUICK
 
 # Probes answer "unhealthy" themselves; a retry only covers the activity itself failing.
+
+RECORD_HEALTH_PATCH = "record-component-health"
 
 
 class HealthWatchState(HealthCheckInput):
@@ -100,6 +105,17 @@ class ComponentHealthCheckWorkflow:
 
         components = list(await asyncio.gather(*(probe(i) for i in range(len(targets)))))
         result = HealthRound(round=number, checked_at=workflow.now(), components=components)
+        if workflow.patched(RECORD_HEALTH_PATCH):
+            self._progress.phase = "recording"
+            await workflow.execute_activity_method(
+                HealthActivities.record_component_health,
+                HealthRecordRequest(
+                    round=result, components=req.components, environment=req.environment
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK,
+                summary="record component health states",
+            )
         self._progress.last = result
         workflow.set_current_details(_details(result))
         return result

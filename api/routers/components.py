@@ -33,13 +33,16 @@ async def create_component(
 async def list_components(
     principal: Viewer, service: ComponentsDep, owner: Annotated[str | None, Query()] = None
 ) -> list[Component]:
-    """Every registered component, by name; `runtime.env` values are shown to admins only."""
+    """Every registered component, by name, with its `health`; `runtime.env` values are shown
+    to admins only."""
     return await service.all(principal, owner)
 
 
 @router.get("/{component_id}", response_model=Component)
 async def get_component(component_id: str, principal: Viewer, service: ComponentsDep) -> Component:
-    """One component, by id or by name; `runtime.env` values are shown to admins only."""
+    """One component, by id or by name, with its `health` as the last health check found it
+    (`unknown` while none of its instances runs); `runtime.env` values are shown to admins
+    only."""
     return await service.get(principal, component_id)
 
 

@@ -15,6 +15,7 @@ from api.schemas import InstanceView
 from api.services import audit, exclusion, redaction
 from core.contracts import RETIRE_WORKFLOW
 from core.db import components as store
+from core.db import health as health_store
 from core.errors import (
     ConflictError,
     DependencyUnavailableError,
@@ -24,6 +25,7 @@ from core.errors import (
 from core.ids import retire_workflow_id
 from core.models.apikeys import Principal
 from core.models.components import Component, ComponentSpec
+from core.models.health import NOT_CHECKED
 from core.models.operations import RetireRequest, RetireResult
 
 RETIRE_WAIT_SECONDS = 60
@@ -50,15 +52,25 @@ class ComponentService:
         """Register a component; a taken name is a 409."""
         component = await store.create(self.session, spec)
         await audit.commit(self.session, principal, "component.created", component.name)
-        return component
+        return component.model_copy(update={"health": NOT_CHECKED})
 
     async def all(self, principal: Principal, owner: str | None) -> list[Component]:
         found = await store.list_all(self.session, owner=owner)
-        return [redaction.component(c, principal) for c in found]
+        healths = await health_store.statuses(self.session)
+        return [
+            redaction.component(
+                c.model_copy(update={"health": healths.get(c.id, NOT_CHECKED)}), principal
+            )
+            for c in found
+        ]
 
     async def get(self, principal: Principal, ref: str) -> Component:
+        """The component with its health as the last health check recorded it."""
         row = await store.get_row(self.session, ref)
-        return redaction.component(store.to_model(row), principal)
+        health = await health_store.status(self.session, row.id)
+        return redaction.component(
+            store.to_model(row).model_copy(update={"health": health}), principal
+        )
 
     async def instances(self, ref: str) -> list[InstanceView]:
         row = await store.get_row(self.session, ref)
@@ -90,7 +102,8 @@ class ComponentService:
             component.name,
             revision=component.revision,
         )
-        return component
+        health = await health_store.status(self.session, row.id)
+        return component.model_copy(update={"health": health})
 
     async def delete(self, principal: Principal, ref: str) -> None:
         """Stop the component's instances and routers everywhere, then remove it; 409 while a

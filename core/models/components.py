@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.models.health import ComponentHealthStatus
 from core.models.names import ComponentName
 
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
@@ -200,3 +201,8 @@ class Component(ComponentSpec):
     created_at: datetime
     updated_at: datetime
     revision: int = Field(description="increases by one on every change")
+    health: ComponentHealthStatus | None = Field(
+        None,
+        description="the last health check's verdict (`state`, `since`, `checked_at`,"
+        " `reason`); answered by the API, absent elsewhere",
+    )

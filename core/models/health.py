@@ -101,3 +101,57 @@ class HealthCheckProgress(BaseModel):
 
 
 HealthTarget.model_rebuild()
+
+
+# --------------------------------------------------------------------------- component health
+# What the rounds leave behind: one state per component, kept in the store (issue 10).
+
+
+class Condition(StrEnum):
+    """A component's health as the store keeps it between rounds. A degraded round (some
+    instances fail) counts as unhealthy; `unknown` means no instance of it runs."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class ComponentHealthStatus(BaseModel):
+    """`health` of a component in the API: its state, and since when."""
+
+    state: Condition = Field(description="healthy, unhealthy, or unknown (nothing runs)")
+    since: datetime | None = Field(
+        None, description="when it entered this state; null until the first health check"
+    )
+    checked_at: datetime | None = Field(None, description="the last health check's round")
+    reason: str | None = Field(None, description="what the last round found")
+
+
+NOT_CHECKED = ComponentHealthStatus(state=Condition.UNKNOWN, reason="not checked yet")
+
+
+class HealthRecordRequest(BaseModel):
+    """A finished round and the scope it covered, to turn into per-component states.
+
+    `components` empty means the round covered every component: one found without running
+    instances is then `unknown`. A round of one environment records nothing (a component's
+    state is about all of its instances)."""
+
+    round: HealthRound
+    components: list[str] = Field(default_factory=list)
+    environment: str | None = None
+
+
+class HealthChange(BaseModel):
+    """One component whose state changed in a round."""
+
+    component: str
+    previous: Condition | None
+    state: Condition
+    since: datetime
+    reason: str
+
+
+class HealthRecordResult(BaseModel):
+    recorded: int = Field(description="components whose state the round wrote")
+    changes: list[HealthChange]

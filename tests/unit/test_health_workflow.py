@@ -17,6 +17,8 @@ from temporalio.worker import Worker
 from core.models.health import (
     ComponentHealth,
     HealthCheckInput,
+    HealthRecordRequest,
+    HealthRecordResult,
     HealthReport,
     HealthState,
     HealthTarget,
@@ -58,6 +60,11 @@ async def fake_probe(target: HealthTarget) -> ComponentHealth:
     )
 
 
+@activity.defn(name="record-component-health")
+async def fake_record(req: HealthRecordRequest) -> HealthRecordResult:
+    return HealthRecordResult(recorded=len(req.round.components), changes=[])
+
+
 @activity.defn(name="probe-component")
 async def broken_probe(target: HealthTarget) -> ComponentHealth:
     raise RuntimeError(f"probe of {target.component} crashed")
@@ -79,7 +86,7 @@ async def _run(client: Client, req: HealthCheckInput, probe: object = fake_probe
         client,
         task_queue=queue,
         workflows=[ComponentHealthCheckWorkflow],
-        activities=[fake_targets, probe],
+        activities=[fake_targets, probe, fake_record],
     ):
         return await client.execute_workflow(
             ComponentHealthCheckWorkflow.run,
