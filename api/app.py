@@ -25,6 +25,7 @@ from api.routers import (
     notifications,
     policies,
     schedules,
+    webhooks,
     workflows,
 )
 from core.db.engine import make_engine, sessions
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         policies,
         schedules,
         events,
+        webhooks,
         notifications,
         apikeys,
         audit,

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.errors import error_body
 
 PROTECTED_PREFIX = "/api/v1/"
+# Webhook deliveries carry a signature instead of a key; their route checks it (401 if wrong).
+SIGNED_PREFIXES = ("/api/v1/webhooks/",)
 
 
 class BodyTooLarge(HTTPException):
@@ -60,7 +62,9 @@ class RequestGuard:
                     {"connection": "close"},
                 )
                 return
-        if scope["path"].startswith(PROTECTED_PREFIX) and not _has_credentials(headers):
+        path = scope["path"]
+        keyed = path.startswith(PROTECTED_PREFIX) and not path.startswith(SIGNED_PREFIXES)
+        if keyed and not _has_credentials(headers):
             unread = declared not in (None, b"0") or b"transfer-encoding" in headers
             await _answer(
                 send,

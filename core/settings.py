@@ -160,6 +160,27 @@ class Settings(BaseSettings):
         return value
 
     # -- events in (issue 10) -- only the events work edits this block
+    event_max_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        validation_alias="R2C_EVENT_MAX_BYTES",
+        description="larger CloudEvents and webhook deliveries are refused with 413",
+    )
+    events_retention_count: int = Field(
+        10_000,
+        ge=100,
+        le=10_000_000,
+        validation_alias="R2C_EVENTS_RETENTION_COUNT",
+        description="received events kept in the store; older ones are dropped",
+    )
+    events_retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        validation_alias="R2C_EVENTS_RETENTION_DAYS",
+        description="received events older than this many days are dropped",
+    )
 
     # -- notifications (issue 10) -- only the notifications work edits this block
     notifications_allow_private: bool | None = Field(
