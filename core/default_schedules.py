@@ -32,20 +32,22 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.contracts import HEALTH_CHECK_WORKFLOW, INITIATOR
-from core.ids import SYSTEM_PREFIX
+from core.ids import schedule_id
 from core.models.health import HealthCheckInput
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The shape of every schedule id of the system (`r2c:schedule:<name>`): the runs it starts
-# get ids under the system prefix, which no caller may use.
-HEALTH_CHECK_SCHEDULE_ID = f"{SYSTEM_PREFIX}schedule:health-check"
+# Names starting with `system-` are refused by the schedules API (core/models/schedules.py),
+# so no user's schedule can take this one's id; GET /api/v1/schedules still lists it.
+HEALTH_CHECK_SCHEDULE = "system-health-check"
+HEALTH_CHECK_SCHEDULE_ID = schedule_id(HEALTH_CHECK_SCHEDULE)
 # A run stuck on a task queue no worker serves would block the next ones forever (overlap
 # SKIP); past this it times out and the schedule goes on.
 RUN_TIMEOUT = timedelta(minutes=15)
 # After an outage, one catch-up run is enough: missed health checks have no value.
 CATCHUP_WINDOW = timedelta(minutes=1)
+CREATOR = "system:default-schedules"
 NOTE = (
     "Default schedule of r2c: probes the instances of every component and records each"
     " component's health (GET /api/v1/components/{id}). Pause it here to stop the checks;"
@@ -72,8 +74,9 @@ class Ensured:
 
 
 def health_check_initiator() -> str:
-    """The `Initiator` search attribute of the runs the default schedule starts."""
-    return f"schedule:{HEALTH_CHECK_SCHEDULE_ID}"
+    """The `Initiator` search attribute of the runs the default schedule starts (the same
+    shape as the runs of schedules made through the API)."""
+    return f"schedule:{HEALTH_CHECK_SCHEDULE}"
 
 
 def _spec(every_seconds: int) -> ScheduleSpec:
@@ -130,7 +133,9 @@ async def ensure_health_check_schedule(client: Client, settings: Settings) -> En
             raise
         return Ensured(HEALTH_CHECK_SCHEDULE_ID, Outcome.DELETED, every)
     try:
-        await client.create_schedule(HEALTH_CHECK_SCHEDULE_ID, health_check_schedule(settings))
+        await client.create_schedule(
+            HEALTH_CHECK_SCHEDULE_ID, health_check_schedule(settings), memo={"created_by": CREATOR}
+        )
         return Ensured(HEALTH_CHECK_SCHEDULE_ID, Outcome.CREATED, every)
     except ScheduleAlreadyRunningError:
         pass

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         ge=0,
         le=86_400,
         validation_alias="R2C_HEALTH_CHECK_EVERY_SECONDS",
-        description="how often the default schedule r2c:schedule:health-check probes every"
+        description="how often the default schedule system-health-check probes every"
         " component (created or updated by `r2c worker` and so by `r2c up`); 0 removes it."
         " At least 5 seconds: each run is a workflow with its own history",
     )
