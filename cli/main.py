@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.schedules import app as schedules_app
 from core.logging import setup_logging
 from core.models.apikeys import Role
 from core.paths import secure_home
@@ -30,6 +31,7 @@ keys_app = typer.Typer(
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
+app.add_typer(schedules_app, name="schedule")
 
 
 def _settings(process: str) -> Settings:

@@ -117,11 +117,13 @@ class ScheduleService:
 
     async def pause(self, principal: Principal, name: str, note: str, paused: bool) -> ScheduleView:
         handle = self._handle(name)
+        # Without a note of the caller's, the note says who (the SDK's would name the SDK).
+        shown = note or f"{'paused' if paused else 'unpaused'} by {principal.initiator}"
         async with mapped(f"schedule {name!r}"):
             if paused:
-                await handle.pause(note=note or None, rpc_timeout=RPC_TIMEOUT)
+                await handle.pause(note=shown, rpc_timeout=RPC_TIMEOUT)
             else:
-                await handle.unpause(note=note or None, rpc_timeout=RPC_TIMEOUT)
+                await handle.unpause(note=shown, rpc_timeout=RPC_TIMEOUT)
         action = "schedule.paused" if paused else "schedule.unpaused"
         await audit.commit(self.session, principal, action, name, note=note or None)
         return await self.get(name, runs=False)
