@@ -64,12 +64,12 @@ async def get_schedule(schedule_id: ScheduleId, _: Viewer, service: Schedules) -
     return await service.get(schedule_id)
 
 
-@router.put("/{schedule_id}", response_model=ScheduleView, responses=errors(502))
+@router.put("/{schedule_id}", response_model=ScheduleView, responses=errors(409, 502))
 async def replace_schedule(
     schedule_id: ScheduleId, body: ScheduleDefinition, principal: Operator, service: Schedules
 ) -> ScheduleView:
     """Replace the schedule's type, input, spec, policies and state (its id and creator
-    stay)."""
+    stay). The system's own schedules (`system-...`) are made by their settings: 409."""
     return await service.replace(principal, schedule_id, body)
 
 
@@ -115,6 +115,6 @@ async def backfill_schedule(
 async def delete_schedule(
     schedule_id: ScheduleId, principal: Operator, service: Schedules
 ) -> Response:
-    """Delete the schedule; runs it started go on."""
+    """Delete the schedule; runs it started go on. The system's own schedules: 409."""
     await service.delete(principal, schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,6 +3,7 @@ audited once Temporal has made it (as the orchestration service does for starts)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from temporalio.client import (
     ScheduleBackfill,
     ScheduleDescription,
     ScheduleHandle,
+    ScheduleRange,
     ScheduleUpdate,
     ScheduleUpdateInput,
     WorkflowFailureError,
@@ -38,16 +40,21 @@ from core.models.deployments import DeploymentRequest
 from core.models.schedules import (
     NEXT_RUNS_SHOWN,
     RECENT_RUNS_SHOWN,
+    RESERVED_SCHEDULE_PREFIXES,
     SCHEDULED_START_WORKFLOW,
     BackfillBody,
+    CalendarSpec,
+    IntervalSpec,
     ScheduleCounts,
     ScheduleCreate,
     ScheduleDefinition,
     ScheduledRun,
     ScheduledStartResult,
     SchedulePage,
+    ScheduleSpec,
     ScheduleView,
 )
+from core.schedule_calendar import BOUNDS
 from core.settings import Settings
 
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -95,6 +102,7 @@ class ScheduleService:
         self, principal: Principal, name: str, body: ScheduleDefinition
     ) -> ScheduleView:
         """Replace everything about the schedule but its id and creator."""
+        _own(name, "replaced")
         checked = await self._checked(principal, body)
         description = await self._describe(name)
         created_by = str((await description.memo()).get(CREATED_BY_MEMO) or "")
@@ -152,6 +160,7 @@ class ScheduleService:
 
     async def delete(self, principal: Principal, name: str) -> None:
         """Delete the schedule; runs it started go on."""
+        _own(name, "deleted")
         async with mapped(f"schedule {name!r}"):
             await self._handle(name).delete(rpc_timeout=RPC_TIMEOUT)
         await audit.commit(self.session, principal, "schedule.deleted", name)
@@ -283,6 +292,8 @@ async def _view(settings: Settings, name: str, description: ScheduleDescription)
     action_memo = await description.data_converter._decode_memo(raw_action.memo)
     written = action_memo.get(DEFINITION_MEMO)
     written = written if isinstance(written, dict) else {}
+    if "spec" not in written:  # made elsewhere (the system's default schedules)
+        written = {"spec": await _spec_of(description), "input": await _input_of(description)}
     created_by = (await description.memo()).get(CREATED_BY_MEMO) or action_memo.get(CREATED_BY_MEMO)
     policy = schedule.policy
     catchup = policy.catchup_window.total_seconds() if policy.catchup_window else None
@@ -315,6 +326,55 @@ async def _view(settings: Settings, name: str, description: ScheduleDescription)
         ),
         temporal_ui=f"{ui}/{schedule_id(name)}",
     )
+
+
+async def _input_of(description: ScheduleDescription) -> dict[str, Any]:
+    raw = description.raw_description.schedule.action.start_workflow.input.payloads
+    try:
+        values = await description.data_converter.decode(raw)
+    except Exception:  # a payload this API cannot decode: show none rather than fail
+        return {}
+    return values[0] if values and isinstance(values[0], dict) else {}
+
+
+def _own(name: str, what: str) -> None:
+    if name.startswith(RESERVED_SCHEDULE_PREFIXES):
+        raise ConflictError(
+            f"schedule {name!r} is the system's own: its settings make it, it cannot be {what}",
+            hint="pause it (POST /api/v1/schedules/{id}/pause); its note names the setting "
+            "that changes or removes it",
+        )
+
+
+async def _spec_of(description: ScheduleDescription) -> ScheduleSpec:
+    """The spec of a schedule made elsewhere, read back from Temporal (cron strings come
+    back as calendars)."""
+    spec = description.schedule.spec
+    return ScheduleSpec(
+        intervals=[
+            IntervalSpec(
+                every=i.every.total_seconds(),
+                offset=i.offset.total_seconds() if i.offset else 0,
+            )
+            for i in spec.intervals
+        ],
+        calendars=[
+            CalendarSpec(**{f: _ranges(getattr(c, f)) for f in BOUNDS}, comment=c.comment or "")
+            for c in spec.calendars
+        ],
+        time_zone=spec.time_zone_name,
+        jitter=spec.jitter.total_seconds() if spec.jitter else 0,
+        start_at=spec.start_at,
+        end_at=spec.end_at,
+    )
+
+
+def _ranges(ranges: Sequence[ScheduleRange]) -> str:
+    parts = []
+    for r in ranges:
+        text = str(r.start) if r.end <= r.start else f"{r.start}-{r.end}"
+        parts.append(f"{text}/{r.step}" if r.step > 1 else text)
+    return ",".join(parts) or "*"
 
 
 def _workflow_name(action: Any) -> str:

@@ -10,6 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
+
+from core.ids import schedule_id
+from core.models.health import HealthCheckInput
 from tests.integration.deploying import deploy, register_demo
 from tests.integration.deploying import until as until_deployment
 from tests.integration.system import System
@@ -290,3 +299,30 @@ async def test_bad_schedules_are_422_with_a_hint_and_nothing_is_made(
         f"{API}/{good['id']}/backfill", json=too_long, headers=system.auth()
     )
     assert resp.status_code == 422
+
+
+async def test_the_systems_own_schedules_are_shown_and_paused_but_not_replaced(
+    make_system: Callable[..., Any],
+) -> None:
+    system: System = await make_system(worker=False)
+    name = f"system-t{uuid.uuid4().hex[:8]}"
+    action = ScheduleActionStartWorkflow(
+        "component-health-check",
+        HealthCheckInput(rounds=2),
+        id=schedule_id(name),
+        task_queue=system.settings.task_queue,
+    )
+    every = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=5))])
+    await system.temporal.create_schedule(schedule_id(name), Schedule(action=action, spec=every))
+    shown = await describe(system, name)
+    assert shown["spec"]["intervals"] == [{"every": 300.0, "offset": 0.0}]
+    assert (shown["type"], shown["input"]["rounds"]) == ("component-health-check", 2)
+    replaced = await system.http.put(
+        f"{API}/{name}",
+        json={"type": "component-health-check", "spec": HOURLY},
+        headers=system.auth(),
+    )
+    assert replaced.status_code == 409 and "system's own" in replaced.json()["error"]["message"]
+    assert (await system.http.delete(f"{API}/{name}", headers=system.auth())).status_code == 409
+    paused = await system.http.post(f"{API}/{name}/pause", json={}, headers=system.auth())
+    assert paused.json()["note"] == "paused by apikey:admin"
