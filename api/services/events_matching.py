@@ -157,17 +157,33 @@ def _value(ctx: dict[str, Any], path: str) -> Any:
 
 
 def _templated_at(template: Any, loc: tuple[int | str, ...]) -> bool:
-    """Whether the error location `loc` is at or within a string that holds a placeholder.
-    Parts of `loc` that are not in the template (a union's tag) are stepped over."""
+    """Whether the error at `loc` may be one a filled placeholder mends: it is at or within
+    a string that holds one; or it is in one alternative of a union (a part of `loc` that is
+    not in the template, such as `PauseStep`, followed by more) of a part that holds one."""
     node = template
-    for part in loc:
+    alternative = False
+    for index, part in enumerate(loc):
         if isinstance(node, str):
             break
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
-    return isinstance(node, str) and "${" in node
+        elif index < len(loc) - 1:
+            alternative = True
+    if isinstance(node, str):
+        return "${" in node
+    return alternative and _holds_placeholder(node)
+
+
+def _holds_placeholder(node: Any) -> bool:
+    if isinstance(node, str):
+        return "${" in node
+    if isinstance(node, dict):
+        return any(_holds_placeholder(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_holds_placeholder(v) for v in node)
+    return False
 
 
 def template_problems(model: type[BaseModel], template: dict[str, Any]) -> list[dict[str, str]]:

@@ -247,3 +247,21 @@ async def test_only_admins_configure_sources(api: System) -> None:
     short = await api.http.post(SOURCES, json={**body, "secret": "short"}, headers=api.auth())
     assert short.status_code == 422
     assert "short" not in short.text
+
+
+async def test_a_delivery_leaves_one_audit_event_in_the_sources_name(api: System) -> None:
+    secret = await source(api, "gh")
+
+    async def audit() -> list[dict[str, Any]]:
+        resp = await api.http.get("/api/v1/audit?limit=1000", headers=api.auth())
+        return list(resp.json())
+
+    before = await audit()
+    resp = await github(api, secret, release("1.0.0"), str(uuid.uuid4()), event="ping")
+    assert resp.status_code == 202
+    new = (await audit())[: -len(before) or None]
+    assert [(e["action"], e["actor"]) for e in new] == [("event.received", "webhook:gh")]
+    assert new[0]["request_id"] == resp.headers["x-request-id"]
+    refused = await github(api, "wrong-secret-0123456789", release("1.0.0"), str(uuid.uuid4()))
+    assert refused.status_code == 401
+    assert len(await audit()) == len(before) + 1
