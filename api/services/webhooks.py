@@ -156,6 +156,7 @@ class WebhookSourceService:
         row = await store.get_source(self.session, name)
         provided = headers.get(SIGNATURE_HEADERS[row.kind])
         if not provided:
+            log.warning("webhook source %s: a delivery without a signature was refused", name)
             raise AuthenticationError(
                 f"the delivery has no {SIGNATURE_HEADERS[row.kind]} header",
                 hint="sign the raw body with the source's secret: sha256=<hex HMAC-SHA256>",
