@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.notification_messages import slack_body, standard_webhook
 from core.db import notifications as store
@@ -122,6 +122,8 @@ class NotificationActivities:
         raise ApplicationError(
             f"the receiver answered {status_code}" if status_code else str(error),
             type="ReceiverNotAccepting",
+            # Expected while a receiver is down: retried quietly, not logged as a worker fault.
+            category=ApplicationErrorCategory.BENIGN,
         )
 
     async def _request(
