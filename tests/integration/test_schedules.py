@@ -3,6 +3,7 @@ skipped and counted, pause/trigger/backfill steer it, and every run names the sc
 
 from __future__ import annotations
 
+import json
 import statistics
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from core.ids import schedule_id
 from core.models.health import HealthCheckInput
 from tests.integration.deploying import deploy, register_demo
 from tests.integration.deploying import until as until_deployment
+from tests.integration.notification_receiver import Received, receiver
+from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
 from tests.support import wait_for
 
@@ -189,9 +192,11 @@ async def test_replace_changes_the_spec_and_keeps_the_creator(
 
 
 async def test_a_scheduled_deployment_skips_a_busy_target_and_deploys_a_free_one(
-    make_system: Callable[..., Any],
+    make_system: Callable[..., Any], openbao: OpenBaoServer
 ) -> None:
-    system: System = await register_demo(await make_system(noop=True))
+    system: System = await register_demo(
+        await make_system(noop=True, vault_url=openbao.url, vault_token=openbao.token)
+    )
     await deploy_until(system, "v1", "succeeded")
     busy = await deploy(system, "v2", PAUSED_CANARY)
     await until_deployment(system, busy["id"], "paused")
@@ -208,10 +213,22 @@ async def test_a_scheduled_deployment_skips_a_busy_target_and_deploys_a_free_one
             what=f"scheduled run {count}",
         )
 
-    skipped = (await fire_and_wait(1))["last_runs"][0]
-    assert skipped["status"] == "completed"  # a skip is an outcome, not a crash
-    assert skipped["outcome"].startswith("skipped: demo is already being deployed to dev")
-    assert busy["id"] in skipped["outcome"]
+    async with receiver() as rx:
+        sub = {"url": f"{rx.url}/skips", "event_types": ["schedule.skipped"]}
+        subscribed = await system.http.post(
+            "/api/v1/notifications", json=sub, headers=system.auth()
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        skipped = (await fire_and_wait(1))["last_runs"][0]
+        assert skipped["status"] == "completed"  # a skip is an outcome, not a crash
+        assert skipped["outcome"].startswith("skipped: demo is already being deployed to dev")
+        assert busy["id"] in skipped["outcome"]
+        # ... and a `schedule.skipped` notification says so.
+        got = await wait_for(lambda: _value(rx.accepted("/skips")), what="the notification")
+        event = json.loads(got[0].body)
+        assert (event["type"], event["subject"]) == ("schedule.skipped", f"schedule:{name}")
+        assert event["data"]["reason"] == skipped["outcome"].removeprefix("skipped: ")
+        assert event["data"]["run"] == skipped["workflow_id"]
 
     abort = await system.http.post(
         f"/api/v1/deployments/{busy['id']}/abort", json={}, headers=system.auth()
@@ -223,6 +240,10 @@ async def test_a_scheduled_deployment_skips_a_busy_target_and_deploys_a_free_one
     deployment_id = started["outcome"].removeprefix("started ")
     done = await until_deployment(system, deployment_id, "succeeded")
     assert (done["version"], done["initiator"]) == ("v3", f"schedule:{name}")
+
+
+async def _value(items: list[Received]) -> list[Received]:
+    return items
 
 
 async def test_bad_schedules_are_422_with_a_hint_and_nothing_is_made(
