@@ -104,7 +104,7 @@ async def terminate_leftovers(system: System) -> None:
     """A workflow a failed test left running must not block the next test: workflow ids
     such as deploy:<component>:<environment> are shared by every test on the server.
     The test's schedules go first, so none starts another run after this."""
-    await _delete_schedules(system)
+    await delete_schedules(system.temporal, system.settings.task_queue)
     query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
     try:
         async for execution in system.temporal.list_workflows(
@@ -116,13 +116,12 @@ async def terminate_leftovers(system: System) -> None:
         pass
 
 
-async def _delete_schedules(system: System) -> None:
-    """Schedules are not workflows: delete those whose runs go to this test's task queue,
-    or they fire for ever."""
-    queue = system.settings.task_queue
+async def delete_schedules(client: Client, queue: str) -> None:
+    """Schedules are not workflows: delete those whose runs go to the test's task queue,
+    or they fire for ever on the shared server."""
     try:
-        async for entry in await system.temporal.list_schedules(rpc_timeout=timedelta(seconds=2)):
-            handle = system.temporal.get_schedule_handle(entry.id)
+        async for entry in await client.list_schedules(rpc_timeout=timedelta(seconds=2)):
+            handle = client.get_schedule_handle(entry.id)
             try:
                 desc = await handle.describe(rpc_timeout=timedelta(seconds=2))
             except Exception:  # deleted by the test itself since the list was made

@@ -24,7 +24,7 @@ from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
 from core.settings import Settings
 from tests.conftest import need
-from tests.integration.system import run_noop_worker
+from tests.integration.system import delete_schedules, run_noop_worker
 from tests.support import wait_for
 
 PHASES = "examples,coverage,fuzzing,stateful"
@@ -79,6 +79,7 @@ async def _ready(path: Path | None, task: asyncio.Task[Any], server: Any = None)
 
 async def _terminate_running(app: Any) -> None:
     gateway = app.state.gateway
+    await delete_schedules(gateway.client, gateway.settings.task_queue)  # schedules it made
     query = f"TaskQueue = '{gateway.settings.task_queue}' AND ExecutionStatus = 'Running'"
     async for execution in gateway.client.list_workflows(query):
         handle = gateway.client.get_workflow_handle(execution.id, run_id=execution.run_id)
