@@ -101,7 +101,11 @@ def _aware(value: datetime | str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def watch_component_health(settings: Settings, registry: CollectorRegistry = REGISTRY) -> None:
+def watch_component_health(
+    settings: Settings, registry: CollectorRegistry = REGISTRY
+) -> ComponentHealthCollector:
     """Serve the component health gauges from `registry` (the API process calls this once,
-    with the registry its metrics port serves)."""
-    registry.register(ComponentHealthCollector(settings))
+    with the registry its metrics port serves); `close()` the result to drop its engine."""
+    collector = ComponentHealthCollector(settings)
+    registry.register(collector)
+    return collector

@@ -1,7 +1,8 @@
 """`r2c up`: the whole system in one foreground command, supervised.
 
 Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), the embedded
-OpenBao (unless `VAULT_URL` names a Vault), a worker and the API; waits until all are ready;
+OpenBao (unless `VAULT_URL` names a Vault), a worker and the API; waits until all are ready
+(the worker makes the default health-check schedule first: core/default_schedules.py);
 prints where everything is; restarts a worker or API that dies; stops everything (and
 everything only) on Ctrl-C or SIGTERM.
 """

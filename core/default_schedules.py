@@ -2,7 +2,7 @@
 
 `ensure_default_schedules` is idempotent and safe to run from several processes at once: it
 creates a missing schedule, leaves an existing one alone (an operator may have paused it or
-written a note on it) unless its interval or task queue differs from the settings, and
+written a note on it) unless its interval or what it starts differs from the settings, and
 removes it when the setting is 0. The worker process runs it at start (`r2c worker`, and so
 `r2c up`), because every deployment of the system runs a worker and the schedule is useless
 without one; anything else holding a client and the settings may call it too.
@@ -108,7 +108,8 @@ def health_check_schedule(settings: Settings) -> Schedule:
 
 
 def _differs(current: Schedule, settings: Settings) -> bool:
-    """Only what the settings decide counts: the interval and the task queue."""
+    """Only what the settings decide counts: the interval, and the action's workflow type and
+    task queue (what an operator may change, pausing and notes, is not compared)."""
     spec = current.spec
     every = [i.every for i in spec.intervals]
     wanted = [timedelta(seconds=settings.health_check_every_seconds)]
@@ -116,7 +117,9 @@ def _differs(current: Schedule, settings: Settings) -> bool:
         return True
     action = current.action
     return not (
-        isinstance(action, ScheduleActionStartWorkflow) and action.task_queue == settings.task_queue
+        isinstance(action, ScheduleActionStartWorkflow)
+        and action.workflow == HEALTH_CHECK_WORKFLOW
+        and action.task_queue == settings.task_queue
     )
 
 

@@ -101,12 +101,21 @@ async def scheduled(make_system: Callable[..., Any]) -> Any:
         pass
 
 
-async def test_scheduled_runs_show_health_and_its_changes(scheduled: System, demo: Demo) -> None:
-    system = scheduled
+@pytest.fixture
+def gauges(scheduled: System) -> Iterator[CollectorRegistry]:
+    """A registry serving the component health gauges, as the API's metrics port does."""
+    registry = CollectorRegistry()
+    collector = watch_component_health(scheduled.settings, registry)
+    yield registry
+    collector.close()
+
+
+async def test_scheduled_runs_show_health_and_its_changes(
+    scheduled: System, demo: Demo, gauges: CollectorRegistry
+) -> None:
+    system, registry = scheduled, gauges
     web = await _register(system, "web", demo.url)
     await _register(system, "idle", None)
-    registry = CollectorRegistry()
-    watch_component_health(system.settings, registry)
 
     async def health(ref: str) -> dict[str, Any]:
         resp = await system.http.get(f"/api/v1/components/{ref}", headers=system.auth())
