@@ -149,6 +149,9 @@ class NotificationActivities:
     ) -> None:
         """The attempt, and the message's new state, in one transaction."""
         now = utcnow()
+        row = await store.message(session, outbox_id)
+        if row is None:  # the subscription was deleted meanwhile: nothing to record it for
+            return
         session.add(
             AttemptRow(
                 subscription_id=subscription_id,
@@ -162,11 +165,9 @@ class NotificationActivities:
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )
         )
-        row = await store.message(session, outbox_id)
-        if row is not None:
-            row.attempts += 1
-            if outcome == "delivered":
-                row.status, row.finished_at = NotificationStatus.DELIVERED.value, now
+        row.attempts += 1
+        if outcome == "delivered":
+            row.status, row.finished_at = NotificationStatus.DELIVERED.value, now
         await session.commit()
 
     @activity.defn(name=GIVE_UP_ACTIVITY)

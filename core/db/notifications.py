@@ -51,10 +51,11 @@ async def remove(session: AsyncSession, subscription_id: str) -> None:
 def _wants(row: SubscriptionRow, event_type: str, component: str | None, env: str | None) -> bool:
     if not row.enabled or event_type not in row.event_types:
         return False
-    # A filter on a target skips events that name no such target (a schedule's, say).
-    if row.components and component not in row.components:
+    # A filter skips events about another target. An event that names no environment (a
+    # component's health is judged over all of them) or no component passes that filter.
+    if row.components and component is not None and component not in row.components:
         return False
-    return not (row.environments and env not in row.environments)
+    return not (row.environments and env is not None and env not in row.environments)
 
 
 async def matching(
