@@ -13,12 +13,14 @@ USER_AGENT = "r2c-notifications/1"
 
 
 def standard_webhook(
-    message_id: str, payload: dict[str, Any], secret: str, now: datetime
+    message_id: str, payload: dict[str, Any], secrets: list[str], now: datetime
 ) -> tuple[bytes, dict[str, str]]:
     """The JSON body and the webhook-id/-timestamp/-signature headers. The timestamp is the
-    attempt's (receivers refuse old ones), the id the message's (receivers drop repeats)."""
+    attempt's (receivers refuse old ones), the id the message's (receivers drop repeats).
+    One signature per secret, space-separated: during a rotation the previous secret still
+    verifies, as Standard Webhooks allows."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    signature = Webhook(secret).sign(message_id, now, body)
+    signature = " ".join(Webhook(secret).sign(message_id, now, body) for secret in secrets)
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from activities.notification_messages import slack_body, standard_webhook
 from core.db import notifications as store
 from core.db.notifications_tables import AttemptRow, OutboxRow, SubscriptionRow
 from core.db.tables import utcnow
+from core.errors import R2CError
 from core.models.notifications import (
     DELIVER_ACTIVITY,
     GIVE_UP_ACTIVITY,
@@ -37,6 +38,15 @@ from core.settings import Settings
 from core.vault import open_secret_store
 
 EXCERPT = 200
+
+
+def signing_secrets(stored: dict[str, Any], now: datetime) -> list[str]:
+    """The secret to sign with, and the one it replaced while that is still honoured."""
+    found = [str(stored["signing_secret"])]
+    until = stored.get("previous_until")
+    if stored.get("previous") and until and datetime.fromisoformat(until) > now:
+        found.append(str(stored["previous"]))
+    return found
 
 
 def _excerpt(text: str) -> str:
@@ -109,6 +119,8 @@ class NotificationActivities:
             error = f"refused receiver: {err}"
         except (httpx.HTTPError, OSError) as err:
             error = f"{type(err).__name__}: {err}"[:500] or type(err).__name__
+        except R2CError as err:  # Vault away, or the secret missing: retried like an outage
+            error = f"signing secret unavailable: {err.message}"[:500]
         accepted = status_code is not None and 200 <= status_code < 300
         outcome = "delivered" if accepted else ("refused" if status_code else "error")
         async with self._sessions() as session:
@@ -133,8 +145,9 @@ class NotificationActivities:
             return slack_body(message.id, message.payload)
         if sub.secret_path is None:  # cannot happen through the API; refuse to send unsigned
             raise UrlRefused("the subscription has no signing secret")
-        secret = (await self._secrets.read(sub.secret_path))["signing_secret"]
-        return standard_webhook(message.id, message.payload, str(secret), utcnow())
+        now = utcnow()
+        stored = await self._secrets.read(sub.secret_path)
+        return standard_webhook(message.id, message.payload, signing_secrets(stored, now), now)
 
     async def _record(
         self,

@@ -13,6 +13,7 @@ from api.openapi import errors
 from api.services.notifications import NotificationService
 from core.models.notifications import (
     DeliveryPage,
+    SecretRotated,
     Subscription,
     SubscriptionCreated,
     SubscriptionSpec,
@@ -78,6 +79,18 @@ async def delete_subscription(
     """Stop notifying: the subscription and its undelivered messages go."""
     await service.delete(principal, subscription_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{subscription_id}/rotate-secret", response_model=SecretRotated, responses=errors(503)
+)
+async def rotate_secret(
+    subscription_id: SubscriptionId, principal: Admin, service: NotificationsDep
+) -> SecretRotated:
+    """A new signing secret, shown in this answer only. For 24 hours each message is signed
+    with the new and the previous secret (two signatures in webhook-signature), so a receiver
+    may switch at any time in that window."""
+    return await service.rotate_secret(principal, subscription_id)
 
 
 @router.get("/{subscription_id}/deliveries", response_model=DeliveryPage)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,12 +22,16 @@ from core.models.apikeys import Principal
 from core.models.notifications import (
     DeliveryAttempt,
     DeliveryPage,
+    SecretRotated,
     Subscription,
     SubscriptionCreated,
     SubscriptionSpec,
 )
 from core.notification_urls import UrlRefused, check_url
 from core.secrets import SecretStore
+
+# How long a rotated-out secret still signs messages beside the new one.
+ROTATION_OVERLAP = timedelta(hours=24)
 
 
 def secret_path(subscription_id: str) -> str:
@@ -107,6 +112,30 @@ class NotificationService:
         # The delivery workflow runs from now on, so a message never waits for a lost wake-up.
         await notify.wake(self.gateway.client, [sid], task_queue=self.gateway.settings.task_queue)
         return SubscriptionCreated(**to_model(row).model_dump(), signing_secret=signing)
+
+    async def rotate_secret(self, principal: Principal, subscription_id: str) -> SecretRotated:
+        """A new signing secret (in Vault, then the audit event); the previous one is also
+        signed with for ROTATION_OVERLAP, so receivers can switch without losing a message."""
+        row = await store.get(self.session, subscription_id)
+        if row.secret_path is None:
+            raise InvalidInputError(
+                f"{subscription_id} is a {row.format} subscription: it has no signing secret",
+                hint="only standard_webhooks subscriptions are signed",
+            )
+        vault = self._vault()
+        current = await vault.read(row.secret_path)
+        signing, until = new_signing_secret(), utcnow() + ROTATION_OVERLAP
+        await vault.write(
+            row.secret_path,
+            {
+                "signing_secret": signing,
+                "previous": current["signing_secret"],
+                "previous_until": until.isoformat(),
+            },
+        )
+        row.updated_at = utcnow()
+        await audit.commit(self.session, principal, "notification.secret_rotated", subscription_id)
+        return SecretRotated(id=subscription_id, signing_secret=signing, previous_valid_until=until)
 
     async def all(self) -> list[Subscription]:
         return [to_model(r) for r in await store.all_subscriptions(self.session)]

@@ -94,6 +94,15 @@ class SubscriptionCreated(Subscription):
     )
 
 
+class SecretRotated(BaseModel):
+    """A new signing secret, shown this once; the previous one still verifies until
+    `previous_valid_until` (messages carry a signature by each)."""
+
+    id: str
+    signing_secret: str
+    previous_valid_until: datetime
+
+
 Outcome = Literal["delivered", "refused", "error"]
 
 

@@ -32,8 +32,14 @@ async def delete_subscription(s: System) -> Request:
     return "DELETE", f"/api/v1/notifications/{sid}", None
 
 
+async def rotate_secret(s: System) -> Request:
+    sid = await _created(s)
+    return "POST", f"/api/v1/notifications/{sid}/rotate-secret", None
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     ("POST", "/api/v1/notifications"): create_subscription,
     ("PUT", "/api/v1/notifications/{subscription_id}"): update_subscription,
     ("DELETE", "/api/v1/notifications/{subscription_id}"): delete_subscription,
+    ("POST", "/api/v1/notifications/{subscription_id}/rotate-secret"): rotate_secret,
 }

@@ -216,6 +216,41 @@ async def _value(value: list[Received]) -> list[Received]:
     return value
 
 
+async def test_after_a_rotation_messages_verify_with_the_new_and_the_previous_secret(
+    make_system: Callable[..., Any], openbao: OpenBaoServer
+) -> None:
+    system: System = await make_system(noop=True, vault_url=openbao.url, vault_token=openbao.token)
+    assert (
+        await system.http.post("/api/v1/components", json=DEMO, headers=system.auth())
+    ).is_success
+    async with receiver() as rx:
+        created = await subscribe(system, url=f"{rx.url}/signed", event_types=DEPLOYMENT_EVENTS)
+        old = created["signing_secret"]
+        rotated = await system.http.post(
+            f"{URL}/{created['id']}/rotate-secret", headers=system.auth()
+        )
+        assert rotated.status_code == 200, rotated.text
+        new = rotated.json()["signing_secret"]
+        assert new.startswith("whsec_") and new != old
+        slack = await subscribe(system, url=f"{rx.url}/slack", event_types=DEPLOYMENT_EVENTS,
+                                format="slack")  # fmt: skip
+        unsigned = await system.http.post(
+            f"{URL}/{slack['id']}/rotate-secret", headers=system.auth()
+        )
+        assert unsigned.status_code == 422 and unsigned.json()["error"]["hint"]
+
+        done = await deploy(system, "v1")
+        assert (await until(system, done, *FINAL))["state"] == "succeeded"
+        got = await wait_for(
+            lambda: _value(rx.accepted("/signed")), lambda r: len(r) >= 2, what="two events"
+        )
+        for r in got:
+            assert Webhook(new).verify(r.body, r.headers) == Webhook(old).verify(r.body, r.headers)
+    listed = await system.http.get(URL, headers=system.auth())
+    assert new not in listed.text and old not in listed.text
+    assert new not in await store_dump(system)
+
+
 async def test_bad_subscriptions_are_refused_with_a_hint(make_system: Callable[..., Any]) -> None:
     system: System = await make_system(worker=False)
     good = {"url": "https://hooks.example.com/x", "event_types": ["deployment.failed"]}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from activities.deployment_events import event_data, event_of
 from activities.notification_messages import slack_body, slack_line, standard_webhook
+from activities.notifications import signing_secrets
 from core.models.deployments import DeploymentState, DeploymentStatus, PauseReason
 from core.notification_urls import UrlRefused, check_resolved, check_url
 
@@ -88,7 +89,7 @@ PAYLOAD = {
 def test_a_standard_webhook_verifies_with_the_secret_and_not_with_another() -> None:
     secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     now = datetime.now(UTC)
-    body, headers = standard_webhook("msg_1", PAYLOAD, secret, now)
+    body, headers = standard_webhook("msg_1", PAYLOAD, [secret], now)
     assert headers["webhook-id"] == "msg_1"
     assert headers["webhook-timestamp"] == str(int(now.timestamp()))
     assert Webhook(secret).verify(body, headers) == PAYLOAD
@@ -96,6 +97,17 @@ def test_a_standard_webhook_verifies_with_the_secret_and_not_with_another() -> N
         Webhook("whsec_" + "A" * 32).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body.replace(b"v2", b"v3"), headers)
+
+
+def test_during_a_rotation_the_previous_secret_verifies_too() -> None:
+    new, old = "whsec_" + "B" * 32, "whsec_" + "C" * 32
+    now = datetime.now(UTC)
+    stored = {"signing_secret": new, "previous": old, "previous_until": now.isoformat()}
+    assert signing_secrets(stored, now - timedelta(seconds=1)) == [new, old]
+    assert signing_secrets(stored, now + timedelta(seconds=1)) == [new]
+    body, headers = standard_webhook("msg_2", PAYLOAD, [new, old], now)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new).verify(body, headers) == Webhook(old).verify(body, headers) == PAYLOAD
 
 
 def test_a_slack_message_is_one_readable_line() -> None:
