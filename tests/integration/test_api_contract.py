@@ -24,6 +24,7 @@ from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
 from core.settings import Settings
 from tests.conftest import need
+from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import delete_schedules, run_noop_worker
 from tests.support import wait_for
 
@@ -38,8 +39,11 @@ RUN_WITHIN = 150.0
 
 
 @pytest.fixture
-async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Settings, str]]:
-    settings = make_settings()
+async def api(
+    make_settings: Callable[..., Settings], openbao: OpenBaoServer
+) -> AsyncIterator[tuple[Settings, str]]:
+    # A real Vault: routes that keep secrets there answer what they would in production.
+    settings = make_settings(vault_url=openbao.url, vault_token=openbao.token)
     await asyncio.to_thread(upgrade, settings)
     key_file, _ = await ensure_admin_key(settings)
     stop = asyncio.Event()
