@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from api.auth import Operator, Viewer
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from api.openapi import errors
-from api.services.events import EventService
+from api.services.events import EventService, unavailable_if_retryable
 from api.services.events_http import STRUCTURED, from_http
 from api.services.events_routes import EventRouteService
 from core.errors import PayloadTooLargeError
@@ -91,6 +91,7 @@ async def receive_event(
         )
     event = from_http(request.headers, body)
     kept, created = await service.receive(event, principal, "api")
+    unavailable_if_retryable(kept)
     if not created:
         response.status_code = status.HTTP_200_OK
     return kept

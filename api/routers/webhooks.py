@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from api.auth import Admin, Viewer
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from api.openapi import errors
-from api.services.events import EventService
+from api.services.events import EventService, unavailable_if_retryable
 from api.services.webhooks import WebhookSourceService, source_principal
 from core.errors import PayloadTooLargeError
 from core.models.events import (
@@ -79,6 +79,7 @@ async def deliver(
         event = await sources.verify(source, request.headers, body)
     events = EventService(sessions, gateway, settings)
     kept, created = await events.receive(event, source_principal(source), f"webhook:{source}")
+    unavailable_if_retryable(kept)
     if not created:
         response.status_code = status.HTTP_200_OK
     return kept

@@ -24,6 +24,7 @@ from api.services.events_matching import context, matches
 from core.db import events as store
 from core.db.events_tables import EventRow
 from core.db.tables import utcnow
+from core.errors import DependencyUnavailableError
 from core.models.apikeys import Principal
 from core.models.events import (
     STORED_DATA_BYTES,
@@ -71,6 +72,20 @@ def _stored_data(event: CloudEvent) -> tuple[Any, bool]:
     return (None, True) if size > STORED_DATA_BYTES else (data, False)
 
 
+def unavailable_if_retryable(kept: EventRecord) -> None:
+    """503 when a route's start failed because a server was unreachable: the event is kept,
+    and the sender's retry of it tries that start again (and nothing else)."""
+    failed = [o for o in kept.outcomes if o.retryable]
+    if failed:
+        raise DependencyUnavailableError(
+            f"event {kept.id} was kept, but route {failed[0].route!r} could not start its "
+            f"workflow: {failed[0].message}",
+            hint="send the same event again (same source and id) once the server is back: "
+            "only the starts that failed are tried again",
+            event=kept.id,
+        )
+
+
 class EventService:
     """Receives events and lists those kept."""
 
@@ -86,6 +101,7 @@ class EventService:
     ) -> tuple[EventRecord, bool]:
         """Keep the event and act on it; returns its record and whether it was new."""
         data, truncated = _stored_data(event)
+        existing: EventRow | None = None
         async with self.sessions() as session:
             row = EventRow(
                 event_id=event.id,
@@ -125,13 +141,34 @@ class EventService:
                 existing = await store.find_event(session, event.source, event.id)
                 if existing is None:
                     raise
-                return record(existing, duplicate=True), False
+        if existing is not None:
+            return await self._again(existing, event), False
         matched, outcomes = await self._route(event)
         async with self.sessions() as session:
             done = await store.set_outcomes(
                 session, row.id, matched, [o.model_dump(mode="json") for o in outcomes]
             )
             return record(done), True
+
+    async def _again(self, kept: EventRow, event: CloudEvent) -> EventRecord:
+        """A repeat of an event: it acts on nothing, except the starts that failed because a
+        server was unreachable (idempotent: keyed by the event), which it tries again."""
+        outcomes = [RouteOutcome.model_validate(o) for o in kept.outcomes]
+        if not any(o.retryable for o in outcomes):
+            return record(kept, duplicate=True)
+        async with self.sessions() as session:
+            routes = {r.name: r for r in await store.routes(session, enabled_only=True)}
+        ctx = context(event)
+        for index, outcome in enumerate(outcomes):
+            route = routes.get(outcome.route)
+            if outcome.retryable and route is not None:
+                spec = EventRouteSpec.model_validate(route.spec)
+                outcomes[index] = await self.actions.perform(route.name, route.role, spec, ctx)
+        async with self.sessions() as session:
+            done = await store.set_outcomes(
+                session, kept.id, kept.matched, [o.model_dump(mode="json") for o in outcomes]
+            )
+            return record(done, duplicate=True)
 
     async def _route(self, event: CloudEvent) -> tuple[list[str], list[RouteOutcome]]:
         async with self.sessions() as session:

@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError
 
-from api.gateway import Gateway
+from api.gateway import Gateway, is_connect_failure
 from api.schemas import WorkflowStartRequest
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
 from api.services.events_matching import TemplateError, render
 from api.services.orchestration import WorkflowService
 from core.db import deployments
-from core.errors import R2CError
+from core.errors import DependencyUnavailableError, R2CError, RateLimitedError
 from core.models.apikeys import Role
 from core.models.deployments import ActionRequest
 from core.models.events import ActorPrincipal, EventRouteSpec, RouteOutcome, SignalAction
@@ -64,9 +64,30 @@ class RouteActions:
             return RouteOutcome(route=name, result="error", message=str(err))
         except R2CError as err:
             hint = f" ({err.hint})" if err.hint else ""
-            return RouteOutcome(route=name, result="error", message=f"{err.message}{hint}")
+            # Only a start is tried again: it is idempotent, a signal might act twice.
+            transient = isinstance(err, DependencyUnavailableError | RateLimitedError)
+            return RouteOutcome(
+                route=name,
+                result="error",
+                message=f"{err.message}{hint}",
+                retryable=transient and spec.start is not None,
+            )
         except RPCError as err:
-            return RouteOutcome(route=name, result="error", message=f"Temporal: {err.message}")
+            return RouteOutcome(
+                route=name,
+                result="error",
+                message=f"Temporal: {err.message}",
+                retryable=spec.start is not None,
+            )
+        except RuntimeError as err:
+            if not is_connect_failure(err):
+                raise
+            return RouteOutcome(
+                route=name,
+                result="error",
+                message="Temporal is not reachable",
+                retryable=spec.start is not None,
+            )
 
     def _services(self, session: AsyncSession) -> tuple[WorkflowService, DeploymentService]:
         deploys = DeploymentService(session, self.gateway, self.settings)

@@ -272,6 +272,11 @@ class RouteOutcome(BaseModel):
     workflow_id: str | None = None
     deployment_id: str | None = None
     message: str | None = None
+    retryable: bool = Field(
+        False,
+        description="a start that failed because Temporal or the store was unreachable: the "
+        "answer was 503, and a repeat of the event tries it again",
+    )
 
 
 class EventRecord(BaseModel):

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.processes import free_port
 from tests.integration.system import System
 from tests.integration.test_webhooks import component, deployments_of, route
 from tests.support import wait_for
@@ -313,6 +314,7 @@ async def test_a_route_promotes_the_paused_canary_of_its_target(api: System) -> 
         "workflow_id": None,
         "deployment_id": dep,
         "message": None,
+        "retryable": False,
     }
     await wait_for(lambda: state(dep), lambda s: s == "succeeded", what="v2 promoted")
     none_running = await send(
@@ -321,3 +323,27 @@ async def test_a_route_promotes_the_paused_canary_of_its_target(api: System) -> 
     [nothing] = none_running.json()["outcomes"]
     assert nothing["result"] == "error" and "no deployment" in nothing["message"]
     assert len(await deployments_of(api, name)) == 2
+
+
+async def test_a_start_that_found_temporal_down_is_tried_again_by_the_repeat(
+    make_system: Callable[..., Any],
+) -> None:
+    down: System = await make_system(worker=False, temporal_address=f"127.0.0.1:{free_port()}")
+    await route(down, "builds", {"match": {"type": "com.example.build"}, "start": HEALTH})
+    body = event("com.example.build")
+    refused = await send(down, body)
+    assert refused.status_code == 503, refused.text
+    assert "send the same event again" in refused.json()["error"]["hint"]
+    kept = await down.http.get(EVENTS, headers=down.auth())
+    [outcome] = kept.json()["items"][0]["outcomes"]
+    assert outcome["result"] == "error" and outcome["retryable"] is True
+
+    # The same store, now with Temporal: the sender's retry starts what failed, once.
+    up: System = await make_system(noop=True)
+    retried = await send(up, body)
+    assert retried.status_code == 200, retried.text
+    [started] = retried.json()["outcomes"]
+    assert started["result"] == "started" and started["retryable"] is False
+    again = await send(up, body)
+    assert again.status_code == 200 and again.json()["outcomes"] == [started]
+    await up.until_status(started["workflow_id"], "completed")
