@@ -107,18 +107,12 @@ class NotificationActivities:
                 sub.url, allow_private=self._settings.notifications_private_allowed
             )
             body, headers = await self._request(sub, message)
-            resp = await self._http.post(
-                sub.url,
-                content=body,
-                headers=headers,
-                timeout=self._settings.notification_timeout_seconds,
-                follow_redirects=False,  # a redirect could lead past the address check
-            )
-            status_code, excerpt = resp.status_code, _excerpt(resp.text)
+            status_code, excerpt = await self._post(sub.url, body, headers)
         except UrlRefused as err:
             error = f"refused receiver: {err}"
         except (httpx.HTTPError, OSError) as err:
-            error = f"{type(err).__name__}: {err}"[:500] or type(err).__name__
+            # Never the URL itself in what operators read: a Slack URL carries its token.
+            error = f"{type(err).__name__}: {err}".replace(sub.url, "<url>")[:500]
         except R2CError as err:  # Vault away, or the secret missing: retried like an outage
             error = f"signing secret unavailable: {err.message}"[:500]
         accepted = status_code is not None and 200 <= status_code < 300
@@ -137,6 +131,25 @@ class NotificationActivities:
             # Expected while a receiver is down: retried quietly, not logged as a worker fault.
             category=ApplicationErrorCategory.BENIGN,
         )
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST, and read no more of the answer than the excerpt keeps (a receiver could
+        answer with gigabytes)."""
+        async with self._http.stream(
+            "POST",
+            url,
+            content=body,
+            # Uncompressed, so the excerpt is readable from the raw bytes (nothing inflated).
+            headers={**headers, "accept-encoding": "identity"},
+            timeout=self._settings.notification_timeout_seconds,
+            follow_redirects=False,  # a redirect could lead past the address check
+        ) as resp:
+            start = b""
+            async for chunk in resp.aiter_raw():
+                start += chunk
+                if len(start) >= EXCERPT * 4:
+                    break
+        return resp.status_code, _excerpt(start.decode("utf-8", "replace"))
 
     async def _request(
         self, sub: SubscriptionRow, message: OutboxRow
