@@ -347,3 +347,16 @@ async def test_a_start_that_found_temporal_down_is_tried_again_by_the_repeat(
     again = await send(up, body)
     assert again.status_code == 200 and again.json()["outcomes"] == [started]
     await up.until_status(started["workflow_id"], "completed")
+
+
+async def test_the_store_keeps_the_newest_events_only(make_system: Callable[..., Any]) -> None:
+    system: System = await make_system(worker=False, events_retention_count=100)
+    ids = []
+    for _ in range(105):
+        resp = await send(system, event("com.example.tick"))
+        assert resp.status_code == 202
+        ids.append(resp.json()["id"])
+    page = await system.http.get(f"{EVENTS}?limit=200", headers=system.auth())
+    assert [e["id"] for e in page.json()["items"]] == ids[::-1][:100]
+    dropped = await system.http.get(f"{EVENTS}/{ids[0]}", headers=system.auth())
+    assert dropped.status_code == 404
