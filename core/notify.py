@@ -51,7 +51,8 @@ async def emit(
 ) -> list[str]:
     """Queue `event_type` (for example `deployment.succeeded`) for every subscription that
     wants it; `event_id` is unique per event (a retried producer emits nothing twice).
-    Returns the ids of the subscriptions to wake after the commit."""
+    Returns the ids of the subscriptions to wake after the commit (those that hold the event,
+    including from an earlier try)."""
     kind = EventType(event_type)  # a producer's typo fails loudly, not silently
     if len(event_id) > MAX_EVENT_ID_LENGTH:
         raise ValueError(f"event_id longer than {MAX_EVENT_ID_LENGTH}: {event_id[:60]}...")
@@ -69,6 +70,7 @@ async def emit(
     }
     woken: list[str] = []
     for sub in wanted:
+        woken.append(sub.id)  # a retried producer wakes again: its first wake-up may be lost
         if sub.id in queued:
             continue
         session.add(
@@ -84,7 +86,6 @@ async def emit(
                 created_at=now,
             )
         )
-        woken.append(sub.id)
     return woken
 
 
