@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -179,13 +180,18 @@ async def test_twenty_concurrent_copies_of_a_delivery_start_one_deployment(api: 
     await release_route(api, name)
     delivery = str(uuid.uuid4())
 
+    began = time.perf_counter()
     answers = await asyncio.gather(
         *(github(api, secret, release("3.0.0"), delivery) for _ in range(20))
     )
+    elapsed = time.perf_counter() - began
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] * 19 + [202], [a.text for a in answers if a.status_code >= 300]
     deployments = await deployments_of(api, name)
-    print(f"20 concurrent copies of one delivery: {len(deployments)} deployment(s) started")
+    print(
+        f"20 concurrent copies of one delivery: {len(deployments)} deployment(s) started, "
+        f"all answered in {elapsed:.2f} s"
+    )
     assert len(deployments) == 1
     events = await api.http.get("/api/v1/events", headers=api.auth())
     assert len(events.json()["items"]) == 1
