@@ -3,10 +3,10 @@ events start or steer); docs/events.md."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.auth import Operator, Viewer
@@ -102,9 +102,11 @@ async def list_events(
     _: Viewer,
     service: EventsDep,
     type: Annotated[str | None, Query(max_length=256, description="exact event type")] = None,
-    since: Annotated[datetime | None, Query(description="received at or after")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="received at or after (with a time zone)")
+    ] = None,
     before: Annotated[
-        int | None, Query(ge=1, description="the next_before of the previous page")
+        int | None, Query(ge=1, le=2**62, description="the next_before of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventPage:

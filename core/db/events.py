@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.events_tables import EventRouteRow, EventRow, WebhookSourceRow
@@ -90,7 +90,7 @@ async def get_route(session: AsyncSession, name: str) -> EventRouteRow:
 
 
 async def route_count(session: AsyncSession) -> int:
-    return len(list((await session.execute(select(EventRouteRow.name))).scalars()))
+    return int((await session.execute(select(func.count(EventRouteRow.name)))).scalar_one())
 
 
 # ----------------------------------------------------------------------------- sources

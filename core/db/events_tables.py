@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.tables import Base, UTCDateTime
@@ -19,7 +19,11 @@ class EventRow(Base):
 
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # 64 bits: ids keep growing as old events are dropped. SQLite's INTEGER is 64 bits, and
+    # only INTEGER makes its primary key the auto-incremented row id.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     event_id: Mapped[str] = mapped_column(String(256))
     source: Mapped[str] = mapped_column(String(512))
     type: Mapped[str] = mapped_column(String(256))

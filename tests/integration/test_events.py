@@ -144,7 +144,13 @@ async def test_events_matching_nothing_are_kept_and_routes_match_what_they_shoul
     assert len(older.json()["items"]) == 3
     one = await api.http.get(f"{EVENTS}/{items[0]['id']}", headers=api.auth(viewer))
     assert one.json()["event_id"] == unmatched.json()["event_id"]
-    assert (await api.http.get(f"{EVENTS}/999999", headers=api.auth())).status_code == 404
+    assert (await api.http.get(f"{EVENTS}/{2**62}", headers=api.auth())).status_code == 404
+    far = await api.http.get(f"{EVENTS}?before={2**62}&limit=1", headers=api.auth())
+    assert far.json()["items"][0]["id"] == items[0]["id"]
+    naive = await api.http.get(f"{EVENTS}?since=2026-01-01T00:00:00", headers=api.auth())
+    assert naive.status_code == 422
+    since = await api.http.get(f"{EVENTS}?since=2000-01-01T00:00:00Z", headers=api.auth())
+    assert len(since.json()["items"]) == 5
 
 
 @pytest.mark.parametrize(
