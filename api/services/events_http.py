@@ -24,6 +24,28 @@ HINT = (
 )
 
 
+MAX_DEPTH = 64
+
+
+def parse_json(body: bytes, what: str, hint: str = HINT) -> Any:
+    """JSON nested at most MAX_DEPTH deep: deeper data would exhaust the stacks of the
+    parser, of the CEL evaluator and of the store's encoder. InvalidInputError otherwise."""
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidInputError(f"{what} is not JSON", hint=hint) from None
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"{what} is nested more than {MAX_DEPTH} deep", hint=hint)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return value
+
+
 def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -59,10 +81,7 @@ def from_http(headers: Mapping[str, str], body: bytes) -> CloudEvent:
 
 
 def _structured(body: bytes) -> CloudEvent:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("the body is not JSON") from None
+    document = parse_json(body, "the body")
     if not isinstance(document, dict):
         raise _invalid("a structured CloudEvent is one JSON object")
     attributes = {k: v for k, v in document.items() if k in CONTEXT_ATTRIBUTES}
@@ -94,10 +113,7 @@ def _binary(headers: Mapping[str, str], body: bytes, media: str) -> CloudEvent:
     attributes["extensions"] = extensions
     if body:
         if media == "application/json" or media.endswith("+json"):
-            try:
-                attributes["data"] = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise _invalid(f"the body is not the JSON its Content-Type {media} says") from None
+            attributes["data"] = parse_json(body, f"the body (Content-Type {media})")
         elif media.startswith("text/"):
             try:
                 attributes["data"] = body.decode()

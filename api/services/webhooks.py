@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 import weakref
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.services import audit
+from api.services.events_http import parse_json
 from core.db import events as store
 from core.db.events_tables import WebhookSourceRow
 from core.db.tables import utcnow
@@ -192,13 +192,11 @@ def _event(row: WebhookSourceRow, headers: Mapping[str, str], body: bytes) -> Cl
             f"the delivery needs a {delivery_header} header: its id, 1-256 printable characters",
             hint="a repeat of a delivery must carry the same id; it then acts once",
         )
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInputError(
-            "the delivery's body is not JSON",
-            hint="send JSON (for GitHub: content type application/json in the hook's settings)",
-        ) from None
+    payload = parse_json(
+        body,
+        "the delivery's body",
+        "send JSON (for GitHub: content type application/json in the hook's settings)",
+    )
     event_type = row.event_type
     subject = None
     if row.kind == "github":

@@ -153,7 +153,16 @@ def test_binary_and_structured_modes() -> None:
                 "content-type": "application/json",
             },
             b"{",
-            "not the JSON",
+            "is not JSON",
+        ),  # fmt: skip
+        ({"content-type": "application/cloudevents+json"}, b"[" * 100_000, "not JSON"),
+        (
+            {"content-type": "application/cloudevents+json"},
+            b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data":'
+            + b"[" * 70
+            + b"]" * 70
+            + b"}",
+            "nested more than 64",
         ),  # fmt: skip
     ],
 )
