@@ -111,7 +111,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventPage:
     """Events received, newest first, with what each matched and started (also those that
-    matched nothing)."""
+    matched nothing); without their data, which GET /api/v1/events/{id} shows."""
     return await service.page(event_type=type, since=since, before=before, limit=limit)
 
 

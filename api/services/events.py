@@ -40,7 +40,7 @@ from core.settings import Settings
 log = logging.getLogger("r2c.events")
 
 
-def record(row: EventRow, duplicate: bool = False) -> EventRecord:
+def record(row: EventRow, duplicate: bool = False, with_data: bool = True) -> EventRecord:
     return EventRecord.model_validate(
         {
             "id": row.id,
@@ -54,7 +54,7 @@ def record(row: EventRow, duplicate: bool = False) -> EventRecord:
             "received_by": row.received_by,
             "datacontenttype": row.datacontenttype,
             "extensions": row.extensions,
-            "data": row.data,
+            "data": row.data if with_data else None,
             "data_truncated": row.data_truncated,
             "matched": row.matched,
             "outcomes": row.outcomes,
@@ -207,5 +207,7 @@ class EventService:
             )
         more = len(rows) == limit
         return EventPage(
-            items=[record(r) for r in rows], next_before=rows[-1].id if more and rows else None
+            # Without data: a page stays small (GET /api/v1/events/{id} has it).
+            items=[record(r, with_data=False) for r in rows],
+            next_before=rows[-1].id if more and rows else None,
         )
