@@ -131,6 +131,16 @@ class EventRouteService:
                     f"role; key {principal.name!r} has {principal.role.value}",
                     hint="a route acts with its writer's role; ask an admin to write it",
                 )
+            if spec.start.input.get("freeze_override", False) is not False:
+                # Like an approval, passing a freeze is a person's decision, made when it is
+                # needed; a route would make it for every future event.
+                problems.append(
+                    {
+                        "field": "body.start.input.freeze_override",
+                        "message": "a route cannot override freezes; an admin deploys "
+                        "through a freeze by hand",
+                    }
+                )
             for p in template_problems(contract.input_model, spec.start.input):
                 problems.append({"field": f"body.start.{p['field']}", "message": p["message"]})
         if spec.signal is not None and not principal.role.allows(Role.OPERATOR):

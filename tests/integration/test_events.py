@@ -231,6 +231,22 @@ async def test_large_data_is_routed_but_not_kept_whole(api: System) -> None:
         ({"match": {}, "start": {**HEALTH, "input": {"rounds": "${nothing.x}"}}}, 422, "${"),
         ({"match": {"expression": "data.x >"}, "start": HEALTH}, 422, "expression"),
         ({"match": {}, "signal": {"signal": "approve", "deployment": "d"}}, 422, "approve"),
+        (
+            {
+                "match": {},
+                "start": {
+                    "workflow_type": "deployment",
+                    "input": {
+                        "component": "demo",
+                        "version": "${data.version}",
+                        "environment": "prod",
+                        "freeze_override": True,
+                    },
+                },
+            },
+            422,
+            "cannot override freezes",
+        ),
         ({"match": {}, "signal": {"signal": "promote"}}, 422, "component"),
         ({"match": {}}, 422, "exactly one action"),
         (
