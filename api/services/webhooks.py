@@ -46,6 +46,7 @@ DELIVERY_HEADERS = {"github": "x-github-delivery", "hmac": "x-delivery-id"}
 GITHUB_EVENT_HEADER = "x-github-event"
 _GITHUB_EVENT = re.compile(r"^[a-z_]{1,64}$")
 _DELIVERY_ID = re.compile(r"^[!-~]{1,256}$")
+_SUBJECT = re.compile(r"^[^\x00-\x1f\x7f]{1,512}$")
 # Secrets by Vault, path and version: a version never changes, so a cached one is never
 # stale, and a delivery costs no Vault round trip. Bounded: a few sources, a few versions each.
 _SECRETS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], bytes]] = weakref.WeakKeyDictionary()
@@ -209,7 +210,8 @@ def _event(row: WebhookSourceRow, headers: Mapping[str, str], body: bytes) -> Cl
         event_type = f"com.github.{github_event}"
         repository = payload.get("repository") if isinstance(payload, dict) else None
         full_name = repository.get("full_name") if isinstance(repository, dict) else None
-        subject = full_name if isinstance(full_name, str) and 0 < len(full_name) <= 512 else None
+        if isinstance(full_name, str) and _SUBJECT.match(full_name):
+            subject = full_name
     return CloudEvent(
         specversion="1.0",
         id=delivery,

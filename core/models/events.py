@@ -33,6 +33,9 @@ MAX_EXPRESSION_CHARS = 2000
 
 # Printable ASCII without spaces: ids and types end up in workflow ids, logs and URLs.
 _PRINTABLE = r"^[!-~]+$"
+# Text the store keeps in string columns: PostgreSQL refuses NUL in them.
+_ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+_NO_NUL = r"^[^\x00]*$"
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 # The attributes CloudEvents 1.0 defines; any other top-level member is an extension.
 CONTEXT_ATTRIBUTES = frozenset(
@@ -65,10 +68,14 @@ class CloudEvent(BaseModel):
     id: EventId
     source: EventSource
     type: EventType
-    subject: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    subject: (
+        Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=_ONE_LINE)] | None
+    ) = None
     time: AwareDatetime | None = None
-    datacontenttype: Annotated[str, StringConstraints(max_length=128)] | None = None
-    dataschema: Annotated[str, StringConstraints(max_length=512)] | None = None
+    datacontenttype: Annotated[str, StringConstraints(max_length=128, pattern=_ONE_LINE)] | None = (
+        None
+    )
+    dataschema: Annotated[str, StringConstraints(max_length=512, pattern=_ONE_LINE)] | None = None
     data: Any = None
     data_base64: str | None = None
     extensions: dict[str, ExtensionValue] = Field(default_factory=dict)
@@ -85,6 +92,8 @@ class CloudEvent(BaseModel):
                 )
             if isinstance(item, str) and len(item) > MAX_EXTENSION_CHARS:
                 raise ValueError(f"extension {name} is over {MAX_EXTENSION_CHARS} characters")
+            if isinstance(item, str) and "\x00" in item:
+                raise ValueError(f"extension {name} holds a NUL character")
         return value
 
 
@@ -151,7 +160,7 @@ class SignalAction(BaseModel):
     component: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     environment: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     full: bool = Field(False, description="promote: skip every remaining step")
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)] = ""
 
     @field_validator("signal", mode="before")
     @classmethod
@@ -178,7 +187,7 @@ class EventRouteSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    description: Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)] = ""
     enabled: bool = True
     match: RouteMatch
     start: StartAction | None = None
@@ -228,7 +237,7 @@ class WebhookSourceCreate(BaseModel):
     event_type: EventType | None = Field(
         None, description="hmac: the type of its events (default com.r2c.webhook.<name>)"
     )
-    description: Annotated[str, StringConstraints(max_length=500)] = ""
+    description: Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)] = ""
 
     @model_validator(mode="after")
     def _type_for_kind(self) -> WebhookSourceCreate:

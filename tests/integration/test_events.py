@@ -382,3 +382,34 @@ async def test_the_store_keeps_the_newest_events_only(make_system: Callable[...,
     assert [e["id"] for e in page.json()["items"]] == ids[::-1][:100]
     dropped = await system.http.get(f"{EVENTS}/{ids[0]}", headers=system.auth())
     assert dropped.status_code == 404
+
+
+async def test_nul_characters_are_refused_or_kept_never_a_server_error(api: System) -> None:
+    await route(
+        api,
+        "deploy-any",
+        {
+            "match": {"type": "com.example.nul"},
+            "start": {
+                "workflow_type": "deployment",
+                "input": {
+                    "component": "${data.name}",
+                    "version": "${data.name}",
+                    "environment": "qa",
+                },
+            },
+        },
+    )
+    subject = await send(api, event("com.example.nul", subject="a\x00b"))
+    assert subject.status_code == 422
+    kept = await send(api, event("com.example.nul", {"name": "x\x00y", "note": "\x00"}))
+    assert kept.status_code == 202, kept.text
+    assert kept.json()["outcomes"][0]["result"] == "error"
+    read = await api.http.get(f"{EVENTS}/{kept.json()['id']}", headers=api.auth())
+    assert read.json()["data"] == {"name": "x\x00y", "note": "\x00"}
+    described = await api.http.post(
+        "/api/v1/event-routes",
+        json={"name": "nul", "description": "\x00", "match": {}, "start": HEALTH},
+        headers=api.auth(),
+    )
+    assert described.status_code == 422
