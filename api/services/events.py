@@ -10,7 +10,6 @@ retention never starts a second deployment."""
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +35,6 @@ from core.models.events import (
 )
 from core.policies import RuleError
 from core.settings import Settings
-
-log = logging.getLogger("r2c.events")
 
 
 def record(row: EventRow, duplicate: bool = False, with_data: bool = True) -> EventRecord:

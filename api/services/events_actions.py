@@ -54,6 +54,20 @@ class RouteActions:
         self, name: str, role: str, spec: EventRouteSpec, ctx: dict[str, Any]
     ) -> RouteOutcome:
         """The outcome of route `name` for the event `ctx`; never raises for a refusal."""
+        outcome = await self._outcome(name, role, spec, ctx)
+        if outcome.result == "error":
+            log.warning(
+                "route %s did not act on event %s from %s: %s",
+                name,
+                ctx["id"],
+                ctx["source"],
+                outcome.message,
+            )
+        return outcome
+
+    async def _outcome(
+        self, name: str, role: str, spec: EventRouteSpec, ctx: dict[str, Any]
+    ) -> RouteOutcome:
         try:
             async with self.sessions() as session:
                 if spec.start is not None:
