@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -213,7 +214,10 @@ async def test_an_hmac_source_signs_like_github_with_its_own_headers(api: System
     assert "x-delivery-id" in refused.json()["error"]["message"]
 
 
-async def test_the_source_secret_is_write_only_and_rotates(api: System) -> None:
+async def test_the_source_secret_is_write_only_and_rotates(
+    api: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     secret = await source(api, "gh")
     shown = [
         (await api.http.get(SOURCES, headers=api.auth())).text,
@@ -235,7 +239,7 @@ async def test_the_source_secret_is_write_only_and_rotates(api: System) -> None:
     shown.append((await api.http.get("/api/v1/audit?limit=1000", headers=api.auth())).text)
 
     dump = await store_text(api)
-    for text in [*shown, dump]:
+    for text in [*shown, dump, caplog.text]:
         assert secret not in text and new_secret not in text
         assert "sha256=" not in text
 
