@@ -14,7 +14,8 @@ _FINAL = {
     DeploymentState.ABORTED: EventType.DEPLOYMENT_ABORTED,
     DeploymentState.FAILED: EventType.DEPLOYMENT_FAILED,
 }
-# The workflow records a pause before it sets the pause's type, so the words tell the kind.
+# Runs that recorded a pause before its type was part of the record (they replay the same
+# way) say what kind it is in their words only.
 _APPROVAL_WORDS = "waiting for approval"
 
 

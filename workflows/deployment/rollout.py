@@ -58,11 +58,23 @@ class Rollout:
 
     # ------------------------------------------------------------------ state and progress
 
-    async def set_state(self, state: DeploymentState, phase: str, always: bool = False) -> None:
+    async def set_state(
+        self,
+        state: DeploymentState,
+        phase: str,
+        always: bool = False,
+        pause_reason: PauseReason | None = None,
+    ) -> None:
         """Record a new state in the store first, then show it: whoever sees it in the status
-        query finds the same in the deployment list."""
+        query finds the same in the deployment list. A pause is recorded with its typed reason,
+        which is what the record's notification is chosen by."""
+        if pause_reason is not None:
+            assert state is DeploymentState.PAUSED
         if state is not self.status.state or always:
-            upcoming = self.status.model_copy(update={"state": state, "phase": phase})
+            update = {"state": state, "phase": phase}
+            if pause_reason is not None:
+                update["pause_reason"] = pause_reason
+            upcoming = self.status.model_copy(update=update)
             workflow.upsert_search_attributes([DEPLOYMENT_PHASE.value_set(state.value)])
             info = workflow.info()
             await acts.record(
@@ -76,6 +88,8 @@ class Rollout:
                 )
             )
         self.status.state, self.status.phase = state, phase
+        if pause_reason is not None:
+            self.status.pause_reason = pause_reason
 
     def mark_progress(self) -> None:
         self.gates.progress_marker += 1
@@ -199,8 +213,8 @@ class Rollout:
 
     async def wait_for_promotion(self, words: str, reason: PauseReason) -> None:
         """Paused until someone promotes (or aborts)."""
-        await self.set_state(DeploymentState.PAUSED, words)
-        self.status.paused_reason, self.status.pause_reason = words, reason
+        await self.set_state(DeploymentState.PAUSED, words, pause_reason=reason)
+        self.status.paused_reason = words
         with self.gates.holding(), self.gates.gate() as gate:
             await workflow.wait_condition(lambda: self.gates.passed(gate))
         self.gates.check_abort()
@@ -233,8 +247,9 @@ class Rollout:
         gates = self.gates
         gates.check_abort()
         if gates.user_paused:
-            await self.set_state(DeploymentState.PAUSED, "paused by hand")
-            self.status.pause_reason = PauseReason.BY_HAND
+            await self.set_state(
+                DeploymentState.PAUSED, "paused by hand", pause_reason=PauseReason.BY_HAND
+            )
             with gates.holding():
                 await workflow.wait_condition(lambda: not gates.user_paused or gates.aborting())
             gates.check_abort()
@@ -274,8 +289,7 @@ class Rollout:
         words = f"waiting for approval by {who}"
         if distinct:
             words = f"waiting for approval by {needed} different people ({who})"
-        await self.set_state(DeploymentState.PAUSED, words)
-        self.status.pause_reason = PauseReason.APPROVAL
+        await self.set_state(DeploymentState.PAUSED, words, pause_reason=PauseReason.APPROVAL)
 
         def approved() -> bool:
             if distinct:
