@@ -35,7 +35,9 @@ CHECKS = (
 )
 MAX_EXAMPLES = 8
 SEED = 20261128  # fixed, so a failure here is reproducible with the same command
-RUN_WITHIN = 150.0
+# Every phase over every route: about 110 s on 2 cores with the issue-10 routes; the test's
+# own limit (above pytest's default 120 s) leaves room for a slow machine.
+RUN_WITHIN = 240.0
 
 
 @pytest.fixture
@@ -90,6 +92,7 @@ async def _terminate_running(app: Any) -> None:
         await handle.terminate(reason="contract test teardown")
 
 
+@pytest.mark.timeout(RUN_WITHIN + 60)
 async def test_the_api_keeps_its_openapi_contract(
     api: tuple[Settings, str], tmp_path: Path
 ) -> None:
