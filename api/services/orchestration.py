@@ -126,19 +126,7 @@ class WorkflowService:
     ) -> WorkflowStarted:
         """Start a workflow by type; `created` is false when the id or Idempotency-Key had
         already started one with the same input."""
-        contract = WORKFLOW_CONTRACTS.get(body.type)
-        if contract is None:
-            raise InvalidInputError(
-                f"unknown workflow type {body.type!r}",
-                hint=f"use one of {sorted(WORKFLOW_CONTRACTS)}",
-                fields=[{"field": "body.type", "message": "unknown workflow type"}],
-            )
-        if not principal.role.allows(contract.role):
-            raise PermissionDeniedError(
-                f"starting {contract.name} needs the {contract.role.value} role; key "
-                f"{principal.name!r} has {principal.role.value}",
-                hint="ask an admin for a key with a higher role",
-            )
+        contract, workflow_input = checked_start(principal, body.type, body.input, "starting")
         if body.id is not None and is_reserved(body.id):
             raise InvalidInputError(
                 f"workflow id {body.id!r} starts with a prefix the system keeps for itself",
@@ -146,7 +134,6 @@ class WorkflowService:
                 "deployments and retires get theirs from their target",
                 fields=[{"field": "body.id", "message": "reserved prefix"}],
             )
-        workflow_input = _validated(contract, body.input)
         if isinstance(workflow_input, DeploymentRequest):
             started = await self._deployment(principal, workflow_input, body, idempotency_key)
         elif isinstance(workflow_input, RetireRequest):
@@ -377,6 +364,28 @@ class WorkflowService:
             for e in executions
         ]
         return WorkflowPage(items=items, next_page_token=next_token)
+
+
+def checked_start(
+    principal: Principal, wf_type: str, raw: dict[str, Any], doing: str
+) -> tuple[WorkflowContract, BaseModel]:
+    """The contract of a startable type and its input, checked as every start checks them
+    (the API's, a schedule's, an event route's): a known type, a role that may start it, an
+    input that validates. `doing` names the act in the 403 ("starting", "scheduling")."""
+    contract = WORKFLOW_CONTRACTS.get(wf_type)
+    if contract is None:
+        raise InvalidInputError(
+            f"unknown workflow type {wf_type!r}",
+            hint=f"use one of {sorted(WORKFLOW_CONTRACTS)}",
+            fields=[{"field": "body.type", "message": "unknown workflow type"}],
+        )
+    if not principal.role.allows(contract.role):
+        raise PermissionDeniedError(
+            f"{doing} {contract.name} needs the {contract.role.value} role; key "
+            f"{principal.name!r} has {principal.role.value}",
+            hint="ask an admin for a key with a higher role",
+        )
+    return contract, _validated(contract, raw)
 
 
 def _validated(contract: WorkflowContract, raw: dict[str, Any]) -> BaseModel:

@@ -23,7 +23,7 @@ from temporalio.client import (
 
 from api.gateway import Gateway, mapped
 from api.services import audit
-from api.services.orchestration import _validated, status_of
+from api.services.orchestration import checked_start, status_of
 from api.services.schedules_temporal import (
     CREATED_BY_MEMO,
     DEFINITION_MEMO,
@@ -31,9 +31,8 @@ from api.services.schedules_temporal import (
     OVERLAP_NAMES,
     build,
 )
-from core.contracts import WORKFLOW_CONTRACTS
 from core.db import components
-from core.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.ids import SCHEDULE_PREFIX, schedule_id
 from core.models.apikeys import Principal
 from core.models.deployments import DeploymentRequest
@@ -204,20 +203,7 @@ class ScheduleService:
     async def _checked(self, principal: Principal, body: ScheduleDefinition) -> BaseModel:
         """The input as the type's start would check it, plus what a schedule adds: a run
         that would fail every time is refused now, not at every fire."""
-        contract = WORKFLOW_CONTRACTS.get(body.type)
-        if contract is None:
-            raise InvalidInputError(
-                f"unknown workflow type {body.type!r}",
-                hint=f"use one of {sorted(WORKFLOW_CONTRACTS)}",
-                fields=[{"field": "body.type", "message": "unknown workflow type"}],
-            )
-        if not principal.role.allows(contract.role):
-            raise PermissionDeniedError(
-                f"scheduling {contract.name} needs the {contract.role.value} role; key "
-                f"{principal.name!r} has {principal.role.value}",
-                hint="ask an admin for a key with a higher role",
-            )
-        checked = _validated(contract, body.input)
+        _, checked = checked_start(principal, body.type, body.input, "scheduling")
         if isinstance(checked, DeploymentRequest):
             await self._schedulable_deployment(checked)
         return checked

