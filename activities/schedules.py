@@ -1,4 +1,9 @@
-"""The activity of scheduled starts: the API's own start logic, acting as `schedule:<id>`."""
+"""The activity of scheduled starts: the API's own start logic, acting as `schedule:<id>`.
+
+A departure from the layering (DESIGN.md: nothing imports `api/`): the rules of a start
+(locks, policies, the store row, the audit) live in `api/services`, and a scheduled start must
+follow exactly those, so this activity uses them rather than a copy. Moving the start rules
+into a service layer under `core/` that both import is the clean way out."""
 
 from __future__ import annotations
 
