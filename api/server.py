@@ -9,6 +9,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from api.app import create_app
+from api.deployment_metrics import watch_deployments
 from api.metrics import watch_component_health
 from core.db.migrate import upgrade
 from core.settings import Settings
@@ -21,6 +22,7 @@ async def serve(settings: Settings) -> None:
     await asyncio.to_thread(upgrade, settings)
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
     watch_component_health(settings)
+    watch_deployments(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
