@@ -4,14 +4,17 @@ wait for an approval, then `GET /api/v1/insights` and the deployment metrics sho
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+import httpx
+from prometheus_client import CollectorRegistry, start_http_server
 
 from api.deployment_metrics import watch_deployments
 from cli.demo import demo_spec
 from cli.processes import free_port
 from tests.integration.deploying import FINAL, deploy, get, until
+from tests.integration.prometheus_fixture import PrometheusServer, running_prometheus
 from tests.integration.system import System
 from tests.support import wait_for
 
@@ -112,3 +115,43 @@ async def test_bad_windows_and_unknown_components_are_refused_with_a_hint(
     empty = await system.http.get("/api/v1/insights", headers=system.auth())
     assert empty.status_code == 200, empty.text
     assert empty.json()["targets"] == [] and empty.json()["overall"]["deployments"] == 0
+
+
+async def _scraped(
+    prom: PrometheusServer, http: httpx.AsyncClient, promql: str
+) -> list[dict[str, Any]]:
+    return await wait_for(
+        lambda: prom.query(http, promql), lambda result: len(result) == 1, what=promql, within=30
+    )
+
+
+async def test_a_real_prometheus_reads_the_deployment_metrics(
+    make_system: Callable[..., Any], tmp_path: Path
+) -> None:
+    system: System = await make_system(noop=True)
+    spec = demo_spec("demo", 1)
+    resp = await system.http.post("/api/v1/components", json=spec, headers=system.auth())
+    assert resp.status_code == 201, resp.text
+    assert (await get(system, await _ended(system, "v1")))["state"] == "succeeded"
+    registry = CollectorRegistry()
+    collector = watch_deployments(system.settings, registry)
+    port = free_port()
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=5) as http,
+            running_prometheus(tmp_path / "prom", [f"127.0.0.1:{port}"], http) as prom,
+        ):
+            # Every family parses for Prometheus, the histogram included.
+            for promql, value in (
+                ('r2c_deployments_total{component="demo",outcome="succeeded"}', "1"),
+                ('r2c_deployment_duration_seconds_count{component="demo"}', "1"),
+                ('r2c_dora_change_failure_ratio{component="demo"}', "0"),
+            ):
+                got = await _scraped(prom, http, promql)
+                assert got[0]["value"][1] == value, got
+    finally:
+        server.shutdown()
+        server.server_close()
+        registry.unregister(collector)
+        collector.close()
