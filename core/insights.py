@@ -55,9 +55,10 @@ def dora(facts: Iterable[DeploymentFact], window_seconds: float) -> Dora:
     wins = [f for f in ended if f.state == DeploymentState.SUCCEEDED.value]
     failed = [f for f in ended if f.state in FAILED_CHANGE]
     leads = [_seconds(f.created_at, f.finished_at) for f in wins if f.finished_at]
-    restores: list[float] = []
-    for target in sorted({(f.component, f.environment) for f in ended}):
-        restores.extend(restore_times([f for f in ended if (f.component, f.environment) == target]))
+    targets: dict[Target, list[DeploymentFact]] = {}
+    for f in ended:
+        targets.setdefault((f.component, f.environment), []).append(f)
+    restores = [t for target in sorted(targets) for t in restore_times(targets[target])]
     return Dora(
         deployments=len(rows),
         finished=len(ended),
