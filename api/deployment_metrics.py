@@ -18,12 +18,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.metrics import scrape_engine
 from core.db import insights as q
-from core.db.migrate import sync_url
 from core.insights import DeploymentFact, by_target
 from core.models.deployments import DeploymentState, PauseReason
 from core.settings import Settings
@@ -40,9 +39,7 @@ class DeploymentCollector(Collector):
     """The deployment families of docs/observability.md, computed from the store."""
 
     def __init__(self, settings: Settings, now: Callable[[], datetime] | None = None) -> None:
-        url = sync_url(settings)
-        timeout = {"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 5}
-        self._engine = create_engine(url, pool_size=1, max_overflow=1, connect_args=timeout)
+        self._engine = scrape_engine(settings)
         self._now = now or (lambda: datetime.now(UTC))
 
     def describe(self) -> Iterable[Metric]:

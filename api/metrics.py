@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.db.migrate import sync_url
@@ -36,6 +36,15 @@ WORKFLOW_STARTS = Counter(
 )
 
 
+def scrape_engine(settings: Settings) -> Engine:
+    """A small synchronous engine of the store for collectors read at each scrape: they run
+    on the metrics server's own thread, apart from the app's event loop; a store that hangs
+    makes a short gap in their families, not a hung scrape."""
+    url = sync_url(settings)
+    timeout = {"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 5}
+    return create_engine(url, pool_size=1, max_overflow=1, connect_args=timeout)
+
+
 class ComponentHealthCollector(Collector):
     """`r2c_component_healthy{component}` (1 healthy, 0 unhealthy; absent while unknown) and
     the time of each component's last check, read from the store at every scrape.
@@ -45,9 +54,7 @@ class ComponentHealthCollector(Collector):
     the metrics server's own thread through a synchronous engine of its own."""
 
     def __init__(self, settings: Settings) -> None:
-        url = sync_url(settings)
-        timeout = {"timeout": 5} if url.startswith("sqlite") else {"connect_timeout": 5}
-        self._engine = create_engine(url, pool_size=1, max_overflow=1, connect_args=timeout)
+        self._engine = scrape_engine(settings)
 
     def describe(self) -> Iterable[Metric]:
         # Registering must not query the store: these are the families collect() yields.

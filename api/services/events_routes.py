@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.services import audit
 from api.services.events_matching import check_expression, template_problems
-from core.contracts import WORKFLOW_CONTRACTS
+from api.services.orchestration import startable
 from core.db import events as store
 from core.db.events_tables import EventRouteRow
 from core.db.tables import utcnow
@@ -118,19 +118,13 @@ class EventRouteService:
             if problem:
                 problems.append({"field": "body.match.expression", "message": problem})
         if spec.start is not None:
-            contract = WORKFLOW_CONTRACTS.get(spec.start.workflow_type)
-            if contract is None:
-                raise InvalidInputError(
-                    f"unknown workflow type {spec.start.workflow_type!r}",
-                    hint=f"use one of {sorted(WORKFLOW_CONTRACTS)}",
-                    fields=[{"field": "body.start.workflow_type", "message": "unknown type"}],
-                )
-            if not principal.role.allows(contract.role):
-                raise PermissionDeniedError(
-                    f"a route that starts {contract.name} needs the {contract.role.value} "
-                    f"role; key {principal.name!r} has {principal.role.value}",
-                    hint="a route acts with its writer's role; ask an admin to write it",
-                )
+            contract = startable(
+                principal,
+                spec.start.workflow_type,
+                "a route that starts",
+                field="body.start.workflow_type",
+                hint="a route acts with its writer's role; ask an admin to write it",
+            )
             if spec.start.input.get("freeze_override", False) is not False:
                 # Like an approval, passing a freeze is a person's decision, made when it is
                 # needed; a route would make it for every future event.

@@ -372,20 +372,34 @@ def checked_start(
     """The contract of a startable type and its input, checked as every start checks them
     (the API's, a schedule's, an event route's): a known type, a role that may start it, an
     input that validates. `doing` names the act in the 403 ("starting", "scheduling")."""
+    contract = startable(principal, wf_type, doing)
+    return contract, _validated(contract, raw)
+
+
+def startable(
+    principal: Principal,
+    wf_type: str,
+    doing: str,
+    *,
+    field: str = "body.type",
+    hint: str = "ask an admin for a key with a higher role",
+) -> WorkflowContract:
+    """The contract of a type `principal` may start: 422 for an unknown type (naming
+    `field`), 403 for a role too low."""
     contract = WORKFLOW_CONTRACTS.get(wf_type)
     if contract is None:
         raise InvalidInputError(
             f"unknown workflow type {wf_type!r}",
             hint=f"use one of {sorted(WORKFLOW_CONTRACTS)}",
-            fields=[{"field": "body.type", "message": "unknown workflow type"}],
+            fields=[{"field": field, "message": "unknown workflow type"}],
         )
     if not principal.role.allows(contract.role):
         raise PermissionDeniedError(
             f"{doing} {contract.name} needs the {contract.role.value} role; key "
             f"{principal.name!r} has {principal.role.value}",
-            hint="ask an admin for a key with a higher role",
+            hint=hint,
         )
-    return contract, _validated(contract, raw)
+    return contract
 
 
 def _validated(contract: WorkflowContract, raw: dict[str, Any]) -> BaseModel:
