@@ -57,11 +57,19 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
 
 
 @app.command()
-def up() -> None:
+def up(
+    with_prometheus: bool = typer.Option(
+        False,
+        "--with-prometheus",
+        help="also start the installed Prometheus, scraping everything (R2C_WITH_PROMETHEUS)",
+    ),
+) -> None:
     """Start the whole system: Temporal server and UI, worker, API. Ctrl-C stops it all."""
     from cli.up import run_up
 
     settings = _settings("up")
+    if with_prometheus:
+        settings = settings.model_copy(update={"with_prometheus": True})
     raise typer.Exit(_run(run_up(settings)))
 
 

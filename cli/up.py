@@ -26,6 +26,7 @@ import httpx
 from cli.bootstrap import ensure_admin_key
 from cli.openbao import EmbeddedVault, OpenBaoStartError, cluster_port, embedded_vault
 from cli.processes import Child, environ_with, port_in_use
+from cli.prometheus import local_prometheus
 from cli.temporal_server import dev_server, wait_until_serving
 from core.db.migrate import upgrade
 from core.default_schedules import HEALTH_CHECK_SCHEDULE_ID
@@ -36,6 +37,13 @@ log = logging.getLogger("r2c.up")
 READY_TIMEOUT = 60.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long starts its restart backoff afresh
+
+
+_SERVER_TITLES = {
+    "temporal": "the Temporal server",
+    "openbao": "OpenBao",
+    "prometheus": "Prometheus",
+}
 
 
 class _Stopped(Exception):
@@ -77,6 +85,8 @@ def _check_ports(settings: Settings, embedded: bool) -> None:
         ]
     if settings.worker_metrics_port:
         wanted.append(("R2C_WORKER_METRICS_PORT", settings.worker_metrics_port))
+    if settings.with_prometheus:
+        wanted.append(("R2C_PROMETHEUS_PORT", settings.prometheus_port))
     if embedded:
         wanted += [
             ("R2C_TEMPORAL_PORT", settings.temporal_port),
@@ -98,6 +108,7 @@ class Supervisor:
         self.home = settings.home.resolve()
         self.temporal: Child | None = None
         self.vault: EmbeddedVault | None = None
+        self.prometheus: Child | None = None
         self.services: list[Child] = []
         self.stop = asyncio.Event()
 
@@ -112,6 +123,8 @@ class Supervisor:
                 "VAULT_ROLE_ID": "",
                 "VAULT_SECRET_ID": "",
             }
+        if self.prometheus is not None and self.settings.prometheus_url is None:
+            vault["PROMETHEUS_URL"] = self._prometheus_url()
         env = environ_with(
             R2C_HOME=str(self.home),
             TEMPORAL_ADDRESS=self.settings.temporal_target,
@@ -139,6 +152,10 @@ class Supervisor:
                 self.vault = embedded_vault(self.settings, self.home)
                 _say(f"starting OpenBao (Vault) on {self.vault.url} ...")
                 await self._unless_stopped(self.vault.start())
+            if self.settings.with_prometheus:
+                self.prometheus = local_prometheus(self.settings, self.home)
+                _say(f"starting Prometheus on {self._prometheus_url()} ...")
+                await self.prometheus.start()
             await self._unless_stopped(
                 wait_until_serving(
                     self.temporal,
@@ -174,9 +191,13 @@ class Supervisor:
             child.kill()
 
     def _servers(self) -> list[Child]:
-        """The embedded servers started so far (Temporal, OpenBao)."""
+        """The embedded servers started so far (Temporal, OpenBao, Prometheus)."""
         servers = [self.temporal] if self.temporal else []
-        return servers + ([self.vault.child] if self.vault else [])
+        servers += [self.vault.child] if self.vault else []
+        return servers + ([self.prometheus] if self.prometheus else [])
+
+    def _prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.prometheus_port}"
 
     async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> None:
         """Run a start-up step, abandoning it as soon as a stop is requested."""
@@ -234,6 +255,8 @@ class Supervisor:
         ]
         if s.worker_metrics_port:
             lines.append(f"  worker metrics http://{s.host}:{s.worker_metrics_port}/metrics")
+        if self.prometheus is not None:
+            lines.append(f"  Prometheus     {self._prometheus_url()}")
         lines.append(f"  health check   {_health_check_line(s)}")
         lines += [
             f"  admin API key  {key_file}" + (" (new)" if created else ""),
@@ -272,7 +295,7 @@ class Supervisor:
                     return 0
                 for task in done & servers.keys():
                     server = servers[task]
-                    title = "the Temporal server" if server.name == "temporal" else "OpenBao"
+                    title = _SERVER_TITLES.get(server.name, server.name)
                     log.error("%s exited with code %s", title, task.result())
                     _say(
                         f"error: {title} exited (code {task.result()}); "

@@ -219,6 +219,56 @@ class Settings(BaseSettings):
         description="how long one POST to a receiver may take",
     )
 
+    # -- tracing (issue 11) -- only the tracing work edits this block. The exporter itself is
+    # configured by the standard OTEL_* variables (and JAEGER_ENDPOINT), read by core/tracing.
+    router_trace_ratio: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        validation_alias="R2C_ROUTER_TRACE_RATIO",
+        description="share of proxied requests without a sampled parent that the router"
+        " records as spans (when tracing is on)",
+    )
+    router_traces_per_second: int = Field(
+        20,
+        ge=0,
+        le=10_000,
+        validation_alias="R2C_ROUTER_TRACES_PER_SECOND",
+        description="at most this many router spans a second, whatever the ratio",
+    )
+
+    # -- logs (issue 11) -- only the logs work edits this block
+    log_format: Literal["json", "ecs"] = Field(
+        "json",
+        validation_alias="LOG_FORMAT",
+        description="`json` (our lines) or `ecs` (Elastic Common Schema, for ELK)",
+    )
+    log_file_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        validation_alias="R2C_LOG_MAX_BYTES",
+        description="`r2c up` rotates a process's log file in R2C_HOME/logs past this size",
+    )
+    log_file_backups: int = Field(
+        5,
+        ge=0,
+        le=100,
+        validation_alias="R2C_LOG_BACKUPS",
+        description="rotated log files kept per process",
+    )
+
+    # -- prometheus (issue 11) -- only the prometheus work edits this block
+    with_prometheus: bool = Field(
+        False,
+        validation_alias="R2C_WITH_PROMETHEUS",
+        description="`r2c up` also starts the installed Prometheus (/usr/bin/prometheus) on"
+        " R2C_PROMETHEUS_PORT, scraping everything, and the analysis uses it",
+    )
+    prometheus_port: int = Field(9090, ge=1, le=65535, validation_alias="R2C_PROMETHEUS_PORT")
+
+    # -- SLOs (issue 11) -- only the SLO work edits this block
+
     @property
     def notifications_private_allowed(self) -> bool:
         """Whether loopback and private receivers are allowed (development: yes)."""
