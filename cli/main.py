@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.audit import audit_app
 from cli.schedules import app as schedules_app
 from core.logging import setup_logging
 from core.models.apikeys import Role
@@ -32,6 +33,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
 app.add_typer(schedules_app, name="schedule")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings(process: str) -> Settings:
