@@ -269,6 +269,8 @@ class Settings(BaseSettings):
 
     # -- SLOs (issue 11) -- only the SLO work edits this block
 
+    # -- audit chain (issue 12) -- only the audit chain work edits this block
+
     @property
     def notifications_private_allowed(self) -> bool:
         """Whether loopback and private receivers are allowed (development: yes)."""
