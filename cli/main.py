@@ -45,7 +45,7 @@ def _settings(process: str) -> Settings:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     secure_home(settings.home)
-    setup_logging(settings.log_level, process)
+    setup_logging(settings.log_level, process, settings.log_format)
     return settings
 
 
@@ -92,6 +92,28 @@ def api() -> None:
 
     settings = _settings("api")
     _run(serve(settings))
+
+
+@app.command()
+def logs(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="api, worker, temporal, openbao, prometheus or <component>/<env>"),
+    ] = None,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep showing new lines")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="only lines this recent: 30s, 10m, 1h, 2d or ISO time")
+    ] = None,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", help="at most this many lines", min=0, max=100_000)
+    ] = 200,
+) -> None:
+    """Show the logs of `r2c up`'s processes or of a target's router and instances; no name
+    lists what has logs."""
+    from cli.logs import show_logs
+
+    settings = _settings("cli")
+    raise typer.Exit(show_logs(settings.home, name, follow, since, lines))
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """`r2c up`: the whole system in one foreground command, supervised.
 
 Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), the embedded
-OpenBao (unless `VAULT_URL` names a Vault), a worker and the API; waits until all are ready
+OpenBao (unless `VAULT_URL` names a Vault), a worker and the API (their logs on the console
+and in `R2C_HOME/logs/<process>.log`, rotated: `r2c logs`); waits until all are ready
 (the worker makes the default health-check schedule first: core/default_schedules.py);
 prints where everything is; restarts a worker or API that dies; stops everything (and
 everything only) on Ctrl-C or SIGTERM.
@@ -24,6 +25,7 @@ from typing import IO, Any
 import httpx
 
 from cli.bootstrap import ensure_admin_key
+from cli.log_files import Rotation
 from cli.openbao import EmbeddedVault, OpenBaoStartError, cluster_port, embedded_vault
 from cli.processes import Child, environ_with, port_in_use
 from cli.prometheus import local_prometheus
@@ -131,7 +133,14 @@ class Supervisor:
             R2C_READY_FILE=str(self.home / "run" / f"{name}.ready"),
             **vault,
         )
-        return Child(name, [sys.executable, "-m", "cli", name], env)
+        # Its log on the console as before, and in R2C_HOME/logs for `r2c logs`.
+        return Child(
+            name,
+            [sys.executable, "-m", "cli", name],
+            env,
+            log_file=self.home / "logs" / f"{name}.log",
+            tee=Rotation(self.settings.log_file_max_bytes, self.settings.log_file_backups),
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -228,7 +237,7 @@ class Supervisor:
                     if not child.running:
                         raise StartupError(
                             f"the {child.name} exited with code {child.exit_code} while starting;"
-                            " its log is above"
+                            f" its log is above and in {child.log_file}"
                         )
                 worker_ready = Path(self.services[0].env["R2C_READY_FILE"]).exists()
                 try:

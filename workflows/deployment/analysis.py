@@ -45,6 +45,7 @@ Recorder = Callable[[Measurement], None]
 # The patch that brought baseline windows and no-data retries: histories recorded before it
 # replay on the old rule (a window from the router's start; no value is inconclusive).
 WINDOW_PATCH = "analysis-window-and-no-data"
+MEASUREMENTS_METRIC = "r2c_analysis_measurements_total"
 
 
 @dataclass
@@ -87,6 +88,22 @@ def judge(spec: MetricSpec, value: float | None) -> tuple[MetricPhase, str]:
     if spec.failure_condition:
         return "successful", f"{shown}: failure condition `{spec.failure_condition}` does not hold"
     return "inconclusive", f"{shown}: no condition to judge it by"
+
+
+def _count(target: Target, metric: str, phase: MeasurementPhase) -> None:
+    # A workflow metric is no command (nothing in the history, no patch) and is not counted
+    # again on replay. The worker's runtime exports it as is, no `_total` added.
+    workflow.metric_meter().create_counter(
+        MEASUREMENTS_METRIC, "Analysis measurements taken, by phase"
+    ).add(
+        1,
+        {
+            "component": target.component,
+            "environment": target.environment,
+            "metric": metric,
+            "phase": phase,
+        },
+    )
 
 
 def _no_data(spec: MetricSpec, got: MetricValue) -> bool:
@@ -146,6 +163,7 @@ class _MetricRunner:
         )
         self.p.recent = [*self.p.recent, m][-RESULT_MEASUREMENTS:]
         self.ctx.record(m)
+        _count(self.ctx.target, self.spec.name, phase)
         return m
 
     def _result(self, phase: MetricPhase, reason: str) -> MetricResult:
