@@ -10,6 +10,7 @@ the speed of `OFF`."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -80,11 +81,24 @@ def dev_server_argv(
     return argv
 
 
+def metrics_targets_file(home: Path) -> Path:
+    """Where `up` writes the embedded server's metrics address for Prometheus
+    (`file_sd_configs`: the port is picked at each start unless R2C_TEMPORAL_METRICS_PORT)."""
+    return home / "prometheus" / "targets" / "temporal.json"
+
+
 def dev_server(settings: Settings, home: Path) -> Child:
-    """The server as a supervised child; its log goes to `R2C_HOME/logs/temporal.log`."""
+    """The server as a supervised child; its log goes to `R2C_HOME/logs/temporal.log`, and its
+    metrics address to `metrics_targets_file(home)`."""
+    metrics_port = settings.temporal_server_metrics_port or free_port()
+    targets = metrics_targets_file(home)
+    targets.parent.mkdir(parents=True, exist_ok=True)
+    tmp = targets.with_name(f"{targets.name}.tmp")
+    tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{metrics_port}"]}]))
+    tmp.replace(targets)  # atomic: Prometheus never reads half a file
     return Child(
         "temporal",
-        dev_server_argv(settings, home / "temporal.db"),
+        dev_server_argv(settings, home / "temporal.db", metrics_port),
         environ_with(),
         log_file=home / "logs" / "temporal.log",
     )

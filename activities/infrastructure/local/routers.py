@@ -10,7 +10,6 @@ admin address is also written to `R2C_HOME/infra/_prometheus/<component>.<enviro
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,11 +26,15 @@ from activities.infrastructure.local.router.table import (
     RouterLimits,
     RouterStatus,
     RouteTable,
+    read_table,
     write_table,
 )
+from activities.infrastructure.local.scrape_targets import render as render_scrape_groups
+from activities.infrastructure.local.scrape_targets import scrape_groups
 from activities.infrastructure.local.state import RouterRecord, TargetFiles, TargetRecord
 from core.errors import InfrastructureError
 from core.models.components import Component
+from core.tracing import current_traceparent
 
 log = logging.getLogger("r2c.infra.local")
 
@@ -86,7 +89,7 @@ class Routers:
         pid, ticks = processes.start_detached(argv, router_env(files.dir), None, log_file)
         router.pid, router.ticks = pid, ticks
         files.save(rec)
-        self._write_scrape_target(files, router.admin_port)
+        self._write_scrape_target(files, router.admin_port, component)
         deadline = time.monotonic() + ROUTER_ACK_TIMEOUT
         while await self.status(router) is None:
             if time.monotonic() > deadline or not processes.alive(pid, ticks):
@@ -122,7 +125,7 @@ class Routers:
         self, component: Component | None, files: TargetFiles, rec: TargetRecord
     ) -> None:
         """Write the routing table and wait until the router serves it."""
-        health, limits = _current_policy(files)
+        health, limits, previous = _current_policy(files)
         if component is not None:
             check = component.runtime.health_check
             health = HealthPolicy(**check.model_dump(exclude={"path"}), path=check.path)
@@ -141,10 +144,12 @@ class Routers:
             health=health,
             limits=limits,  # kept: an operator may have tuned them in the file
         )
+        table.traces = rollout_traces(previous, table, current_traceparent())
         write_table(files.routes_file, table)
         files.save(rec)
         if rec.router is None:
             return
+        self._write_scrape_target(files, rec.router.admin_port, component, table)
         deadline = time.monotonic() + ROUTER_ACK_TIMEOUT
         while True:
             status = await self.status(rec.router)
@@ -172,15 +177,63 @@ class Routers:
     def _scrape_file(self, files: TargetFiles) -> Path:
         return child(files.root, SCRAPE_DIR, f"{files.component}.{files.environment}.json")
 
-    def _write_scrape_target(self, files: TargetFiles, admin_port: int) -> None:
+    def _write_scrape_target(
+        self,
+        files: TargetFiles,
+        admin_port: int | None,
+        component: Component | None,
+        table: RouteTable | None = None,
+    ) -> None:
+        """The router's and its instances' targets (scrape_targets.py), replaced atomically
+        (write, then rename) so Prometheus never reads half a file. Without `table`, the
+        instances are those of the routing table on disk; on the component's metrics path
+        (none: not listed; unknown component: /metrics)."""
+        if table is None:
+            try:
+                table = read_table(files.routes_file)
+            except (OSError, ValueError):
+                table = None
         path = self._scrape_file(files)
         private_dir(child(files.root, SCRAPE_DIR), files.root)
-        write_private(path, json.dumps([{"targets": [f"127.0.0.1:{admin_port}"]}]))
+        metrics_path = component.runtime.metrics_path if component else "/metrics"
+        groups = scrape_groups(files.component, files.environment, admin_port, table, metrics_path)
+        write_private(path, render_scrape_groups(groups))
 
 
-def _current_policy(files: TargetFiles) -> tuple[HealthPolicy, RouterLimits]:
+def _current_policy(files: TargetFiles) -> tuple[HealthPolicy, RouterLimits, RouteTable | None]:
     try:
         table = RouteTable.model_validate_json(files.routes_file.read_bytes())
     except (OSError, ValueError):
-        return HealthPolicy(), RouterLimits()
-    return table.health, table.limits
+        return HealthPolicy(), RouterLimits(), None
+    return table.health, table.limits, table
+
+
+def rollout_traces(
+    previous: RouteTable | None, table: RouteTable, traceparent: str | None
+) -> dict[str, str]:
+    """Which slots' traffic joins which deployment's trace (slot -> traceparent).
+
+    A slot whose version changes in this table, published from within a traced deployment
+    (`traceparent`, the activity's span), joins that deployment's trace, and keeps it while
+    its version stays; a slot that takes all the traffic has finished its rollout and drops
+    it, so a stable version's traffic never grows an old trace for ever.
+    """
+    before = _versions(previous) if previous is not None else {}
+    kept = previous.traces if previous is not None else {}
+    traces: dict[str, str] = {}
+    for slot, versions in _versions(table).items():
+        if table.weights.get(slot, 0) >= 100:
+            continue
+        if versions == before.get(slot):
+            if slot in kept:
+                traces[slot] = kept[slot]
+        elif traceparent is not None:
+            traces[slot] = traceparent
+    return traces
+
+
+def _versions(table: RouteTable) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for backend in table.backends:
+        found.setdefault(backend.slot, set()).add(backend.version)
+    return found
