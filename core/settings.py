@@ -268,6 +268,14 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(9090, ge=1, le=65535, validation_alias="R2C_PROMETHEUS_PORT")
 
     # -- SLOs (issue 11) -- only the SLO work edits this block
+    slo_sample_seconds: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        validation_alias="R2C_SLO_SAMPLE_SECONDS",
+        description="the scheduled health check keeps a reading of each router's counters for"
+        " the SLOs at most this often (a 90-day window holds 130,000 samples a target at 60)",
+    )
 
     # -- audit chain (issue 12) -- only the audit chain work edits this block
 

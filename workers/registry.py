@@ -16,6 +16,7 @@ from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, Infrastruct
 from activities.infrastructure.provider import InfrastructureProvider
 from activities.notifications import notification_activities
 from activities.schedules import schedule_activities
+from activities.slo import SloActivities
 from core.secrets import SecretStore
 from core.settings import Settings
 from workflows.deployment.background import BackgroundAnalysisWorkflow
@@ -48,12 +49,14 @@ def activities(
 ) -> list[Callable[..., Any]]:
     health = HealthActivities(sessions, http, client)
     infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
-    analysis = AnalysisActivities(provider, http, prometheus_url)
+    analysis = AnalysisActivities(provider, http, prometheus_url, sessions=sessions)
     deployments = DeploymentActivities(sessions, client)
+    slo = SloActivities(sessions, http, provider, settings.slo_sample_seconds)
     return [
         health.list_health_targets,
         health.probe_component,
         health.record_component_health,
+        slo.sample_slo_counters,
         infra.ensure_instances,
         infra.set_weights,
         infra.read_state,

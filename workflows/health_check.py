@@ -3,7 +3,8 @@
 One round by default; with `rounds` > 1 it becomes a watch that probes every
 `interval_seconds`, continuing as new when the history grows long. Each round ends by
 recording per-component health states in the store (runs started before that step existed
-replay without it: `RECORD_HEALTH_PATCH`).
+replay without it: `RECORD_HEALTH_PATCH`), then by reading the routers' counters for the
+components' SLOs (`SLO_SAMPLES_PATCH`, likewise).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
+    from activities.slo import SloActivities
     from core.contracts import HEALTH_CHECK_WORKFLOW, STATUS_QUERY
     from core.models.health import (
         ComponentHealth,
@@ -31,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 # Probes answer "unhealthy" themselves; a retry only covers the activity itself failing.
 
 RECORD_HEALTH_PATCH = "record-component-health"
+SLO_SAMPLES_PATCH = "sample-slo-counters"
 
 
 class HealthWatchState(HealthCheckInput):
@@ -116,6 +120,20 @@ class ComponentHealthCheckWorkflow:
                 retry_policy=QUICK,
                 summary="record component health states",
             )
+        if workflow.patched(SLO_SAMPLES_PATCH):
+            self._progress.phase = "sampling"
+            # An unreadable router is in the result, and a failed step is only logged: the
+            # health round stands, and the next reading covers the gap (counters accumulate).
+            try:
+                await workflow.execute_activity_method(
+                    SloActivities.sample_slo_counters,
+                    TargetQuery(components=req.components, environment=req.environment),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=PROBE,
+                    summary="read the routers' counters for the SLOs",
+                )
+            except ActivityError as err:
+                workflow.logger.warning("SLO readings not kept this round: %s", err.cause)
         self._progress.last = result
         workflow.set_current_details(_details(result))
         return result

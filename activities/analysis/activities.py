@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio import activity
 
 from activities.analysis.prometheus import (
@@ -23,8 +26,10 @@ from activities.analysis.prometheus import (
     QueryTemplateError,
     render_query,
 )
-from activities.analysis.router_metrics import builtin_value, parse, window
+from activities.analysis.router_metrics import builtin_value, parse, slo_burn_value, window
 from activities.infrastructure.provider import InfrastructureProvider
+from core.db import slo as slo_store
+from core.db.tables import ComponentRow
 from core.errors import R2CError
 from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
 
@@ -59,8 +64,10 @@ class AnalysisActivities:
         *,
         timeout: float = HTTP_TIMEOUT,
         rate_sample: float = RATE_SAMPLE_SECONDS,
+        sessions: async_sessionmaker[Any] | None = None,
     ) -> None:
         self.provider = provider
+        self.sessions = sessions  # the components' SLOs, for slo_burn_rate
         self.http = http
         self.timeout = timeout
         self.rate_sample = rate_sample
@@ -94,8 +101,32 @@ class AnalysisActivities:
         if req.baseline:  # the start of the analysis' window: counters, nothing to judge
             return MetricValue(counters=counters)
         seen = window(counters, req.since)
-        value = builtin_value(req.metric.name, seen, None)
+        slo = req.metric.slo_name
+        if slo is not None:
+            try:
+                objective, bucket = await self._slo(req.component, slo)
+            except MeasurementError as err:
+                return MetricValue(error=str(err), counters=counters, requests=seen.requests)
+            value = slo_burn_value(seen, slo, objective, bucket)
+        else:
+            value = builtin_value(req.metric.name, seen, None)
         return MetricValue(value=value, counters=counters, requests=seen.requests)
+
+    async def _slo(self, component: str, slo: str) -> tuple[float, float | None]:
+        """The objective (and latency bucket) of the component's SLO, as declared now."""
+        if self.sessions is None:
+            raise MeasurementError("slo_burn_rate needs the store, which this worker lacks")
+        async with self.sessions() as session:
+            stored = await session.scalar(
+                select(ComponentRow.slo).where(ComponentRow.name == component)
+            )
+        spec = slo_store.spec_of(stored)
+        if spec is None or (slo == "latency" and spec.latency is None):
+            raise MeasurementError(f"{component} declares no {slo} SLO any more")
+        if slo == "latency" and spec.latency is not None:
+            return spec.latency.objective, spec.latency.bucket
+        assert spec.availability is not None
+        return spec.availability.objective, None
 
     async def _metrics_url(self, component: str, environment: str) -> str:
         try:

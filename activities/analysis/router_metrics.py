@@ -168,3 +168,21 @@ def builtin_value(metric: str, counts: RouterCounters, seconds: float | None) ->
     if metric == "latency_p99_ms":
         return _milliseconds(histogram_quantile(0.99, counts.buckets, counts.requests))
     raise ValueError(f"{metric!r} is not a built-in metric")
+
+
+def slo_burn_value(
+    counts: RouterCounters, slo: str, objective: float, bucket: float | None
+) -> float | None:
+    """`slo_burn_rate` over a window: the bad share of its requests over (1 - objective).
+
+    Availability: bad is a 5xx. Latency: bad is an answer slower than `bucket` (the router
+    bucket the SLO's threshold is judged at). None without requests.
+    """
+    if counts.requests <= 0:
+        return None
+    if slo == "latency":
+        within = next((n for le, n in counts.buckets if bucket is not None and le == bucket), 0)
+        bad = counts.requests - within
+    else:
+        bad = counts.errors
+    return (bad / counts.requests) / (1.0 - objective)

@@ -16,6 +16,8 @@ from api.services import audit, exclusion, redaction
 from core.contracts import RETIRE_WORKFLOW
 from core.db import components as store
 from core.db import health as health_store
+from core.db import slo as slo_store
+from core.db.tables import utcnow
 from core.errors import (
     ConflictError,
     DependencyUnavailableError,
@@ -65,11 +67,17 @@ class ComponentService:
         ]
 
     async def get(self, principal: Principal, ref: str) -> Component:
-        """The component with its health as the last health check recorded it."""
+        """The component with its health as the last health check recorded it, and its SLOs'
+        error budgets per environment as the health check's readings show them."""
         row = await store.get_row(self.session, ref)
         health = await health_store.status(self.session, row.id)
+        spec = slo_store.spec_of(row.slo)
+        slo_status = None
+        if spec is not None:
+            slo_status = await slo_store.statuses(self.session, row.id, spec, utcnow())
         return redaction.component(
-            store.to_model(row).model_copy(update={"health": health}), principal
+            store.to_model(row).model_copy(update={"health": health, "slo_status": slo_status}),
+            principal,
         )
 
     async def instances(self, ref: str) -> list[InstanceView]:

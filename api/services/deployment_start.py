@@ -15,7 +15,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.gateway import Gateway, StartPolicy, Tags
-from api.services import audit, exclusion, policies
+from api.services import audit, exclusion, policies, slo
 from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
 from core.db import components, configuration, deployments
 from core.db.tables import ComponentRow, DeploymentRow, utcnow
@@ -75,6 +75,7 @@ async def start_deployment(
     where the policy says such changes need one."""
     component = await _component(session, req.component)
     req = req.model_copy(update={"component": component.name})
+    slo.refuse_undeclared_slos(component, req)
     req, policy = await policies.planned_deployment(session, req, config_change=config_change)
     config_revision = await _config_revision(session, req)
     if deployment_id is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import or_, select, update
@@ -25,10 +26,15 @@ def to_model(row: ComponentRow) -> Component:
         labels=row.labels,
         runtime=RuntimeSpec.model_validate(row.runtime),
         config_schema=row.config_schema,
+        slo=row.slo,
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
     )
+
+
+def _slo(spec: ComponentSpec) -> dict[str, Any] | None:
+    return None if spec.slo is None else spec.slo.model_dump(mode="json", exclude_none=True)
 
 
 def _duplicate(name: str) -> ConflictError:
@@ -49,6 +55,7 @@ async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
         labels=spec.labels,
         runtime=spec.runtime.model_dump(mode="json"),
         config_schema=spec.config_schema,
+        slo=_slo(spec),
         created_at=now,
         updated_at=now,
         revision=1,
@@ -115,6 +122,7 @@ async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Compo
     row.labels = spec.labels
     row.runtime = spec.runtime.model_dump(mode="json")
     row.config_schema = spec.config_schema
+    row.slo = _slo(spec)
     row.updated_at = utcnow()
     row.revision += 1
     try:

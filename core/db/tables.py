@@ -56,6 +56,7 @@ class ComponentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revision: Mapped[int] = mapped_column(Integer, default=1)
     config_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    slo: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # core/models/slo.py
 
 
 class InstanceRow(Base):

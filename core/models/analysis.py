@@ -12,9 +12,17 @@ from core.models.durations import Duration
 from core.models.names import ComponentName, EnvironmentName, VersionLabel
 
 # Measured on the router of the target, for the new version, with no configuration.
-BUILTIN_METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms", "request_rate")
+BUILTIN_METRICS = (
+    "error_rate",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "request_rate",
+    "slo_burn_rate",
+)
 # Built-in metrics that judge requests, so too few requests are no evidence (`min_requests`).
-REQUEST_METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms")
+REQUEST_METRICS = ("error_rate", "latency_p50_ms", "latency_p99_ms", "slo_burn_rate")
+# The built-in metric judged against the component's declared SLO (core/models/slo.py).
+SLO_BURN_RATE = "slo_burn_rate"
 
 MetricPhase = Literal["successful", "failed", "inconclusive", "error"]
 # A measurement may also find no data: too few requests to judge. It counts toward nothing.
@@ -66,6 +74,12 @@ class MetricSpec(BaseModel):
         " are no data, measured again after `interval` (1 s without one)",
     )
     dry_run: bool = Field(False, description="measured and shown, never decides")
+    slo: Literal["availability", "latency"] | None = Field(
+        None,
+        description="slo_burn_rate only: which of the component's SLOs the new version's bad"
+        " share is compared with (default availability); the value is that share over"
+        " (1 - objective), so 1 burns the budget exactly in one window",
+    )
 
     @field_validator("success_condition", "failure_condition")
     @classmethod
@@ -83,7 +97,19 @@ class MetricSpec(BaseModel):
                 f"metric {self.name!r} needs a `query`, or use a built-in one: "
                 f"{', '.join(BUILTIN_METRICS)}"
             )
+        if self.slo is not None and (self.name != SLO_BURN_RATE or self.query is not None):
+            raise ValueError(
+                f"`slo` belongs to the built-in metric {SLO_BURN_RATE!r} (with no query); "
+                f"remove it from {self.name!r}"
+            )
         return self
+
+    @property
+    def slo_name(self) -> Literal["availability", "latency"] | None:
+        """The SLO a `slo_burn_rate` metric judges by; None for any other metric."""
+        if self.query is not None or self.name != SLO_BURN_RATE:
+            return None
+        return self.slo or "availability"
 
     @property
     def measurements(self) -> int:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from core.models.health import ComponentHealthStatus
 from core.models.names import ComponentName
+from core.models.slo import SloSpec, SloStatus
 
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
 MAX_CONFIG_SCHEMA_BYTES = 64 * 1024
@@ -162,6 +163,17 @@ class ComponentSpec(BaseModel):
         "an object {key: value}, must satisfy in every environment",
         examples=[{"type": "object", "properties": {"db.pool_size": {"type": "integer"}}}],
     )
+    slo: SloSpec | None = Field(
+        None,
+        description="SLOs on the router's metrics: `availability` (non-5xx answers) and/or "
+        "`latency` (answered within `threshold`), each with an `objective` and a `window`",
+        examples=[
+            {
+                "availability": {"objective": 0.999, "window": "30d"},
+                "latency": {"objective": 0.99, "threshold": "300ms", "window": "30d"},
+            }
+        ],
+    )
 
     @field_validator("config_schema")
     @classmethod
@@ -205,4 +217,10 @@ class Component(ComponentSpec):
         None,
         description="the last health check's verdict (`state`, `since`, `checked_at`,"
         " `reason`); answered by the API, absent elsewhere",
+    )
+    slo_status: list[SloStatus] | None = Field(
+        None,
+        description="per declared SLO and environment with samples: objective, window, good "
+        "and total requests, error budget remaining, burn rate over the last hour; answered "
+        "by GET /api/v1/components/{id}",
     )

@@ -38,6 +38,7 @@ from core.models.health import (
     TargetQuery,
 )
 from core.settings import Settings
+from tests.unit.test_health_workflow import fake_sample
 from workflows.health_check import ComponentHealthCheckWorkflow
 
 # What the fake probe answers for each component; a component missing here has no instance.
@@ -139,7 +140,7 @@ async def _round(client: Client, engine: AsyncEngine, **workflow_input: Any) -> 
             client,
             task_queue=queue,
             workflows=[ComponentHealthCheckWorkflow],
-            activities=[fake_targets, fake_probe, acts.record_component_health],
+            activities=[fake_targets, fake_probe, acts.record_component_health, fake_sample],
         ):
             await client.execute_workflow(
                 ComponentHealthCheckWorkflow.run,

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.slo import SloSampleResult
 from core.models.health import (
     ComponentHealth,
     HealthCheckInput,
@@ -61,6 +62,15 @@ async def fake_record(req: HealthRecordRequest) -> HealthRecordResult:
     return HealthRecordResult(recorded=len(req.round.components), changes=[])
 
 
+SAMPLED: list[TargetQuery] = []
+
+
+@activity.defn(name="sample-slo-counters")
+async def fake_sample(query: TargetQuery) -> SloSampleResult:
+    SAMPLED.append(query)
+    return SloSampleResult()
+
+
 @activity.defn(name="probe-component")
 async def broken_probe(target: HealthTarget) -> ComponentHealth:
     raise RuntimeError(f"probe of {target.component} crashed")
@@ -72,7 +82,7 @@ async def _run(client: Client, req: HealthCheckInput, probe: object = fake_probe
         client,
         task_queue=queue,
         workflows=[ComponentHealthCheckWorkflow],
-        activities=[fake_targets, probe, fake_record],
+        activities=[fake_targets, probe, fake_record, fake_sample],
     ):
         return await client.execute_workflow(
             ComponentHealthCheckWorkflow.run,

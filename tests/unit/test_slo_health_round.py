@@ -1,0 +1,65 @@
+"""The health check reads the routers' counters for the SLOs after each round, and a reading
+that fails leaves the round standing (time-skipping server, activities faked by name)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.slo import SloSampleResult
+from core.models.health import HealthCheckInput, HealthReport, TargetQuery
+from tests.unit.test_health_workflow import fake_probe, fake_record, fake_targets
+from workflows.health_check import ComponentHealthCheckWorkflow
+
+SAMPLED: list[TargetQuery] = []
+
+
+@activity.defn(name="sample-slo-counters")
+async def sample(query: TargetQuery) -> SloSampleResult:
+    SAMPLED.append(query)
+    return SloSampleResult(targets=1, kept=1)
+
+
+@activity.defn(name="sample-slo-counters")
+async def broken_sample(query: TargetQuery) -> SloSampleResult:
+    raise RuntimeError(f"the store is away ({query.components})")
+
+
+async def _run(client: Client, req: HealthCheckInput, sampler: object) -> HealthReport:
+    queue = str(uuid.uuid4())
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[ComponentHealthCheckWorkflow],
+        activities=[fake_targets, fake_probe, fake_record, sampler],
+    ):
+        return await client.execute_workflow(
+            ComponentHealthCheckWorkflow.run,
+            req,
+            id=str(uuid.uuid4()),
+            task_queue=queue,
+            execution_timeout=timedelta(days=1),
+        )
+
+
+async def test_every_round_reads_the_counters_of_the_same_targets(
+    env: WorkflowEnvironment,
+) -> None:
+    SAMPLED.clear()
+    req = HealthCheckInput(components=["web"], environment="prod", rounds=3, interval_seconds=60)
+    report = await _run(env.client, req, sample)
+    assert report.rounds_completed == 3
+    assert SAMPLED == [TargetQuery(components=["web"], environment="prod")] * 3
+
+
+async def test_a_failed_reading_leaves_the_health_round_standing(
+    env: WorkflowEnvironment,
+) -> None:
+    report = await _run(env.client, HealthCheckInput(components=["web"]), broken_sample)
+    assert report.rounds_completed == 1
+    assert report.last is not None and [c.component for c in report.last.components] == ["web"]
