@@ -245,34 +245,41 @@ class _Followed:
             self.handle.close()
 
 
-def follow(
-    found: list[Source],
-    target_dir: Path | None = None,
-    stop: Callable[[], bool] = lambda: False,
-    poll_seconds: float = POLL_SECONDS,
-) -> Iterator[tuple[str, str]]:
-    """(label, line) as they are written, until `stop()`; a new instance's log in
-    `target_dir` is picked up when it appears."""
-    followed = {s.path: _Followed(s) for s in found}
-    try:
-        while not stop():
-            if target_dir is not None and target_dir.is_dir():
-                for path in sorted(target_dir.glob("*.log")):
-                    if path not in followed:
-                        new = _Followed(Source(path.stem, path))
-                        if new.handle is not None:
-                            new.handle.seek(0)  # born while we watched: all of it is new
-                        followed[path] = new
-            got = False
-            for f in list(followed.values()):
-                for text in f.poll():
-                    got = True
-                    yield f.source.label, text
-            if not got:
-                time.sleep(poll_seconds)
-    finally:
-        for f in followed.values():
-            f.close()
+class Follower:
+    """The new lines of `found`, from the moment it is made; with `target_dir`, the log of an
+    instance that appears there later too, from its start."""
+
+    def __init__(self, found: list[Source], target_dir: Path | None = None) -> None:
+        self.target_dir = target_dir
+        self.followed = {s.path: _Followed(s) for s in found}
+
+    def _discover(self) -> None:
+        if self.target_dir is None or not self.target_dir.is_dir():
+            return
+        for path in sorted(self.target_dir.glob("*.log")):
+            if path not in self.followed:
+                new = _Followed(Source(path.stem, path))
+                if new.handle is not None:
+                    new.handle.seek(0)  # born while we watched: all of it is new
+                self.followed[path] = new
+
+    def lines(
+        self, stop: Callable[[], bool] = lambda: False, poll_seconds: float = POLL_SECONDS
+    ) -> Iterator[tuple[str, str]]:
+        """(label, line) as they are written, until `stop()`."""
+        try:
+            while not stop():
+                self._discover()
+                got = False
+                for f in list(self.followed.values()):
+                    for text in f.poll():
+                        got = True
+                        yield f.source.label, text
+                if not got:
+                    time.sleep(poll_seconds)
+        finally:
+            for f in self.followed.values():
+                f.close()
 
 
 def _say(text: str) -> None:
@@ -301,10 +308,11 @@ def show_logs(home: Path, name: str | None, follow_: bool, since: str | None, la
         return 2
     prefixed = "/" in name
     width = max((len(s.label) for s in found), default=0)
+    # Made before the files are read: a line written meanwhile is shown twice, not lost.
+    follower = Follower(found, found[0].path.parent if prefixed else None) if follow_ else None
     for line in collect(found, at, last):
         _say(render(line, prefixed, width))
-    if follow_:
-        target_dir = found[0].path.parent if prefixed else None
-        for label, text in follow(found, target_dir):
+    if follower is not None:
+        for label, text in follower.lines():
             _say(f"{label.ljust(width)} | {text}" if prefixed else text)
     return 0
