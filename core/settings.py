@@ -278,6 +278,28 @@ class Settings(BaseSettings):
     )
 
     # -- audit chain (issue 12) -- only the audit chain work edits this block
+    audit_key: Literal["file", "vault"] = Field(
+        "file",
+        validation_alias="R2C_AUDIT_KEY",
+        description="where the audit chain's HMAC key ring lives: R2C_HOME/audit-hmac.key"
+        " (file) or r2c/audit-hmac-keys in the configured Vault (vault)",
+    )
+    audit_retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        validation_alias="R2C_AUDIT_RETENTION_DAYS",
+        description="`r2c audit prune` removes audit events older than this many days, leaving"
+        " a signed checkpoint; 0 keeps every event",
+    )
+    audit_auth_failures_per_minute: int = Field(
+        30,
+        ge=0,
+        le=10_000,
+        validation_alias="R2C_AUDIT_AUTH_FAILURES_PER_MINUTE",
+        description="failed authentications and denied authorizations audited per client"
+        " address and per key prefix each minute (the rest are counted, not recorded)",
+    )
 
     @property
     def notifications_private_allowed(self) -> bool:

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from core.audit_key_store import open_audit_keys
+from core.db import audit
 from core.settings import Settings
 
 
@@ -17,8 +19,12 @@ def make_engine(settings: Settings) -> AsyncEngine:
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
-        return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # Audit events written through this engine are signed with this system's key (lazily:
+    # nothing is read until the first event).
+    audit.use_keys(engine, open_audit_keys(settings))
+    return engine
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -98,6 +98,9 @@ class AuditEventRow(Base):
     """Who did what, when: one row per mutating action taken through the API or the CLI."""
 
     __tablename__ = "audit_events"
+    # A unique prev_hash means two writers can never both extend the same head: the chain
+    # cannot fork, whatever the isolation level.
+    __table_args__ = (Index("uq_audit_events_prev_hash", "prev_hash", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -106,6 +109,12 @@ class AuditEventRow(Base):
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The hash chain (core/audit_chain.py); None only on events from before migration 0010
+    # until the first audited change after it signs them.
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class DeploymentRow(Base):
