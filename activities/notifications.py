@@ -38,6 +38,7 @@ from core.settings import Settings
 from core.vault import open_secret_store
 
 EXCERPT = 200
+DELIVERIES_METRIC = "r2c_notification_deliveries_total"
 
 
 def signing_secrets(stored: dict[str, Any], now: datetime) -> list[str]:
@@ -117,6 +118,7 @@ class NotificationActivities:
             error = f"signing secret unavailable: {err.message}"[:500]
         accepted = status_code is not None and 200 <= status_code < 300
         outcome = "delivered" if accepted else ("refused" if status_code else "error")
+        _count_delivery(outcome)
         async with self._sessions() as session:
             await self._record(
                 session, message.id, sub.id, outcome, status_code, excerpt, error, started
@@ -219,3 +221,12 @@ def notification_activities(
     """The activities the worker registers for notifications."""
     acts = NotificationActivities(sessions, http, open_secret_store(settings), settings)
     return [acts.pending, acts.deliver, acts.give_up]
+
+
+def _count_delivery(outcome: str) -> None:
+    # Counted where the attempt is made, on the worker's metrics port: O(1), where a count
+    # of the stored attempts at each scrape would grow with them (they are never pruned).
+    # The runtime exports the name as is (no `_total` added).
+    activity.metric_meter().create_counter(
+        DELIVERIES_METRIC, "Notification delivery attempts, by outcome"
+    ).add(1, {"outcome": outcome})

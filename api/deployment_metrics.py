@@ -1,7 +1,7 @@
-"""Deployment metrics, DORA gauges and notification deliveries, read from the store at every
-scrape (like the component health gauges of api/metrics.py): any API replica answers the
-same, and nothing goes stale when a worker stops. A few bounded queries per scrape; a store
-error leaves the families empty and logs a warning, the scrape itself still succeeds."""
+"""Deployment metrics and DORA gauges, read from the store at every scrape (like the
+component health gauges of api/metrics.py): any API replica answers the same, and nothing
+goes stale when a worker stops. A few bounded queries per scrape; a store error leaves the
+families empty and logs a warning, the scrape itself still succeeds."""
 
 from __future__ import annotations
 
@@ -18,13 +18,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.metrics import scrape_engine
 from core.db import insights as q
-from core.db.notifications_tables import AttemptRow
 from core.insights import DeploymentFact, by_target
 from core.models.deployments import DeploymentState, PauseReason
 from core.settings import Settings
@@ -35,9 +33,6 @@ DORA_WINDOW = timedelta(days=30)
 # The newest deployments per scrape that feed the duration histogram and the DORA gauges.
 ROW_LIMIT = 10_000
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0)
-# Every outcome of a delivery attempt (core.models.notifications.Outcome), shown at 0 until
-# one happens, so that a rate of `error` exists to alert on before the first error.
-DELIVERY_OUTCOMES = ("delivered", "refused", "error")
 
 
 class DeploymentCollector(Collector):
@@ -84,16 +79,6 @@ class DeploymentCollector(Collector):
             ):
                 if value is not None:
                     family.add_metric(labels, value)
-        _fill_deliveries(conn, f)
-
-
-def _fill_deliveries(conn: Connection, f: _Families) -> None:
-    # One GROUP BY over the attempts (their outcome is one of three). Removing a subscription
-    # removes its attempts: the counter then drops, which rate() reads as a reset.
-    rows = conn.execute(select(AttemptRow.outcome, func.count()).group_by(AttemptRow.outcome)).all()
-    counts = dict.fromkeys(DELIVERY_OUTCOMES, 0) | {str(o): int(n) for o, n in rows}
-    for outcome, count in sorted(counts.items()):
-        f.deliveries.add_metric([outcome], float(count))
 
 
 def _fill_unfinished(rows: Sequence[Any], now: datetime, f: _Families) -> None:
@@ -188,12 +173,6 @@ class _Families:
             labels=target,
         )
 
-        self.deliveries = CounterMetricFamily(
-            "r2c_notification_deliveries",
-            "Notification delivery attempts, by outcome (delivered, refused, error)",
-            labels=["outcome"],
-        )
-
     def all(self) -> Iterable[Metric]:
         return [
             self.total,
@@ -206,7 +185,6 @@ class _Families:
             self.lead_time,
             self.failure_ratio,
             self.restore,
-            self.deliveries,
         ]
 
 
