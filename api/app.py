@@ -32,6 +32,7 @@ from api.routers import (
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect, make_runtime
+from core.tracing import EXCLUDED_URLS, tracer_provider
 from core.vault import open_secret_store
 
 DESCRIPTION = """
@@ -98,4 +99,22 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(module.router)
     openapi.document(app)
+    _trace(app)
     return app
+
+
+def _trace(app: FastAPI) -> None:
+    """A server span per request (probes and scrapes left out), current while it is handled,
+    so the workflow it starts and its log lines share its trace. Nothing without tracing."""
+    provider = tracer_provider()
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    # The ASGI receive/send spans only say that bytes moved: a span per request is enough.
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=EXCLUDED_URLS,
+        exclude_spans=["receive", "send"],
+    )

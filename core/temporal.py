@@ -10,7 +10,7 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import (
@@ -26,6 +26,7 @@ from core.codec import EncryptionCodec
 from core.contracts import SEARCH_ATTRIBUTES
 from core.payload_key_store import open_key_source
 from core.settings import Settings
+from core.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ async def connect(
 ) -> Client:
     """Connect to `settings.temporal_target`. `lazy` defers the first connection to first use,
     so the API can start (and report not-ready) while Temporal is down. Every payload the
-    client and its workers send or read goes through `data_converter(settings)`."""
+    client and its workers send or read goes through `data_converter(settings)`. With tracing
+    on, Temporal's tracing interceptor is on the client, and so on the workers built from it:
+    a workflow started within a request joins its trace, with its activities."""
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
@@ -71,7 +74,18 @@ async def connect(
         runtime=runtime,
         lazy=lazy,
         identity=identity,
+        interceptors=_tracing_interceptors(),
     )
+
+
+def _tracing_interceptors() -> list[Interceptor]:
+    # None without tracing: the path of every start and every activity stays as it was.
+    temporal_tracer = tracer("temporalio")
+    if temporal_tracer is None:
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return [TracingInterceptor(temporal_tracer)]
 
 
 async def ensure_search_attributes(client: Client) -> None:

@@ -23,6 +23,7 @@ from core.default_schedules import ensure_default_schedules
 from core.secrets import SecretStore
 from core.settings import Settings
 from core.temporal import connect, ensure_search_attributes, make_runtime
+from core.tracing import setup_tracing, shutdown_tracing
 from core.vault import open_secret_store
 from workers.registry import WORKFLOWS, activities
 
@@ -120,6 +121,7 @@ async def serve(settings: Settings, ready_file: Path | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    setup_tracing("worker", settings)
     try:
         await run_worker(settings, stop, ready_file, default_schedules=True)
     except (Exception, asyncio.CancelledError) as err:
@@ -127,4 +129,8 @@ async def serve(settings: Settings, ready_file: Path | None = None) -> int:
         # cancellation of our own task; either way the process ends and its supervisor decides.
         log.error("worker stopped: %s", err or type(err).__name__)
         return 1
+    finally:
+        # The spans of the last activities go out before the process ends (off the loop: the
+        # exporter's final POST blocks).
+        await asyncio.to_thread(shutdown_tracing)
     return 0

@@ -20,6 +20,7 @@ from core.configuration_env import (
     InstanceConfig,
 )
 from core.models.components import RuntimeSpec, fill_template
+from core.tracing import is_enabled
 
 # Passed on from the worker: where programs are, whose they are, language and time zone, and
 # where temporary files go. Nothing else, so that a secret added to the worker's environment
@@ -29,6 +30,8 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "
 # Our own programs (the router, `r2c ...` commands) must import this installation as the
 # worker does, which may take PYTHONPATH.
 OWN_PROGRAM_ENV = ("PYTHONPATH",)
+# The router's tracing configuration (see `router_env`).
+TRACING_ENV_PREFIXES = ("OTEL_", "JAEGER_ENDPOINT", "R2C_ROUTER_TRACE")
 
 
 def cli_argv(*args: str) -> list[str]:
@@ -75,7 +78,16 @@ def instance_env(
 
 
 def router_env(target_dir: Path) -> dict[str, str]:
-    """The router's environment: the allowed variables and its target's marker."""
+    """The router's environment: the allowed variables and its target's marker, and, when
+    this worker traces, its tracing configuration (OTEL_*, JAEGER_ENDPOINT, R2C_ROUTER_TRACE*),
+    so the router's spans go where the worker's go. A router keeps the environment it was
+    started with: a worker restarted with other tracing settings changes new routers only."""
     env = inherited_env(OWN_PROGRAM_ENV)
     env["R2C_TARGET"] = str(target_dir)
+    if is_enabled():
+        env.update(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.startswith(TRACING_ENV_PREFIXES)
+        )
     return env

@@ -27,6 +27,7 @@ from activities.infrastructure.local.router.upstream import (
 if TYPE_CHECKING:
     from activities.infrastructure.local.router.client import ClientConnection
     from activities.infrastructure.local.router.request import Request
+    from activities.infrastructure.local.router.tracing import RouterTracing, TracedRequest
 
 log = logging.getLogger("r2c.router")
 
@@ -43,8 +44,15 @@ def error_answer(status: int, message: str) -> Answer:
 class Router:
     """Picks a backend for each request, proxies it, and keeps health and metrics."""
 
-    def __init__(self, table_path: Path, component: str, environment: str) -> None:
+    def __init__(
+        self,
+        table_path: Path,
+        component: str,
+        environment: str,
+        tracing: RouterTracing | None = None,
+    ) -> None:
         self.table_path = table_path
+        self.tracing = tracing  # None: tracing off, and no work for it on any request
         self.table = RouteTable(component=component, environment=environment)
         self.metrics = RouterMetrics(component, environment)
         self.backends: dict[str, BackendState] = {}
@@ -100,6 +108,8 @@ class Router:
         self.slots = slots
         self._current = dict.fromkeys(table.weights, 0)
         self.table = table
+        if self.tracing is not None:
+            self.tracing.apply(table)
         log.info(
             "routing table applied",
             extra={"generation": table.generation, "weights": table.weights},
@@ -165,14 +175,33 @@ class Router:
 
     async def forward(self, req: Request) -> Answer:
         """Proxy one request; retry once on another backend when that cannot do harm."""
+        if self.tracing is not None:
+            traced = self.tracing.sample(req)
+            if traced is not None:
+                return await self._traced(req, traced)
+        return await self._forward(req, req.upstream_bytes(self.table.limits.trust_forwarded))
+
+    async def _traced(self, req: Request, traced: TracedRequest) -> Answer:
+        status = 500
+        try:
+            answer = await self._forward(req, b"", traced)
+            status = answer[0]
+            return answer
+        finally:
+            traced.finish(status)
+
+    async def _forward(
+        self, req: Request, raw: bytes, traced: TracedRequest | None = None
+    ) -> Answer:
         tried: BackendState | None = None
-        raw = req.upstream_bytes(self.table.limits.trust_forwarded)
         head = req.method == b"HEAD"
         for _attempt in range(2):
             state = self.pick(exclude=tried)
             if state is None:
                 break
             tried = state
+            if traced is not None:
+                raw = traced.prepare(state, self.table.limits.trust_forwarded)
             started = time.perf_counter()
             state.in_flight += 1
             try:

@@ -17,10 +17,14 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from activities.infrastructure.local.router.balancer import Router
 from activities.infrastructure.local.router.client import AdminConnection, ClientConnection
 from activities.infrastructure.local.router.table import RouterLimits
+
+if TYPE_CHECKING:
+    from activities.infrastructure.local.router.tracing import RouterTracing
 
 log = logging.getLogger("r2c.router")
 
@@ -37,9 +41,10 @@ def sweep_interval(limits: RouterLimits) -> float:
 
 
 async def serve(table_path: Path, component: str, environment: str, host: str, port: int,
-                stop: asyncio.Event, admin_port: int | None = None) -> None:  # fmt: skip
+                stop: asyncio.Event, admin_port: int | None = None,
+                tracing: RouterTracing | None = None) -> None:  # fmt: skip
     """Serve until `stop` is set, then drain requests in flight (at most 10 s)."""
-    router = Router(table_path, component, environment)
+    router = Router(table_path, component, environment, tracing)
     router.reload()
     loop = asyncio.get_running_loop()
     # A router restarted after a crash binds its ports again although connections of the dead

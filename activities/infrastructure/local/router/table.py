@@ -74,6 +74,12 @@ class RouteTable(BaseModel):
     backends: list[Backend] = Field(default_factory=list)
     health: HealthPolicy = Field(default_factory=HealthPolicy)
     limits: RouterLimits = Field(default_factory=RouterLimits)
+    traces: dict[str, str] = Field(
+        default_factory=dict,
+        description="slot -> W3C traceparent of the deployment rolling out that slot's version:"
+        " the router's sampled spans for requests to it (without a trace of their own) join"
+        " that deployment's trace (docs/tracing.md)",
+    )
 
 
 def write_table(path: Path, table: RouteTable) -> None:
