@@ -19,6 +19,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from api.auth_audit import record_refusal
 from api.ratelimit import FailureLimiter
 from core.db import apikeys
 from core.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
@@ -131,13 +132,27 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
             )
         verifier: KeyVerifier = request.app.state.keys
         address = request.client.host if request.client else "unknown"
-        principal = await verifier.verify(key, address)
+        try:
+            principal = await verifier.verify(key, address)
+        except RateLimitedError:
+            await record_refusal(request, "auth.failed", reason="rate_limited", key=key)
+            raise
         if principal is None:
+            await record_refusal(request, "auth.failed", reason="invalid_or_revoked", key=key)
             raise AuthenticationError(
                 "the API key is not valid or has been revoked",
                 hint="create a new one with `r2c apikey create` or POST /api/v1/apikeys",
             )
         if not principal.role.allows(role):
+            await record_refusal(
+                request,
+                "auth.denied",
+                reason="role",
+                key=key,
+                principal=principal,
+                role=principal.role.value,
+                required=role.value,
+            )
             raise PermissionDeniedError(
                 f"this action needs the {role.value} role; key {principal.name!r} "
                 f"has {principal.role.value}",
