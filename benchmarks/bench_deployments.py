@@ -1,6 +1,7 @@
 """Benchmark: what orchestrating a deployment costs, and 200 deployments at once.
 
     python -m benchmarks.bench_deployments [--runs 5] [--concurrent 200] [--no-encryption]
+    python -m benchmarks.bench_deployments --tracing [--runs 10]
 
 1. A canary of 10 `set_weight` steps (no pauses) against a bare workflow that runs the same
    number of no-op activities, alternating, on the same server: the ratio is the overhead of
@@ -13,6 +14,11 @@ The worker is `benchmarks/noop_worker.py`: the real workflow and store on a no-o
 infrastructure provider, so the figures are orchestration, not process start-ups. Payloads are
 encrypted (AES-256-GCM, as by default); `--no-encryption` runs the same in clear, so the two
 runs' figures give the codec's cost.
+
+3. `--tracing` (instead of 1 and 2): the same 10-step canary with tracing off and on, in
+   blocks ABBA (a fresh worker per block, with or without OTEL_EXPORTER_OTLP_ENDPOINT; starts
+   from a client with or without Temporal's tracing interceptor), every span exported over
+   OTLP/HTTP to a real receiver in this process: the ratio is what tracing costs a deployment.
 """
 
 from __future__ import annotations
@@ -164,11 +170,67 @@ async def bench(
           f" max {max(lengths)}")  # fmt: skip
 
 
+async def bench_tracing(
+    args: argparse.Namespace, settings: Settings, start_worker: Any, server_pid: int
+) -> None:
+    """Tracing off (A) and on (B), in blocks A B B A of `--runs` canaries each."""
+    from core.tracing import setup_tracing, shutdown_tracing
+    from tests.integration.otlp_receiver import otlp_receiver
+
+    await _create_components(settings, 1)
+    plain = await connect(settings)  # before tracing is set up: no interceptor
+    with otlp_receiver() as receiver:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+        setup_tracing("bench", settings)
+        traced = await connect(settings)
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        cpu = {False: 0.0, True: 0.0}
+        version = 0
+        for on in (False, True, True, False):
+            worker = start_worker({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint} if on else {})
+            try:
+                client = traced if on else plain
+                version += 1
+                await deploy(client, canary("noop-0", f"warm{version}", 10))  # warm-up
+                for _ in range(args.runs):
+                    version += 1
+                    before = cpu_ms(worker.pid)
+                    s, _, activities = await deploy(client, canary("noop-0", f"v{version}", 10))
+                    cpu[on] += cpu_ms(worker.pid) - before
+                    seconds[on].append(s)
+            finally:
+                worker.terminate()
+                worker.wait(20)
+        await asyncio.to_thread(shutdown_tracing)
+        spans = len(receiver.snapshot())
+    off, on_ = statistics.median(seconds[False]), statistics.median(seconds[True])
+    n = len(seconds[False])
+    print(f"canary, 10 steps ({activities} activities), {n} runs each, blocks ABBA:")
+    print(f"  tracing off: median {off * 1000:.0f} ms, worker CPU {cpu[False] / n:.0f} ms/run")
+    print(f"  tracing on:  median {on_ * 1000:.0f} ms, worker CPU {cpu[True] / n:.0f} ms/run"
+          f" ({spans} spans received)")  # fmt: skip
+    print(f"tracing overhead ratio on/off: wall {on_ / off:.2f},"
+          f" worker CPU {cpu[True] / cpu[False]:.2f}")  # fmt: skip
+
+
+async def _create_components(settings: Settings, count: int) -> None:
+    engine = make_engine(settings)
+    async with sessions(engine)() as session:
+        for i in range(count):
+            spec = {"name": f"noop-{i}", "runtime": {"command": ["noop", "{port}"]}}
+            await component_store.create(session, ComponentSpec.model_validate(spec))
+        await session.commit()
+    await engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--no-encryption", action="store_true", help="payloads in clear")
+    parser.add_argument(
+        "--tracing", action="store_true", help="only the cost of tracing: canaries off and on"
+    )
     args = parser.parse_args()
     encryption = ["--no-encryption"] if args.no_encryption else []
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,27 +254,33 @@ def main() -> int:
             home=Path(env["R2C_HOME"]),
             payload_encryption=not args.no_encryption,
         )
-        worker = None
+        worker: subprocess.Popen[bytes] | None = None
+
+        def start_worker(extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.noop_worker", *encryption],
+                env={**env, **(extra or {})},
+                stdout=subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"ready":
+                proc.kill()
+                raise SystemExit("error: the benchmark worker did not start")
+            return proc
+
         try:
             asyncio.run(wait_until_serving(None, env["TEMPORAL_ADDRESS"], "default", 30))
             upgrade(settings)
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.noop_worker", *encryption],
-                env=env,
-                stdout=subprocess.PIPE,
-            )
-            assert worker.stdout is not None
-            if worker.stdout.readline().strip() != b"ready":
-                print("error: the benchmark worker did not start")
-                return 1
+            if args.tracing:
+                asyncio.run(bench_tracing(args, settings, start_worker, server.pid))
+                return 0
+            worker = start_worker()
             asyncio.run(bench(args, settings, worker.pid, server.pid))
         finally:
             for proc in (worker, server):
                 if proc is not None and proc.poll() is None:
                     proc.terminate()
                     proc.wait(20)
-            if worker is not None and worker.stdout is not None:
-                worker.stdout.close()
     return 0
 
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from core.db.migrate import upgrade
     from core.settings import load_settings
     from core.temporal import connect
+    from core.tracing import setup_tracing, shutdown_tracing
     from core.vault import open_secret_store
     from tests.noop_provider import NoopProvider
     from workflows.deployment.workflow import DeploymentWorkflow
@@ -50,6 +51,7 @@ class BareWorkflow:
 async def main(encrypted: bool) -> None:
     settings = load_settings().model_copy(update={"payload_encryption": encrypted})
     await asyncio.to_thread(upgrade, settings)
+    setup_tracing("worker", settings)  # only with OTEL_EXPORTER_OTLP_ENDPOINT (--tracing)
     client = await connect(settings)
     engine = make_engine(settings)
     provider = NoopProvider()
@@ -77,6 +79,7 @@ async def main(encrypted: bool) -> None:
             print("ready", flush=True)
             await stop.wait()
     await engine.dispose()
+    shutdown_tracing()
 
 
 if __name__ == "__main__":
