@@ -34,6 +34,7 @@ class RotatingLog:
     def __init__(self, path: Path, rotation: Rotation) -> None:
         self.path = path
         self.rotation = rotation
+        self.failing = False  # the last write failed (the writer's caller says so once)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd = self._open()
         self._size = os.fstat(self._fd).st_size

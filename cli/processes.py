@@ -179,8 +179,11 @@ def _write(console: BinaryIO, sink: RotatingLog, data: bytes) -> None:
     # The file first: it is what `r2c logs` reads, and a closed console must not lose it.
     try:
         sink.write(data)
+        sink.failing = False
     except OSError as err:  # a full disk: the console still shows the child
-        print(f"up: cannot write {sink.path}: {err.strerror}", file=sys.stderr, flush=True)
+        if not sink.failing:  # said once, not at every line until the disk has room again
+            print(f"up: cannot write {sink.path}: {err.strerror}", file=sys.stderr, flush=True)
+        sink.failing = True
     with contextlib.suppress(OSError, ValueError):
         console.write(data)
         console.flush()
