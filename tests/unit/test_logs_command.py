@@ -5,8 +5,9 @@ say what to do."""
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,15 +57,20 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def r2c(home: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
+def r2c(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     monkeypatch.setenv("R2C_HOME", str(home))
     runner = CliRunner()
+    # The command sets up logging on the runner's stream: put the test's logging back after.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
 
     def run(*args: str) -> tuple[int, str, str]:
         result = runner.invoke(app, ["logs", *args])
         return result.exit_code, result.stdout, result.stderr
 
-    return run
+    yield run
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_no_name_lists_what_has_logs(r2c: Run) -> None:
