@@ -270,6 +270,7 @@ class Supervisor:
         lines += [
             f"  admin API key  {key_file}" + (" (new)" if created else ""),
             f"  state          {self.home}",
+            f"  logs           {self.home / 'logs'} (r2c logs [api|worker|...] [-f])",
             "",
             f'  try: curl -H "Authorization: Bearer $(cat {key_file})" {api}/api/v1/components',
             "  Ctrl-C stops everything.",

@@ -39,6 +39,7 @@ def test_up_writes_each_process_log_to_a_file_that_r2c_logs_shows(up_stack: UpSt
     ]
     assert startup and startup[0]["process"] == "api" and startup[0]["port"] == up_stack.port
     assert "api listening" in run.output()
+    assert f"logs           {logs} (r2c logs" in run.output()
     shown = r2c_logs(up_stack, "api")
     assert shown.returncode == 0, shown.stderr
     assert "api listening" in shown.stdout
