@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Request
 
 from core.db import apikeys, audit
+from core.errors import R2CError
 from core.logging import request_id_var
 from core.models.apikeys import Principal
 
@@ -78,10 +79,12 @@ async def record_refusal(
     reason: str,
     key: str | None = None,
     principal: Principal | None = None,
+    extra: dict[str, Any] | None = None,
     **detail: Any,
 ) -> None:
     """Audit a refused request (`auth.failed` or `auth.denied`), if the limiter lets it in.
     Never raises: the client gets its 401 or 403 whatever happens here."""
+    request.state.refusal_audited = True  # the error handler then leaves this 403 alone
     address = request.client.host if request.client else "unknown"
     prefix = _public_prefix(key)
     limiter = _limiter(request)
@@ -97,6 +100,7 @@ async def record_refusal(
         "method": request.method,
         "key_prefix": prefix,
         **detail,
+        **(extra or {}),
         **({"suppressed_before": suppressed} if suppressed else {}),
     }
     try:
@@ -112,3 +116,19 @@ async def record_refusal(
             await session.commit()
     except Exception:  # the refusal stands; the trail's failure is logged, not answered
         log.warning("could not audit a refused request (%s)", action, exc_info=True)
+
+
+async def record_forbidden(request: Request, err: R2CError) -> None:
+    """Audit a 403 raised after authentication: a service's role check (terminating needs
+    admin, ...) or an environment policy's refusal, naming the policy and rule if any."""
+    if getattr(request.state, "refusal_audited", False):
+        return
+    policy: dict[str, Any] = {k: err.details.get(k) for k in ("policy", "policy_version", "rule")}
+    await record_refusal(
+        request,
+        "auth.denied",
+        reason="policy" if policy["policy"] else "forbidden",
+        principal=getattr(request.state, "principal", None),
+        message=err.message[:300],
+        extra={k: v for k, v in policy.items() if isinstance(v, str | int)},
+    )

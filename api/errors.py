@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
+from api.auth_audit import record_forbidden
 from api.gateway import is_connect_failure, rpc_error, temporal_unreachable
 from core.errors import AuthenticationError, DependencyUnavailableError, R2CError, RateLimitedError
 from core.logging import request_id_var
@@ -80,9 +81,11 @@ def install(app: FastAPI) -> None:
     """Register the exception handlers on the app."""
 
     @app.exception_handler(R2CError)
-    async def _domain(_: Request, err: R2CError) -> JSONResponse:
+    async def _domain(request: Request, err: R2CError) -> JSONResponse:
         if err.http_status >= 500 and err.http_status != 503:
             log.error("request failed: %s", err.message)
+        if err.http_status == 403:  # every denied authorization is in the audit trail
+            await record_forbidden(request, err)
         return error_response(err)
 
     @app.exception_handler(RequestValidationError)

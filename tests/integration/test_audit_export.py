@@ -160,7 +160,7 @@ async def test_prune_by_command_keeps_the_chain_verifiable(
 async def test_refused_requests_are_audited_without_the_key(
     make_system: Callable[..., Any],
 ) -> None:
-    s: System = await make_system(worker=False, audit_auth_failures_per_minute=4)
+    s: System = await make_system(worker=False, audit_auth_failures_per_minute=5)
     viewer = await s.key("viewer", "reader")
     wrong = viewer[:-4] + "AAAA"  # the reader's prefix, a wrong secret
     unknown = "r2c_0123456789ab_" + "S" * 43
@@ -184,10 +184,20 @@ async def test_refused_requests_are_audited_without_the_key(
     for secret in (viewer, wrong, unknown, "not-even-a-key", viewer.split("_")[2]):
         assert secret not in shown
 
-    # A flood from the same address: four a minute are recorded, the rest counted.
+    # A 403 from a service's own check (terminating needs admin) is a denial too.
+    operator = await s.key("operator", "op")
+    resp = await s.http.delete(
+        "/api/v1/orchestration/workflows/some-id?terminate=true", headers=s.auth(operator)
+    )
+    assert resp.status_code == 403, resp.text
+    (later,) = [e for e in await events(s) if e["actor"] == "apikey:op"]
+    assert later["action"] == "auth.denied" and later["detail"]["reason"] == "forbidden"
+    assert "terminating needs the admin role" in later["detail"]["message"]
+
+    # A flood from the same address: five a minute are recorded, the rest counted.
     for _ in range(10):
         await s.http.get("/api/v1/components", headers=s.auth(unknown))
-    assert len([e for e in await events(s) if e["action"].startswith("auth.")]) == 4
+    assert len([e for e in await events(s) if e["action"].startswith("auth.")]) == 5
     resp = await s.http.get("/api/v1/audit/verify", headers=s.auth())
     assert resp.json()["intact"]
 
