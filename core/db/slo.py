@@ -59,7 +59,9 @@ async def record_reading(
     if cursor is not None and (at - cursor.at).total_seconds() < min_seconds:
         return False
     before = None
-    if cursor is not None:
+    # Requests since a reading older than the shortest window cannot be placed in it (the
+    # health check was stopped, or the SLOs declared anew): only the cursor moves.
+    if cursor is not None and (at - cursor.at).total_seconds() <= spec.shortest_window:
         before = {v: RouterCounters.model_validate(c) for v, c in cursor.counters.items()}
     bucket = _latency_bucket(spec)
     added = increase(before, counters, bucket)

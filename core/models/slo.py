@@ -119,6 +119,11 @@ class SloSpec(BaseModel):
         return None if slo is None else slo.objective
 
     @property
+    def shortest_window(self) -> float:
+        windows = [s.window for s in (self.availability, self.latency) if s is not None]
+        return min(windows, default=0.0)
+
+    @property
     def longest_window(self) -> float:
         windows = [s.window for s in (self.availability, self.latency) if s is not None]
         return max(windows, default=0.0)

@@ -5,6 +5,7 @@ roll back when they burn it and succeed when they do not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -80,6 +81,21 @@ async def rounds_until(system: System, total: int) -> dict[str, dict[str, Any]]:
     )
 
 
+async def judged_under_load(
+    system: System, endpoint: str, version: str, **extra: Any
+) -> dict[str, Any]:
+    """Deploy `version` with the slo_burn_rate canary while traffic runs, until it ends (the
+    traffic stops then, however long the deployment took to start)."""
+    load = asyncio.create_task(run_load(endpoint + "/", rps=40, duration=120))
+    try:
+        started = await deploy(system, version, canary(BURN), **extra)
+        return await until(system, started["id"], *FINAL, "paused", within=90)
+    finally:
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await load
+
+
 def scrape(system: System) -> str:
     registry = CollectorRegistry()
     collector = watch_slos(system.settings, registry)
@@ -114,25 +130,19 @@ async def test_budget_from_a_real_router_and_canaries_judged_by_their_burn_rate(
     assert f"r2c_slo_latency_threshold_seconds{{{labels}}} 0.25" in text
 
     # A canary failing half its requests burns the budget 50 times too fast: rolled back.
-    load = asyncio.create_task(run_load(endpoint + "/", rps=40, duration=10))
-    bad = await deploy(demo, "v2", canary(BURN), env={"DEMO_ERROR_RATE": "0.5"})
-    done = await until(demo, bad["id"], *FINAL, "paused", within=60)
+    done = await judged_under_load(demo, endpoint, "v2", env={"DEMO_ERROR_RATE": "0.5"})
     assert done["state"] == "rolled_back", done["status"]
     assert "slo_burn_rate" in done["reason"] and "result > 10" in done["reason"]
     measured = [m["value"] for m in done["status"]["measurements"] if m["value"] is not None]
     assert measured and all(v > 10 for v in measured), measured
     assert await versions(endpoint) == {"v1"}
-    await load
     # Its failures were spent from the component's budget too.
     spent = await rounds_until(demo, 41)
     assert spent["availability"]["error_budget_remaining"] < 1.0
     print(f"budget after the bad canary: {spent['availability']}")
 
     # A healthy canary burns nothing: it succeeds.
-    load = asyncio.create_task(run_load(endpoint + "/", rps=40, duration=12))
-    good = await deploy(demo, "v3", canary(BURN))
-    done = await until(demo, good["id"], *FINAL, "paused", within=60)
-    await load
+    done = await judged_under_load(demo, endpoint, "v3")
     assert done["state"] == "succeeded", done["status"]
     values = [m["value"] for m in done["status"]["measurements"] if m["value"] is not None]
     assert values and max(values) == 0.0, values

@@ -116,7 +116,9 @@ async def test_windows_and_pruning(engine: AsyncEngine) -> None:
     later = await _figures(engine, cid, T0 + timedelta(hours=3))
     assert set(later) == {"availability"}
     assert later["availability"][:2] == (1999, 2000) and later["availability"][3] is None
-    # A reading past the longest window prunes the older samples.
+    # Readings past the longest window prune the older samples (the first one, a day after
+    # the last, only moves the cursor: see the gap test below).
+    assert await _read(engine, cid, T0 + timedelta(days=1, seconds=100), _c(1000, 0, 995))
     assert await _read(engine, cid, T0 + timedelta(days=1, seconds=200), _c(1010, 0, 1005))
     async with sessions(engine)() as session:
         kept = await session.scalar(select(func.count()).select_from(SloSampleRow))
@@ -163,3 +165,15 @@ async def test_a_store_that_does_not_answer_leaves_the_families_empty(tmp_path: 
         collector.close()
     assert "# TYPE r2c_slo_objective gauge" in text
     assert "r2c_slo_objective{" not in text
+
+
+async def test_a_reading_after_a_gap_longer_than_the_window_counts_nothing(
+    engine: AsyncEngine,
+) -> None:
+    cid = await _component(engine)
+    assert await _read(engine, cid, T0, _c(100, 0, 100))
+    # Three hours later (the latency window is 2h): those 900 requests cannot be placed.
+    assert await _read(engine, cid, T0 + timedelta(hours=3), _c(1000, 500, 0))
+    assert await _read(engine, cid, T0 + timedelta(hours=3, minutes=1), _c(1010, 500, 10))
+    figures = await _figures(engine, cid, T0 + timedelta(hours=3, minutes=2))
+    assert figures["availability"][:3] == (10, 10, 1.0)
