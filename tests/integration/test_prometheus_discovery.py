@@ -45,7 +45,7 @@ def instance_sets(provider: LocalProvider) -> dict[tuple[str, str], int]:
 async def test_the_file_follows_the_sets_and_goes_with_the_target(
     provider: LocalProvider,
 ) -> None:
-    component = demo_component()
+    component = demo_component(metrics_path="/internal/metrics")
     await provider.ensure_instances(component, ensure("stable", "v1", 2))
     state = await provider.set_weights(component, "dev", {"stable": 100})
     path = scrape_file(provider)
@@ -56,7 +56,7 @@ async def test_the_file_follows_the_sets_and_goes_with_the_target(
     assert router["targets"] == [state.admin_endpoint.removeprefix("http://").rstrip("/")]
     assert instance_sets(provider) == {("v1", "stable"): 2}
     listed = next(g for g in groups(provider) if g["labels"]["role"] == "instance")
-    assert listed["labels"]["__metrics_path__"] == "/metrics"
+    assert listed["labels"]["__metrics_path__"] == "/internal/metrics"
     assert sorted(listed["targets"]) == sorted(
         f"127.0.0.1:{i.port}" for i in state.sets[0].instances
     )
@@ -67,6 +67,11 @@ async def test_the_file_follows_the_sets_and_goes_with_the_target(
     await provider.set_weights(component, "dev", {"canary": 100})
     await provider.remove_set("demo", "dev", "stable")
     assert instance_sets(provider) == {("v2", "canary"): 1}
+    # Removing a set is done without the component at hand: the path stays the component's.
+    assert {g["labels"].get("__metrics_path__") for g in groups(provider)} == {
+        None,
+        "/internal/metrics",
+    }
     assert not list(path.parent.glob("*.tmp"))  # written whole, then renamed
 
     await provider.retire("demo", "dev")

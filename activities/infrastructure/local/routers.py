@@ -29,8 +29,8 @@ from activities.infrastructure.local.router.table import (
     read_table,
     write_table,
 )
+from activities.infrastructure.local.scrape_targets import previous_metrics_path, scrape_groups
 from activities.infrastructure.local.scrape_targets import render as render_scrape_groups
-from activities.infrastructure.local.scrape_targets import scrape_groups
 from activities.infrastructure.local.state import RouterRecord, TargetFiles, TargetRecord
 from core.errors import InfrastructureError
 from core.models.components import Component
@@ -187,7 +187,7 @@ class Routers:
         """The router's and its instances' targets (scrape_targets.py), replaced atomically
         (write, then rename) so Prometheus never reads half a file. Without `table`, the
         instances are those of the routing table on disk; on the component's metrics path
-        (none: not listed; unknown component: /metrics)."""
+        (none: not listed; without the component: the path the file had)."""
         if table is None:
             try:
                 table = read_table(files.routes_file)
@@ -195,7 +195,10 @@ class Routers:
                 table = None
         path = self._scrape_file(files)
         private_dir(child(files.root, SCRAPE_DIR), files.root)
-        metrics_path = component.runtime.metrics_path if component else "/metrics"
+        if component is not None:
+            metrics_path = component.runtime.metrics_path
+        else:
+            metrics_path = previous_metrics_path(path)
         groups = scrape_groups(files.component, files.environment, admin_port, table, metrics_path)
         write_private(path, render_scrape_groups(groups))
 

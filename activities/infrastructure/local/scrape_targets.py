@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 
 from activities.infrastructure.local.router.table import RouteTable
 
@@ -59,3 +60,18 @@ def scrape_groups(
 
 def render(groups: list[dict[str, object]]) -> str:
     return json.dumps(groups, indent=1)
+
+
+def previous_metrics_path(path: Path) -> str | None:
+    """The instances' metrics path in the file as last written, for a change made without the
+    component at hand (removing a set): the default when the file lists no instance."""
+    try:
+        groups = json.loads(path.read_text())
+        paths = [
+            g["labels"].get("__metrics_path__")
+            for g in groups
+            if g["labels"].get("role") == INSTANCE_ROLE
+        ]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return "/metrics"
+    return str(paths[0]) if paths and paths[0] else "/metrics"
