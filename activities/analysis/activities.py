@@ -54,6 +54,8 @@ class AnalysisActivities:
     `request_rate` is requests per second over a short sample taken during the measurement
     (`rate_sample` seconds), because the counters carry no time: a rate over the whole
     window would need the time of the previous reading in `RouterCounters`.
+    `slo_burn_rate` covers the same window as `error_rate`, judged against the component's
+    declared SLO, read from the store (`sessions`) at each measurement.
     """
 
     def __init__(

@@ -70,8 +70,8 @@ class MetricSpec(BaseModel):
         10,
         ge=0,
         le=1_000_000,
-        description="error_rate and latencies: fewer requests to the new version in the window"
-        " are no data, measured again after `interval` (1 s without one)",
+        description="error_rate, latencies and slo_burn_rate: fewer requests to the new version"
+        " in the window are no data, measured again after `interval` (1 s without one)",
     )
     dry_run: bool = Field(False, description="measured and shown, never decides")
     slo: Literal["availability", "latency"] | None = Field(
