@@ -91,8 +91,10 @@ async def _readings(engine: AsyncEngine, cid: str) -> None:
     assert await _read(engine, cid, T0 + timedelta(seconds=60), _c(1100, 1, 1090))
     # The router restarted: its counters start again, all 1000 requests are new.
     assert await _read(engine, cid, T0 + timedelta(seconds=120), _c(1000, 0, 995))
-    # Too soon after the last kept reading: nothing changes.
-    assert not await _read(engine, cid, T0 + timedelta(seconds=130), _c(5000, 5000, 0))
+    # Too soon after the last kept reading: nothing changes (30 s apart, with a tenth of
+    # slack for rounds that land early: 27 s is enough, 26 s is not).
+    assert not await _read(engine, cid, T0 + timedelta(seconds=146), _c(5000, 5000, 0))
+    assert not await _read(engine, cid, T0 + timedelta(seconds=10), _c(5000, 5000, 0))  # late
 
 
 async def test_budgets_from_readings_with_a_restart(engine: AsyncEngine) -> None:
@@ -177,3 +179,10 @@ async def test_a_reading_after_a_gap_longer_than_the_window_counts_nothing(
     assert await _read(engine, cid, T0 + timedelta(hours=3, minutes=1), _c(1010, 500, 10))
     figures = await _figures(engine, cid, T0 + timedelta(hours=3, minutes=2))
     assert figures["availability"][:3] == (10, 10, 1.0)
+
+
+async def test_a_round_landing_a_little_early_is_kept(engine: AsyncEngine) -> None:
+    cid = await _component(engine)
+    assert await _read(engine, cid, T0, _c(0, 0, 0))
+    assert await _read(engine, cid, T0 + timedelta(seconds=27), _c(10, 0, 10))
+    assert (await _figures(engine, cid, T0 + timedelta(seconds=28)))["availability"][1] == 10
