@@ -67,7 +67,10 @@ def jaeger_otlp_endpoint(jaeger_endpoint: str) -> str:
 
 def exporter_endpoint(jaeger_endpoint: str | None) -> str | None:
     """Where spans go: None when the standard OTLP variables say (the exporter reads them
-    itself), the mapped Jaeger URL otherwise; "" when nothing is configured."""
+    itself), the mapped Jaeger URL otherwise; "" when nothing is configured (or the SDK is
+    disabled by `OTEL_SDK_DISABLED=true`, as every OpenTelemetry SDK honours it)."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ""
     if any(os.environ.get(name) for name in ENDPOINT_VARIABLES):
         return None
     if jaeger_endpoint:

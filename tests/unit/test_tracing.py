@@ -16,7 +16,12 @@ from activities.infrastructure.local.router.tracing import (
     TokenBucket,
 )
 from activities.infrastructure.local.routers import rollout_traces
-from core.tracing import format_traceparent, jaeger_otlp_endpoint, parse_traceparent
+from core.tracing import (
+    exporter_endpoint,
+    format_traceparent,
+    jaeger_otlp_endpoint,
+    parse_traceparent,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -49,6 +54,26 @@ def test_the_thrift_endpoint_is_mapped_with_a_warning_that_says_why(
 def test_a_jaeger_endpoint_that_is_no_url_is_refused_with_an_example(given: str) -> None:
     with pytest.raises(ValueError, match="http://jaeger:4318"):
         jaeger_otlp_endpoint(given)
+
+
+@pytest.fixture
+def no_otel(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_standard_variables_win_over_jaeger(no_otel: pytest.MonkeyPatch) -> None:
+    assert exporter_endpoint(None) == ""  # nothing configured: tracing stays off
+    assert exporter_endpoint("http://jaeger:4318") == "http://jaeger:4318/v1/traces"
+    no_otel.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4318/v1/traces")
+    assert exporter_endpoint("http://jaeger:4318") is None  # the exporter reads OTEL_* itself
+    no_otel.setenv("OTEL_SDK_DISABLED", "true")
+    assert exporter_endpoint("http://jaeger:4318") == ""
 
 
 def test_a_traceparent_round_trips() -> None:
