@@ -71,13 +71,18 @@ def render_config(settings: Settings, home: Path) -> dict[str, Any]:
                 ],
             }
         )
+    if settings.temporal_address is None:
+        # The embedded server only: a file left by an earlier embedded run must not make an
+        # external Temporal look down.
+        jobs.append(
+            {
+                "job_name": "temporal",
+                "file_sd_configs": [
+                    {"files": [str(metrics_targets_file(home))], "refresh_interval": "5s"}
+                ],
+            }
+        )
     jobs += [
-        {
-            "job_name": "temporal",
-            "file_sd_configs": [
-                {"files": [str(metrics_targets_file(home))], "refresh_interval": "5s"}
-            ],
-        },
         # The routers label their own series with component and environment: honoured.
         _by_role("r2c-router", "router", provider_files, honor_labels=True),
         _by_role("r2c-instance", "instance", provider_files, honor_labels=False),

@@ -42,7 +42,13 @@ def test_the_rendered_config_is_valid_and_names_real_paths_and_ports(tmp_path: P
 def test_without_worker_metrics_there_is_no_worker_job(tmp_path: Path) -> None:
     config = write_config(Settings(worker_metrics_port=0), tmp_path)
     jobs = [j["job_name"] for j in json.loads(config.read_text())["scrape_configs"]]
-    assert "r2c-worker" not in jobs and "r2c-api" in jobs
+    assert "r2c-worker" not in jobs and "r2c-api" in jobs and "temporal" in jobs
+
+
+def test_an_external_temporal_is_not_scraped_as_the_embedded_one(tmp_path: Path) -> None:
+    config = write_config(Settings(temporal_address="temporal.example:7233"), tmp_path)
+    jobs = [j["job_name"] for j in json.loads(config.read_text())["scrape_configs"]]
+    assert "temporal" not in jobs
 
 
 def test_a_missing_prometheus_says_how_to_install_it(
