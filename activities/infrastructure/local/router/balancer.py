@@ -173,27 +173,15 @@ class Router:
                 extra={"instance": state.backend.instance_id, "version": state.backend.version},
             )
 
-    async def forward(self, req: Request) -> Answer:
-        """Proxy one request; retry once on another backend when that cannot do harm."""
-        if self.tracing is not None:
+    async def forward(self, req: Request, traced: TracedRequest | None = None) -> Answer:
+        """Proxy one request; retry once on another backend when that cannot do harm. With
+        tracing off, it costs a request nothing but tests for None."""
+        if self.tracing is not None and traced is None:
             traced = self.tracing.sample(req)
             if traced is not None:
                 return await self._traced(req, traced)
-        return await self._forward(req, req.upstream_bytes(self.table.limits.trust_forwarded))
-
-    async def _traced(self, req: Request, traced: TracedRequest) -> Answer:
-        status = 500
-        try:
-            answer = await self._forward(req, b"", traced)
-            status = answer[0]
-            return answer
-        finally:
-            traced.finish(status)
-
-    async def _forward(
-        self, req: Request, raw: bytes, traced: TracedRequest | None = None
-    ) -> Answer:
         tried: BackendState | None = None
+        raw = b"" if traced is not None else req.upstream_bytes(self.table.limits.trust_forwarded)
         head = req.method == b"HEAD"
         for _attempt in range(2):
             state = self.pick(exclude=tried)
@@ -228,6 +216,15 @@ class Router:
             self.metrics.observe(state.backend.version, conn.status, time.perf_counter() - started)
             return conn.status, conn.headers, b"".join(conn.body)
         return error_answer(503, "no healthy instance to route to")
+
+    async def _traced(self, req: Request, traced: TracedRequest) -> Answer:
+        status = 500
+        try:
+            answer = await self.forward(req, traced)
+            status = answer[0]
+            return answer
+        finally:
+            traced.finish(status)
 
     def sweep(self, now: float) -> None:
         """Enforce every deadline: exchanges waiting on an upstream, slow and idle clients."""
