@@ -57,7 +57,11 @@ def _when(text: str | None, name: str) -> datetime | None:
     except ValueError:
         typer.echo(f"error: --{name} is not an ISO time (e.g. 2026-11-29T06:00:00Z)", err=True)
         raise typer.Exit(2) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        typer.echo(f"error: --{name} is out of range", err=True)
+        raise typer.Exit(2) from None
 
 
 async def verify(settings: Settings, as_json: bool) -> int:

@@ -54,11 +54,17 @@ def event_of(r: AuditEventRow) -> AuditEvent:
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # A time without a zone is taken as UTC, as every time in the store is.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    # A time without a zone is taken as UTC; any other zone is turned into UTC, since SQLite
+    # compares times as the UTC text they are stored as.
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            f"`{name}` is out of range", hint="give a time between years 1 and 9999 in UTC"
+        ) from None
 
 
 Name = Annotated[str | None, Query(min_length=1, max_length=255)]
@@ -97,7 +103,7 @@ async def list_events(
 ) -> list[AuditEvent]:
     """Audit events, newest first, filtered by time, actor, action and target; a full page
     names the next one in the `X-Next-Cursor` header."""
-    where = audit.EventFilter(_utc(since), _utc(until), actor, action, target)
+    where = audit.EventFilter(_utc(since, "since"), _utc(until, "until"), actor, action, target)
     if where.since and where.until and where.since >= where.until:
         raise InvalidInputError(
             "`since` must be before `until`", hint="swap them, or leave one out"

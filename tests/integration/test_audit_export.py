@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import text
 
@@ -93,6 +94,12 @@ async def test_pages_follow_the_cursor_and_filters_narrow(
         headers=s.auth(),
     )
     assert resp.status_code == 422 and "since" in resp.text, resp.text
+    for edge in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        resp = await s.http.get("/api/v1/audit", params={"since": edge}, headers=s.auth())
+        assert resp.status_code == 422 and "out of range" in resp.text, resp.text
+    # Another zone means the same instant: the filter compares instants, not wall clocks.
+    shifted = datetime.fromisoformat(middle).astimezone(timezone(timedelta(hours=5)))
+    assert await events(s, "&" + urlencode({"since": shifted.isoformat()})) == newer
 
 
 async def test_verify_through_the_api_and_the_command(make_system: Callable[..., Any]) -> None:
