@@ -26,7 +26,9 @@ MAX_ATTEMPTS = 50
 class AuditKeySource(Protocol):
     """The ring of this system as it is now. Blocking: call it off the event loop."""
 
-    def ring(self) -> AuditKeyRing: ...
+    def ring(self, fresh: bool = False) -> AuditKeyRing:
+        """`fresh`: read the store now, not a copy of the last few seconds."""
+        ...
 
 
 class AuditKeyVault:
@@ -39,9 +41,10 @@ class AuditKeyVault:
         self._ring: AuditKeyRing | None = None
         self._read_at = 0.0
 
-    def ring(self) -> AuditKeyRing:
+    def ring(self, fresh: bool = False) -> AuditKeyRing:
         with self._lock:
-            if self._ring is None or time.monotonic() - self._read_at >= RECHECK_SECONDS:
+            stale = time.monotonic() - self._read_at >= RECHECK_SECONDS
+            if self._ring is None or stale or fresh:
                 self._ring = load_or_create_in_vault(*vault_store(self._settings))
                 self._read_at = time.monotonic()
             return self._ring

@@ -196,7 +196,7 @@ class AuditKeyFile:
         self._ring: AuditKeyRing | None = None
         self._stamp: tuple[int, int] | None = None
 
-    def ring(self) -> AuditKeyRing:
+    def ring(self, fresh: bool = False) -> AuditKeyRing:  # noqa: ARG002 - always current
         try:
             stat = key_file(self._home).stat()
             stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_ino)

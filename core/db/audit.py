@@ -53,8 +53,9 @@ def use_keys(engine: AsyncEngine, source: AuditKeySource) -> None:
     _key_sources[engine.sync_engine] = source
 
 
-async def key_ring(session: AsyncSession) -> AuditKeyRing:
-    """The audit key ring of the store behind `session` (read off the event loop)."""
+async def key_ring(session: AsyncSession, *, fresh: bool = False) -> AuditKeyRing:
+    """The audit key ring of the store behind `session` (read off the event loop); `fresh`
+    reads it now, as verification must (a rotation elsewhere may have just added a key)."""
     bind = session.bind
     source = _key_sources.get(bind.sync_engine) if isinstance(bind, AsyncEngine) else None
     if source is None:
@@ -62,7 +63,7 @@ async def key_ring(session: AsyncSession) -> AuditKeyRing:
             "this store was opened without its audit keys",
             hint="open the store with core.db.engine.make_engine",
         )
-    return await asyncio.to_thread(source.ring)
+    return await asyncio.to_thread(source.ring, fresh)
 
 
 def _lock_chain(session: Session) -> None:
@@ -266,7 +267,7 @@ async def walk(session: AsyncSession, after_id: int = 0) -> AsyncIterator[AuditE
 
 async def verify(session: AsyncSession) -> audit_chain.Verdict:
     """Walk the whole chain from the latest checkpoint and name the first broken link."""
-    ring = await key_ring(session)
+    ring = await key_ring(session, fresh=True)
     checkpoint = await latest_checkpoint(session)
     walker = audit_chain.ChainWalker(ring.secrets(), checkpoint)
     t = AuditEventRow.__table__.c

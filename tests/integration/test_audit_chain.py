@@ -17,14 +17,17 @@ from unittest import mock
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from core import audit_key_store
 from core.audit_chain import Problem, Verdict, chain_hash
 from core.db import audit
 from core.db.engine import make_engine, sessions
-from core.db.migrate import upgrade
+from core.db.migrate import alembic_config, sync_url, upgrade
 from core.settings import Settings
+from tests.integration.openbao_fixture import OpenBaoServer
 
 Store = tuple[AsyncEngine, async_sessionmaker[Any]]
 
@@ -205,5 +208,62 @@ async def test_fifty_writers_on_postgresql_keep_one_chain(
         took = time.perf_counter() - started
         assert result.intact and result.checked == 1000, result
         print(f"\n{rate:.0f} events/s with 50 writers on PostgreSQL; verify 1000: {took:.3f}s")
+    finally:
+        await engine.dispose()
+
+
+async def test_keys_in_vault_sign_and_rotate_with_nothing_on_disk(
+    make_settings: Callable[..., Settings], openbao: OpenBaoServer
+) -> None:
+    settings = make_settings(audit_key="vault", vault_url=openbao.url, vault_token=openbao.token)
+    await asyncio.to_thread(upgrade, settings)
+    engine = make_engine(settings)
+    vault: Store = (engine, sessions(engine))
+    try:
+        await write(vault, 2)
+        await asyncio.to_thread(audit_key_store.rotate, settings)
+        # A fresh process (engine) reads the rotated ring: new events are signed with the
+        # new key, old ones still verify with theirs.
+        fresh = make_engine(settings)
+        await write((fresh, sessions(fresh)), 2)
+        await fresh.dispose()
+        result = await verdict(vault)
+        assert result.intact and result.checked == 4
+        async with vault[1]() as session:
+            key_ids = [r.key_id async for r in audit.walk(session)]
+        assert key_ids[0] == key_ids[1] != key_ids[2] == key_ids[3]
+    finally:
+        await engine.dispose()
+    assert not (settings.home / "audit-hmac.key").exists()
+
+
+async def test_events_from_before_migration_0010_are_signed_after_the_upgrade(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = sync_url(settings)
+    sync = create_engine(url)
+    with sync.begin() as conn:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0009")
+        for i in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO audit_events (at, actor, action, target, detail) "
+                    "VALUES (:at, 'old', 'component.created', :t, '{}')"
+                ),
+                {"at": datetime(2026, 1, 1, i, tzinfo=UTC), "t": f"old{i}"},
+            )
+    sync.dispose()
+    await asyncio.to_thread(upgrade, settings)  # 0010: the columns, the events left bare
+    engine = make_engine(settings)
+    store: Store = (engine, sessions(engine))
+    try:
+        assert await broken_at(store) == (1, Problem.UNSIGNED)
+        await write(store, 1)
+        result = await verdict(store)
+        assert result.intact and result.checked == 3
     finally:
         await engine.dispose()
