@@ -160,8 +160,14 @@ async def test_prune_by_command_keeps_the_chain_verifiable(
     pruned = r2c(s, "prune", "--older-than-days", "1")
     assert pruned.returncode == 0 and "pruned 0 event(s)" in pruned.stdout, pruned.stdout
     await s.key("viewer", "after")
+    rotated = r2c(s, "rotate-key")
+    assert rotated.returncode == 0 and "1 older key(s) kept" in rotated.stdout, rotated.stderr
+    await s.key("viewer", "after-rotation")  # the running API signs with the new key
     ok = r2c(s, "verify")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "intact: 6 event(s)" in ok.stdout, ok.stdout + ok.stderr
+    trail = await events(s)
+    assert trail[1]["action"] == "audit_key.rotated"
+    assert trail[0]["key_id"] == trail[1]["key_id"] == trail[1]["target"] != trail[2]["key_id"]
 
 
 async def test_refused_requests_are_audited_without_the_key(
