@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import trace
@@ -113,7 +114,37 @@ def setup_tracing(process_name: str, settings: Settings) -> None:
         return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor().instrument(tracer_provider=tracer_provider())
+    HTTPXClientInstrumentor().instrument(
+        tracer_provider=tracer_provider(),
+        request_hook=redact_url,
+        async_request_hook=_async_redact_url,
+    )
+
+
+# The URL attributes of an outgoing request's span, by semantic-conventions version.
+URL_ATTRIBUTES = ("url.full", "http.url")
+
+
+def redact_url(span: trace.Span, request: Any) -> None:
+    """Keep only the scheme, host and port of an outgoing request's URL in its span: the rest
+    may be a secret (a Slack incoming webhook's token is its path; some receivers take a key
+    in the query), and spans leave for a tracing backend that is not a secret store."""
+    if not span.is_recording():
+        return
+    url = request[1]
+    try:
+        scheme, host, port = url.scheme, url.host, url.port
+    except AttributeError:
+        return
+    kept = f"{scheme}://{host}" + (f":{port}" if port else "")
+    recorded = getattr(span, "attributes", None) or {}
+    for key in URL_ATTRIBUTES:
+        if key in recorded:
+            span.set_attribute(key, kept)
+
+
+async def _async_redact_url(span: trace.Span, request: Any) -> None:
+    redact_url(span, request)
 
 
 def is_enabled() -> bool:

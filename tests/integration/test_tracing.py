@@ -8,6 +8,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -158,6 +159,10 @@ async def test_a_deployment_is_one_trace_from_the_request_to_the_new_versions_tr
     # Only the version being rolled out joins the deployment's trace, not the stable one.
     assert {s.attributes["r2c.version"] for s in routed} == {"v2"}
     assert all(s.attributes["http.response.status_code"] == 200 for s in routed)
+    # Outgoing requests (probes, the router's status) keep no path or query in their spans.
+    outgoing = [s for s in trace if s.name == "GET"]
+    urls = [s.attributes.get("url.full", s.attributes.get("http.url", "")) for s in outgoing]
+    assert urls and all(urlsplit(u).path == "" and urlsplit(u).port for u in urls), urls[:3]
     print(f"\none trace, {len(trace)} spans ({len(routed)} router spans):\n{span_tree(trace)}")
 
 

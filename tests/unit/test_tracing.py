@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -21,6 +22,7 @@ from core.tracing import (
     format_traceparent,
     jaeger_otlp_endpoint,
     parse_traceparent,
+    redact_url,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -189,3 +191,11 @@ def test_a_slot_that_takes_all_the_traffic_leaves_the_deployments_trace() -> Non
 def test_without_a_traced_deployment_no_slot_gets_a_trace() -> None:
     canary = table({"blue": 100, "green": 0}, {"blue": "v1", "green": "v2"})
     assert rollout_traces(None, canary, None) == {}
+
+
+def test_an_outgoing_requests_span_keeps_no_path_or_query() -> None:
+    secret = "https://hooks.slack.example/services/T000/B000/XXXXSECRET?key=also-secret"
+    span = TracerProvider().get_tracer("test").start_span("POST", attributes={"url.full": secret})
+    redact_url(span, (b"POST", httpx.URL(secret), [], None, {}))
+    span.end()
+    assert span.attributes == {"url.full": "https://hooks.slack.example"}  # type: ignore[attr-defined]
