@@ -125,3 +125,15 @@ def test_traffic_to_a_slot_being_rolled_out_joins_the_deployments_trace(
     joined = [s for s in router_spans(receiver) if s.trace_id == TRACE_ID]
     assert joined and all(s.parent_span_id == PARENT_ID for s in joined)
     assert during["traceparent"].split("-")[2] in {s.span_id for s in joined}
+
+
+def test_jaeger_endpoint_alone_sends_otlp_to_it(
+    tmp_path: Path, receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The receiver stands for a Jaeger's OTLP port: given as JAEGER_ENDPOINT, spans reach it.
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    monkeypatch.setenv("JAEGER_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("R2C_ROUTER_TRACE_RATIO", "1")
+    with running_router(tmp_path) as router:
+        echoed_headers(router)
+        wait_for_sync(lambda: router_spans(receiver), what="the router's span via JAEGER_ENDPOINT")
