@@ -6,7 +6,7 @@ families empty and logs a warning, the scrape itself still succeeds."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.metrics import scrape_engine
+from api.store_collector import StoreCollector
 from core.db import insights as q
 from core.insights import DeploymentFact, by_target
 from core.models.deployments import DeploymentState, PauseReason
@@ -35,29 +33,13 @@ ROW_LIMIT = 10_000
 DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0)
 
 
-class DeploymentCollector(Collector):
+class DeploymentCollector(StoreCollector["_Families"]):
     """The deployment families of docs/observability.md, computed from the store."""
 
-    def __init__(self, settings: Settings, now: Callable[[], datetime] | None = None) -> None:
-        self._engine = scrape_engine(settings)
-        self._now = now or (lambda: datetime.now(UTC))
+    what = "deployments"
 
-    def describe(self) -> Iterable[Metric]:
-        # Registering must not query the store.
-        return list(_Families().all())
-
-    def collect(self) -> Iterable[Metric]:
-        families = _Families()
-        try:
-            with self._engine.connect() as conn:
-                self._fill(conn, families)
-        except SQLAlchemyError as err:
-            log.warning("deployments not read for /metrics: %s", type(err).__name__)
-            families = _Families()
-        return list(families.all())
-
-    def close(self) -> None:
-        self._engine.dispose()
+    def _families(self) -> _Families:
+        return _Families()
 
     def _fill(self, conn: Connection, f: _Families) -> None:
         now = self._now()

@@ -13,46 +13,27 @@ a worker stops; a store error leaves the families empty and logs a warning. The 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.metrics import scrape_engine
+from api.store_collector import StoreCollector
 from core.db import slo as store
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class SloCollector(Collector):
+class SloCollector(StoreCollector["_Families"]):
     """The SLO families, computed from the store's samples at each scrape."""
 
-    def __init__(self, settings: Settings, now: Callable[[], datetime] | None = None) -> None:
-        self._engine = scrape_engine(settings)
-        self._now = now or (lambda: datetime.now(UTC))
+    what = "SLO samples"
 
-    def describe(self) -> Iterable[Metric]:
-        # Registering must not query the store.
-        return list(_Families().all())
-
-    def collect(self) -> Iterable[Metric]:
-        families = _Families()
-        try:
-            with self._engine.connect() as conn:
-                self._fill(conn, families)
-        except SQLAlchemyError as err:
-            log.warning("SLO samples not read for /metrics: %s", type(err).__name__)
-            families = _Families()
-        return list(families.all())
-
-    def close(self) -> None:
-        self._engine.dispose()
+    def _families(self) -> _Families:
+        return _Families()
 
     def _fill(self, conn: Connection, f: _Families) -> None:
         now = self._now()
