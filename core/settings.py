@@ -301,6 +301,100 @@ class Settings(BaseSettings):
         " address and per key prefix each minute (the rest are counted, not recorded)",
     )
 
+    # -- transport (issue 12) -- only the transport work edits this block
+    tls_cert: Path | None = Field(
+        None,
+        validation_alias="R2C_TLS_CERT",
+        description="PEM certificate (chain) the API and its metrics port serve HTTPS with;"
+        " with R2C_TLS_KEY",
+    )
+    tls_key: Path | None = Field(
+        None,
+        validation_alias="R2C_TLS_KEY",
+        description="PEM private key of R2C_TLS_CERT (unencrypted; keep it 0600)",
+    )
+    tls_min_version: Literal["1.2", "1.3"] = Field(
+        "1.3",
+        validation_alias="R2C_TLS_MIN_VERSION",
+        description="oldest TLS version the API and metrics ports accept: 1.3, or 1.2 for"
+        " older clients",
+    )
+    allow_plaintext: bool = Field(
+        False,
+        validation_alias="R2C_ALLOW_PLAINTEXT",
+        description="outside development, serve plain HTTP on a non-loopback R2C_HOST anyway"
+        " (behind a TLS-terminating proxy or on a private network)",
+    )
+    temporal_tls: bool = Field(
+        False,
+        validation_alias="TEMPORAL_TLS",
+        description="talk TLS to Temporal (implied by any TEMPORAL_TLS_* setting and by"
+        " TEMPORAL_API_KEY), verifying the server with the system's CAs or TEMPORAL_TLS_CA",
+    )
+    temporal_tls_ca: Path | None = Field(
+        None,
+        validation_alias="TEMPORAL_TLS_CA",
+        description="PEM CA certificate(s) the Temporal server's certificate must chain to",
+    )
+    temporal_tls_cert: Path | None = Field(
+        None,
+        validation_alias="TEMPORAL_TLS_CERT",
+        description="PEM client certificate for mTLS to Temporal; with TEMPORAL_TLS_KEY",
+    )
+    temporal_tls_key: Path | None = Field(
+        None,
+        validation_alias="TEMPORAL_TLS_KEY",
+        description="PEM private key of TEMPORAL_TLS_CERT",
+    )
+    temporal_tls_server_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9])?$",
+        validation_alias="TEMPORAL_TLS_SERVER_NAME",
+        description="the name the Temporal server's certificate is checked against (and sent"
+        " as SNI) when it differs from TEMPORAL_ADDRESS's host",
+    )
+    temporal_api_key: str | None = Field(
+        None,
+        repr=False,
+        min_length=1,
+        max_length=8192,
+        validation_alias="TEMPORAL_API_KEY",
+        description="Temporal Cloud API key, sent as `authorization: Bearer` over TLS",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        # A certificate without its key (or the reverse) is a half-made setup: refuse it now
+        # rather than serve plain HTTP or connect without the client certificate.
+        for cert_name, cert, key_name, key in (
+            ("R2C_TLS_CERT", self.tls_cert, "R2C_TLS_KEY", self.tls_key),
+            (
+                "TEMPORAL_TLS_CERT",
+                self.temporal_tls_cert,
+                "TEMPORAL_TLS_KEY",
+                self.temporal_tls_key,
+            ),
+        ):
+            if (cert is None) != (key is None):
+                missing = key_name if key is None else cert_name
+                raise ValueError(f"{cert_name} and {key_name} go together; {missing} is not set")
+        return self
+
+    @field_validator(
+        "tls_cert",
+        "tls_key",
+        "temporal_tls_ca",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_server_name",
+        "temporal_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @property
     def notifications_private_allowed(self) -> bool:
         """Whether loopback and private receivers are allowed (development: yes)."""
@@ -439,6 +533,7 @@ _SECRET_SETTINGS = (
     "R2C_ADMIN_API_KEY",
     "R2C_PAGE_TOKEN_SECRET",
     "POSTGRES_URL",
+    "TEMPORAL_API_KEY",
 )
 _ENV_NAMES = {
     name: str(field.validation_alias or name) for name, field in Settings.model_fields.items()

@@ -26,6 +26,7 @@ from core.codec import EncryptionCodec
 from core.contracts import SEARCH_ATTRIBUTES
 from core.payload_key_store import open_key_source
 from core.settings import Settings
+from core.tls import temporal_tls
 from core.tracing import tracer
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,48 @@ async def connect(
     so the API can start (and report not-ready) while Temporal is down. Every payload the
     client and its workers send or read goes through `data_converter(settings)`. With tracing
     on, Temporal's tracing interceptor is on the client, and so on the workers built from it:
-    a workflow started within a request joins its trace, with its activities."""
-    return await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        runtime=runtime,
-        lazy=lazy,
-        identity=identity,
-        interceptors=_tracing_interceptors(),
-    )
+    a workflow started within a request joins its trace, with its activities.
+
+    TLS, mTLS and a Temporal Cloud API key come from the TEMPORAL_TLS_* settings and
+    TEMPORAL_API_KEY (core/tls.temporal_tls checks the files first, naming the setting)."""
+    tls = temporal_tls(settings)
+    try:
+        return await Client.connect(
+            settings.temporal_target,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
+            runtime=runtime,
+            lazy=lazy,
+            identity=identity,
+            interceptors=_tracing_interceptors(),
+            # An API key travels over TLS only (Temporal Cloud); without one, plaintext.
+            tls=tls if tls is not None else settings.temporal_api_key is not None,
+            api_key=settings.temporal_api_key,
+        )
+    except RuntimeError as err:
+        if tls is None and settings.temporal_api_key is None:
+            raise
+        # The core's message says which handshake step failed; ours adds what was tried.
+        raise TemporalConnectError(
+            f"cannot connect to Temporal at {settings.temporal_target} over TLS"
+            f" ({_tls_summary(settings)}): {err}"
+        ) from None
+
+
+class TemporalConnectError(RuntimeError):
+    """A TLS connection to Temporal failed; the message names the settings in use (never the
+    API key or a private key)."""
+
+
+def _tls_summary(settings: Settings) -> str:
+    parts = [f"CA {settings.temporal_tls_ca}" if settings.temporal_tls_ca else "system CAs"]
+    if settings.temporal_tls_cert:
+        parts.append(f"client certificate {settings.temporal_tls_cert}")
+    if settings.temporal_tls_server_name:
+        parts.append(f"server name {settings.temporal_tls_server_name}")
+    if settings.temporal_api_key:
+        parts.append("API key from TEMPORAL_API_KEY")
+    return ", ".join(parts)
 
 
 def _tracing_interceptors() -> list[Interceptor]:
