@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 
 import httpx
 
@@ -16,7 +14,7 @@ from cli.load import run_load
 from core.db.tables import utcnow
 from core.models.components import Component, ComponentSpec
 from core.models.infrastructure import InstanceSetSpec
-from tests.e2e.up_stack import REPO_ROOT, UpStack
+from tests.e2e.up_stack import UpStack
 from tests.support import wait_for_sync
 
 
@@ -35,16 +33,8 @@ async def _deploy_by_hand(stack: UpStack, component: Component) -> str:
 
 def test_instances_outlive_up_and_are_found_again(up_stack: UpStack) -> None:
     up_stack.start()
-    registered = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "register"],
-        cwd=REPO_ROOT,
-        env=up_stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert registered.returncode == 0 and "registered component 'demo'" in registered.stdout
-    headers = {"Authorization": f"Bearer {up_stack.admin_key_file.read_text().strip()}"}
+    assert "registered component 'demo'" in up_stack.register_demo()
+    headers = up_stack.headers
     api = up_stack.base_url
     body = httpx.get(f"{api}/api/v1/components/demo", headers=headers).json()
     now = utcnow()

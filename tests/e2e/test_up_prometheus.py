@@ -6,14 +6,12 @@ keeps), and a deployment's analysis asks it a PromQL query."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from typing import Any
 
 import httpx
 
 from cli.processes import free_port
-from tests.e2e.up_stack import REPO_ROOT, UpStack
+from tests.e2e.up_stack import UpStack
 from tests.support import wait_for_sync
 
 
@@ -69,16 +67,8 @@ def test_up_with_prometheus_scrapes_everything_and_the_analysis_queries_it(
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
     assert {"r2c-deployments", "r2c-processes"} <= {g["name"] for g in rules}
 
-    registered = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "register", "--api", up_stack.base_url],
-        cwd=REPO_ROOT,
-        env=up_stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert registered.returncode == 0, registered.stdout + registered.stderr
-    headers = {"Authorization": f"Bearer {up_stack.admin_key_file.read_text().strip()}"}
+    up_stack.register_demo()
+    headers = up_stack.headers
     first = _deploy(up_stack, headers, {"component": "demo", "environment": "dev", "version": "v1"})
     assert first["state"] == "succeeded", first
 

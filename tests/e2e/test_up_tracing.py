@@ -6,12 +6,10 @@ and worker processes."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import httpx
 
-from tests.e2e.up_stack import REPO_ROOT, UpStack
+from tests.e2e.up_stack import UpStack
 from tests.integration.otlp_receiver import ReceivedSpan, otlp_receiver
 from tests.support import wait_for_sync
 
@@ -25,16 +23,8 @@ def test_up_exports_one_trace_per_deployment_across_its_processes(up_stack: UpSt
             R2C_ROUTER_TRACE_RATIO="1",
         )
         run = up_stack.start()
-        registered = subprocess.run(
-            [sys.executable, "-m", "cli", "demo", "register", "--api", up_stack.base_url],
-            cwd=REPO_ROOT,
-            env=up_stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert registered.returncode == 0, registered.stdout + registered.stderr
-        headers = {"Authorization": f"Bearer {up_stack.admin_key_file.read_text().strip()}"}
+        up_stack.register_demo()
+        headers = up_stack.headers
         body = {"component": "demo", "environment": "dev", "version": "v1"}
         created = httpx.post(
             f"{up_stack.base_url}/api/v1/deployments", json=body, headers=headers, timeout=10

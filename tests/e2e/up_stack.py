@@ -143,6 +143,24 @@ class UpStack:
     def temporal_db(self) -> Path:
         return self.home / "temporal.db"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin key `up` made, as a bearer header."""
+        return {"Authorization": f"Bearer {self.admin_key_file.read_text().strip()}"}
+
+    def register_demo(self) -> str:
+        """`r2c demo register` against this stack's API; returns its output."""
+        registered = subprocess.run(
+            [sys.executable, "-m", "cli", "demo", "register", "--api", self.base_url],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert registered.returncode == 0, registered.stdout + registered.stderr
+        return registered.stdout
+
     def start(self) -> UpRun:
         """Start `r2c up` and return once its banner is out."""
         run = self.launch()
