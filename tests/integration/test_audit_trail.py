@@ -181,6 +181,10 @@ async def test_each_mutating_route_leaves_exactly_one_audit_event(
     assert len(new) == 1, new
     assert new[0]["request_id"] == resp.headers["x-request-id"]
     assert new[0]["actor"] == "apikey:admin"
+    # ... linked into the hash chain, which still verifies (docs/audit.md).
+    assert new[0]["prev_hash"] == before[0]["hash"] and new[0]["id"] == before[0]["id"] + 1
+    chain = await system.http.get("/api/v1/audit/verify", headers=system.auth())
+    assert chain.json()["intact"], chain.text
 
 
 async def test_a_refused_change_leaves_no_audit_event(system: System) -> None:
