@@ -91,13 +91,24 @@ async def connect(
         # The core's message says which handshake step failed; ours adds what was tried.
         raise TemporalConnectError(
             f"cannot connect to Temporal at {settings.temporal_target} over TLS"
-            f" ({_tls_summary(settings)}): {err}"
+            f" ({_tls_summary(settings)}): {err}{_mtls_hint(settings)}"
         ) from None
 
 
 class TemporalConnectError(RuntimeError):
     """A TLS connection to Temporal failed; the message names the settings in use (never the
     API key or a private key)."""
+
+
+def _mtls_hint(settings: Settings) -> str:
+    # A server that requires a client certificate just closes the connection on one without:
+    # the core's message ("peer closed connection") does not say what is missing.
+    if settings.temporal_tls_cert is not None:
+        return ""
+    return (
+        "; if the server requires a client certificate (mTLS), set TEMPORAL_TLS_CERT and"
+        " TEMPORAL_TLS_KEY"
+    )
 
 
 def _tls_summary(settings: Settings) -> str:
