@@ -1,13 +1,16 @@
 """A small HTTP client of the API for the CLI commands that go through it (`r2c schedule`).
 
 Where: R2C_API_URL (default http://127.0.0.1:8080, what `r2c up` serves). Which key:
-R2C_API_KEY, else the admin key `r2c up` wrote to R2C_HOME/admin.key (default .r2c). A refusal
-is an `ApiError` that carries the API's own message and hint.
+R2C_API_KEY, else the admin key `r2c up` wrote to R2C_HOME/admin.key (default .r2c). An https
+API is verified with R2C_CA_FILE when set (`r2c up --tls` prints it: R2C_HOME/tls/ca.pem),
+else the system's CAs (SSL_CERT_FILE). A refusal is an `ApiError` that carries the API's own
+message and hint.
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +51,26 @@ def api_key(home: Path | None = None) -> str:
         ) from None
 
 
+def verify() -> ssl.SSLContext | bool:
+    """What https answers are verified against: R2C_CA_FILE, else the default CAs."""
+    ca_file = os.environ.get("R2C_CA_FILE", "").strip()
+    if not ca_file:
+        return True
+    if not Path(ca_file).is_file():
+        raise ConfigError(f"R2C_CA_FILE={ca_file} is not a readable file")
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError):
+        raise ConfigError(f"R2C_CA_FILE={ca_file} holds no PEM CA certificate") from None
+
+
 class ApiClient:
     """Sends one request at a time and answers the decoded JSON body (None when empty)."""
 
     def __init__(self, url: str | None = None, key: str | None = None) -> None:
         self.url = (url or os.environ.get("R2C_API_URL") or DEFAULT_URL).rstrip("/")
         self.key = key or api_key()
+        self.verify = verify()
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         try:
@@ -63,11 +80,13 @@ class ApiClient:
                 json=body,
                 headers={"Authorization": f"Bearer {self.key}"},
                 timeout=TIMEOUT,
+                verify=self.verify,
             )
         except httpx.HTTPError as err:
             raise ApiError(
                 f"the API at {self.url} did not answer ({err})",
-                hint="is `r2c up` running? R2C_API_URL says where the API is",
+                hint="is `r2c up` running? R2C_API_URL says where the API is; for https,"
+                " R2C_CA_FILE names the CA that signed its certificate",
             ) from None
         if resp.status_code >= 400:
             raise _refusal(resp)

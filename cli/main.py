@@ -49,6 +49,20 @@ def _settings(process: str) -> Settings:
     return settings
 
 
+def _require_secure_transport(settings: Settings, process: str) -> None:
+    """Refuse plain HTTP on a public address outside development, or a certificate that
+    cannot serve, with the reason and the fix (core/tls), before anything starts."""
+    from core.tls import check_server_files, require_secure_transport
+
+    try:
+        require_secure_transport(settings, process)
+        if process == "api":
+            check_server_files(settings)
+    except SettingsError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:
     try:
         import uvloop
@@ -65,6 +79,11 @@ def up(
         "--with-prometheus",
         help="also start the installed Prometheus, scraping everything (R2C_WITH_PROMETHEUS)",
     ),
+    tls: bool = typer.Option(
+        False,
+        "--tls",
+        help="serve the API and metrics over https with a local CA made in R2C_HOME/tls",
+    ),
 ) -> None:
     """Start the whole system: Temporal server and UI, worker, API. Ctrl-C stops it all."""
     from cli.up import run_up
@@ -72,7 +91,7 @@ def up(
     settings = _settings("up")
     if with_prometheus:
         settings = settings.model_copy(update={"with_prometheus": True})
-    raise typer.Exit(_run(run_up(settings)))
+    raise typer.Exit(_run(run_up(settings, tls=tls)))
 
 
 @app.command()
@@ -81,6 +100,7 @@ def worker() -> None:
     from workers.main import serve
 
     settings = _settings("worker")
+    _require_secure_transport(settings, "worker")
     ready = os.environ.get("R2C_READY_FILE")
     raise typer.Exit(_run(serve(settings, Path(ready) if ready else None)))
 
@@ -91,6 +111,7 @@ def api() -> None:
     from api.server import serve
 
     settings = _settings("api")
+    _require_secure_transport(settings, "api")
     _run(serve(settings))
 
 

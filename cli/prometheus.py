@@ -53,6 +53,18 @@ def _by_role(job: str, role: str, files: str, honor_labels: bool) -> dict[str, A
     }
 
 
+def _api_tls(settings: Settings, home: Path) -> dict[str, Any]:
+    """With TLS the API's metrics port is https: verified with `up --tls`'s own CA; a
+    certificate from elsewhere may not name the loopback address scraped here, and this is
+    our own child on this machine, so it is not verified."""
+    if settings.tls_cert is None:
+        return {}
+    local_ca = home / "tls" / "ca.pem"
+    if settings.tls_cert.parent.resolve() == local_ca.parent.resolve() and local_ca.is_file():
+        return {"scheme": "https", "tls_config": {"ca_file": str(local_ca)}}
+    return {"scheme": "https", "tls_config": {"insecure_skip_verify": True}}
+
+
 def render_config(settings: Settings, home: Path) -> dict[str, Any]:
     """The configuration of `up`'s Prometheus (JSON is YAML)."""
     provider_files = str(home / "infra" / "_prometheus" / "*.json")
@@ -60,6 +72,7 @@ def render_config(settings: Settings, home: Path) -> dict[str, Any]:
         {
             "job_name": "r2c-api",
             "static_configs": [{"targets": [_local_address(settings.host, settings.metrics_port)]}],
+            **_api_tls(settings, home),
         },
     ]
     if settings.worker_metrics_port:

@@ -4,7 +4,8 @@ Starts the embedded Temporal server (unless `TEMPORAL_ADDRESS` names one), the e
 OpenBao (unless `VAULT_URL` names a Vault), a worker and the API (their logs on the console
 and in `R2C_HOME/logs/<process>.log`, rotated: `r2c logs`); waits until all are ready
 (the worker makes the default health-check schedule first: core/default_schedules.py);
-prints where everything is; restarts a worker or API that dies; stops everything (and
+prints where everything is (https with `--tls`: a local CA and server certificate in
+R2C_HOME/tls, cli/tls.py); restarts a worker or API that dies; stops everything (and
 everything only) on Ctrl-C or SIGTERM.
 """
 
@@ -16,6 +17,7 @@ import fcntl
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Coroutine
@@ -30,9 +32,11 @@ from cli.openbao import EmbeddedVault, OpenBaoStartError, cluster_port, embedded
 from cli.processes import Child, environ_with, port_in_use
 from cli.prometheus import local_prometheus
 from cli.temporal_server import dev_server, wait_until_serving
+from cli.tls import LocalTls, ensure_local_tls
 from core.db.migrate import upgrade
 from core.default_schedules import HEALTH_CHECK_SCHEDULE_ID
-from core.settings import Settings
+from core.settings import Settings, SettingsError
+from core.tls import check_server_files, require_secure_transport
 
 log = logging.getLogger("r2c.up")
 
@@ -105,8 +109,10 @@ def _check_ports(settings: Settings, embedded: bool) -> None:
 class Supervisor:
     """Owns the children; `run` returns the exit code of `up`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tls: bool = False) -> None:
         self.settings = settings
+        self.tls = tls
+        self.local_tls: LocalTls | None = None
         self.home = settings.home.resolve()
         self.temporal: Child | None = None
         self.vault: EmbeddedVault | None = None
@@ -127,11 +133,18 @@ class Supervisor:
             }
         if self.prometheus is not None and self.settings.prometheus_url is None:
             vault["PROMETHEUS_URL"] = self._prometheus_url()
+        tls: dict[str, str] = {}
+        if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+            tls = {
+                "R2C_TLS_CERT": str(self.settings.tls_cert),
+                "R2C_TLS_KEY": str(self.settings.tls_key),
+            }
         env = environ_with(
             R2C_HOME=str(self.home),
             TEMPORAL_ADDRESS=self.settings.temporal_target,
             R2C_READY_FILE=str(self.home / "run" / f"{name}.ready"),
             **vault,
+            **tls,
         )
         # Its log on the console as before, and in R2C_HOME/logs for `r2c logs`.
         return Child(
@@ -150,6 +163,9 @@ class Supervisor:
         self.home.mkdir(parents=True, exist_ok=True)
         lock = _lock_home(self.home)
         try:
+            if self.tls:
+                await self._use_local_tls()
+            _check_transport(self.settings)
             _check_ports(self.settings, embedded)
             await asyncio.to_thread(upgrade, self.settings)
             key_file, created = await ensure_admin_key(self.settings)
@@ -230,8 +246,8 @@ class Supervisor:
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        api_ready = f"http://{self.settings.host}:{self.settings.port}/ready"
-        async with httpx.AsyncClient(timeout=2) as http:
+        api_ready = f"{self._api_url(probe=True)}/ready"
+        async with httpx.AsyncClient(timeout=2, verify=self._probe_verify()) as http:
             while time.monotonic() < deadline:
                 for child in self.services:
                     if not child.running:
@@ -249,9 +265,37 @@ class Supervisor:
                 await asyncio.sleep(0.2)
         raise StartupError(f"the worker and API were not ready within {READY_TIMEOUT:.0f}s")
 
+    async def _use_local_tls(self) -> None:
+        """`--tls`: the local CA's server certificate (made or renewed under the home's lock)
+        for the API and its metrics port."""
+        local, issued = await asyncio.to_thread(ensure_local_tls, self.home, self.settings.host)
+        if issued:
+            _say(f"issued a server certificate {local.cert} from the local CA {local.ca}")
+        self.local_tls = local
+        self.settings = self.settings.model_copy(
+            update={"tls_cert": local.cert, "tls_key": local.key}
+        )
+
+    def _api_url(self, *, probe: bool = False, port: int | None = None) -> str:
+        s = self.settings
+        scheme = "https" if s.tls_cert is not None else "http"
+        host = s.host
+        if probe and host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"  # a wildcard bind is reached on loopback (the certificate's name)
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{port or s.port}"
+
+    def _probe_verify(self) -> ssl.SSLContext | bool:
+        """The readiness probe trusts `--tls`'s own CA. A certificate from elsewhere may not
+        name the loopback address probed; the probe sends no credential and only learns that
+        our own child answers, so it does not verify that one."""
+        if self.local_tls is not None:
+            return ssl.create_default_context(cafile=str(self.local_tls.ca))
+        return self.settings.tls_cert is None
+
     def _banner(self, key_file: Path, created: bool) -> None:
         s = self.settings
-        api = f"http://{s.host}:{s.port}"
+        api = self._api_url()
         lines = [
             "",
             "readme-to-cicd orchestration is up",
@@ -260,23 +304,41 @@ class Supervisor:
             f"  Temporal UI    {s.temporal_ui}",
             f"  Temporal       {s.temporal_target} (namespace {s.temporal_namespace})",
             f"  Vault          {self._vault_line()}",
-            f"  metrics        http://{s.host}:{s.metrics_port}/metrics",
+            f"  metrics        {self._api_url(port=s.metrics_port)}/metrics",
         ]
         if s.worker_metrics_port:
             lines.append(f"  worker metrics http://{s.host}:{s.worker_metrics_port}/metrics")
         if self.prometheus is not None:
             lines.append(f"  Prometheus     {self._prometheus_url()}")
         lines.append(f"  health check   {_health_check_line(s)}")
+        curl = "curl"
+        if self.local_tls is not None:
+            ca = self.local_tls.ca
+            lines.append(
+                f"  TLS            TLS {s.tls_min_version}+, local CA {ca} (trust it once)"
+            )
+            curl = f"curl --cacert {ca}"
+        elif s.tls_cert is not None:
+            lines.append(f"  TLS            TLS {s.tls_min_version}+, certificate {s.tls_cert}")
         lines += [
             f"  admin API key  {key_file}" + (" (new)" if created else ""),
             f"  state          {self.home}",
             f"  logs           {self.home / 'logs'} (r2c logs [api|worker|...] [-f])",
             "",
-            f'  try: curl -H "Authorization: Bearer $(cat {key_file})" {api}/api/v1/components',
+            f'  try: {curl} -H "Authorization: Bearer $(cat {key_file})" {api}/api/v1/components',
+            *self._trust_lines(),
             "  Ctrl-C stops everything.",
             "",
         ]
         _say("\n".join(lines))
+
+    def _trust_lines(self) -> list[str]:
+        if self.local_tls is None:
+            return []
+        return [
+            f"  r2c commands: export R2C_CA_FILE={self.local_tls.ca}"
+            f" R2C_API_URL={self._api_url(probe=True)}",
+        ]
 
     def _vault_line(self) -> str:
         if self.vault is None:
@@ -357,9 +419,21 @@ def _health_check_line(settings: Settings) -> str:
     return f"every {every}s (Temporal schedule {HEALTH_CHECK_SCHEDULE_ID})"
 
 
-async def run_up(settings: Settings) -> int:
+def _check_transport(settings: Settings) -> None:
+    """The API's and worker's own refusals (core/tls), before anything starts."""
     try:
-        return await Supervisor(settings).run()
+        for process in ("api", "worker"):
+            require_secure_transport(settings, process)
+        check_server_files(settings)
+    except SettingsError as err:
+        raise StartupError(str(err)) from None
+
+
+async def run_up(settings: Settings, *, tls: bool = False) -> int:
+    """`tls`: serve the API and its metrics over https with a local CA's certificate, made
+    in R2C_HOME/tls on first use and renewed when it nears expiry."""
+    try:
+        return await Supervisor(settings, tls=tls).run()
     except StartupError as err:
         _say(f"error: {err}")
         return 1

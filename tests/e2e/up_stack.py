@@ -130,6 +130,7 @@ class UpStack:
     env: dict[str, str]
     port: int
     runs: list[UpRun] = field(default_factory=list)
+    up_args: list[str] = field(default_factory=list)  # options of `r2c up`, e.g. --tls
 
     @property
     def base_url(self) -> str:
@@ -172,7 +173,7 @@ class UpStack:
         log = self.home.parent / f"up-{len(self.runs) + 1}.log"
         log_file = log.open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "up"],
+            [sys.executable, "-m", "cli", "up", *self.up_args],
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
