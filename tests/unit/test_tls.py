@@ -3,7 +3,10 @@ public address is refused outside development; `up --tls` makes its CA once, pri
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 from cryptography import x509
 from temporalio.service import TLSConfig
 
+from cli.prometheus import render_config
 from cli.tls import ensure_local_tls
 from core.settings import Settings, SettingsError, load_settings
 from core.tls import load_pair, require_secure_transport, temporal_tls
@@ -201,3 +205,38 @@ def test_a_damaged_ca_is_replaced_and_the_server_certificate_with_it(tmp_path: P
     assert issued
     cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(files.ca.read_bytes()))
+
+
+@pytest.mark.parametrize("process", ["api", "worker", "up"])
+def test_the_commands_refuse_plain_http_on_a_public_address_in_production(
+    tmp_path: Path, process: str
+) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "R2C_ENV": "production",
+        "R2C_HOME": str(tmp_path / "home"),
+        "R2C_ADMIN_API_KEY": "",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", process],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "R2C_HOST=0.0.0.0 is not a loopback address" in said
+    assert "R2C_ALLOW_PLAINTEXT=true" in said
+    assert "Traceback" not in said
+
+
+def test_ups_prometheus_scrapes_the_api_over_https_with_the_local_ca(tmp_path: Path) -> None:
+    files, _ = ensure_local_tls(tmp_path, "127.0.0.1")
+    settings = Settings(tls_cert=files.cert, tls_key=files.key)
+    jobs = {j["job_name"]: j for j in render_config(settings, tmp_path)["scrape_configs"]}
+    assert jobs["r2c-api"]["scheme"] == "https"
+    assert jobs["r2c-api"]["tls_config"] == {"ca_file": str(files.ca)}
+    plain = {j["job_name"]: j for j in render_config(Settings(), tmp_path)["scrape_configs"]}
+    assert "scheme" not in plain["r2c-api"]
