@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.service import TLSConfig
 
 from cli.binaries import installed_binary
 from cli.processes import Child, environ_with, free_port
@@ -105,16 +106,23 @@ def dev_server(settings: Settings, home: Path) -> Child:
 
 
 async def wait_until_serving(
-    child: Child | None, target: str, namespace: str, within: float
+    child: Child | None,
+    target: str,
+    namespace: str,
+    within: float,
+    *,
+    tls: TLSConfig | bool = False,
+    api_key: str | None = None,
 ) -> None:
-    """Poll the frontend's health until it answers, failing fast if the process exits."""
+    """Poll the frontend's health until it answers, failing fast if the process exits.
+    `tls` and `api_key`: an external Temporal's (core/tls.temporal_tls)."""
     deadline = time.monotonic() + within
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if child is not None and not child.running:
             raise RuntimeError(f"the Temporal server exited with code {child.exit_code}")
         try:
-            client = await Client.connect(target, namespace=namespace)
+            client = await Client.connect(target, namespace=namespace, tls=tls, api_key=api_key)
             if await client.service_client.check_health():
                 return
         except Exception as err:  # connection refused while it starts

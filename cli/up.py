@@ -36,7 +36,7 @@ from cli.tls import LocalTls, ensure_local_tls
 from core.db.migrate import upgrade
 from core.default_schedules import HEALTH_CHECK_SCHEDULE_ID
 from core.settings import Settings, SettingsError
-from core.tls import check_server_files, require_secure_transport
+from core.tls import check_server_files, require_secure_transport, temporal_tls
 
 log = logging.getLogger("r2c.up")
 
@@ -187,6 +187,7 @@ class Supervisor:
                     self.settings.temporal_target,
                     self.settings.temporal_namespace,
                     30,
+                    **_temporal_tls(self.settings, embedded),
                 )
             )
             self.services = [self._service("worker"), self._service("api")]
@@ -417,6 +418,19 @@ def _health_check_line(settings: Settings) -> str:
     if not every:
         return "off (health_check_every_seconds is 0)"
     return f"every {every}s (Temporal schedule {HEALTH_CHECK_SCHEDULE_ID})"
+
+
+def _temporal_tls(settings: Settings, embedded: bool) -> dict[str, Any]:
+    """An external Temporal is reached with the TLS settings the worker and API use; the
+    embedded server is a plaintext child on loopback."""
+    if embedded:
+        return {}
+    try:
+        tls = temporal_tls(settings)
+    except SettingsError as err:
+        raise StartupError(str(err)) from None
+    api_key = settings.temporal_api_key
+    return {"tls": tls if tls is not None else api_key is not None, "api_key": api_key}
 
 
 def _check_transport(settings: Settings) -> None:
