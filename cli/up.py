@@ -36,6 +36,7 @@ from cli.tls import LocalTls, ensure_local_tls
 from core.db.migrate import upgrade
 from core.default_schedules import HEALTH_CHECK_SCHEDULE_ID
 from core.settings import Settings, SettingsError
+from core.temporal import mtls_hint
 from core.tls import check_server_files, require_secure_transport, temporal_tls
 
 log = logging.getLogger("r2c.up")
@@ -181,15 +182,7 @@ class Supervisor:
                 self.prometheus = local_prometheus(self.settings, self.home)
                 _say(f"starting Prometheus on {self._prometheus_url()} ...")
                 await self.prometheus.start()
-            await self._unless_stopped(
-                wait_until_serving(
-                    self.temporal,
-                    self.settings.temporal_target,
-                    self.settings.temporal_namespace,
-                    30,
-                    **_temporal_tls(self.settings, embedded),
-                )
-            )
+            await self._unless_stopped(self._wait_for_temporal(embedded))
             self.services = [self._service("worker"), self._service("api")]
             for child in self.services:
                 await self._start(child)
@@ -265,6 +258,18 @@ class Supervisor:
                     return
                 await asyncio.sleep(0.2)
         raise StartupError(f"the worker and API were not ready within {READY_TIMEOUT:.0f}s")
+
+    async def _wait_for_temporal(self, embedded: bool) -> None:
+        s = self.settings
+        tls = _temporal_tls(s, embedded)
+        try:
+            await wait_until_serving(
+                self.temporal, s.temporal_target, s.temporal_namespace, 30, **tls
+            )
+        except TimeoutError as err:
+            if not tls.get("tls"):
+                raise
+            raise StartupError(f"{err}{mtls_hint(s)}") from None
 
     async def _use_local_tls(self) -> None:
         """`--tls`: the local CA's server certificate (made or renewed under the home's lock)

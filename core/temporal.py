@@ -91,7 +91,7 @@ async def connect(
         # The core's message says which handshake step failed; ours adds what was tried.
         raise TemporalConnectError(
             f"cannot connect to Temporal at {settings.temporal_target} over TLS"
-            f" ({_tls_summary(settings)}): {err}{_mtls_hint(settings)}"
+            f" ({_tls_summary(settings)}): {err}{mtls_hint(settings)}"
         ) from None
 
 
@@ -100,7 +100,8 @@ class TemporalConnectError(RuntimeError):
     API key or a private key)."""
 
 
-def _mtls_hint(settings: Settings) -> str:
+def mtls_hint(settings: Settings) -> str:
+    """What to add to a failed TLS connection's message when no client certificate was sent."""
     # A server that requires a client certificate just closes the connection on one without:
     # the core's message ("peer closed connection") does not say what is missing.
     if settings.temporal_tls_cert is not None:

@@ -1,19 +1,27 @@
 """End to end: `r2c up --tls` makes a local CA and a server certificate in R2C_HOME/tls
 (keys 0600), serves the API and its metrics over https only, says how to trust the CA, and
-reuses the same files on the next start."""
+reuses the same files on the next start. `r2c up` reaches an external Temporal over mTLS, and
+says what is missing without the client certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import ssl
 import stat
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.up_stack import REPO_ROOT, UpStack
+from tests.integration.tls_relay import TlsRelay
+from tests.tls_support import CertAuthority
 
 
 def test_up_with_tls_serves_https_with_a_local_ca_it_keeps(up_stack: UpStack) -> None:
@@ -68,6 +76,64 @@ def test_up_with_tls_serves_https_with_a_local_ca_it_keeps(up_stack: UpStack) ->
     assert {p: p.read_bytes() for p in files} == files
     assert httpx.get(f"{api}/ready", verify=trust, timeout=10).status_code == 200
     assert again.stop(signal.SIGTERM) == 0
+
+
+@pytest.fixture
+def mtls_relay(temporal_target: str, tmp_path: Path) -> Iterator[tuple[TlsRelay, dict[str, str]]]:
+    """An mTLS relay in front of the session's Temporal server, on a loop of its own thread
+    (`up` is a subprocess; the test's code is blocking); yields it and the settings to use."""
+    server_ca = CertAuthority(tmp_path / "server-pki", name="server CA")
+    client_ca = CertAuthority(tmp_path / "client-pki", name="client CA")
+    server = server_ca.issue("frontend", ("temporal.test",))
+    client = client_ca.issue("r2c-client", client=True)
+    relay = TlsRelay(temporal_target, server.cert, server.key, client_ca.pem)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(relay.start(), loop).result(10)
+    try:
+        yield (
+            relay,
+            {
+                "TEMPORAL_ADDRESS": relay.address,
+                "TEMPORAL_TLS_CA": str(server_ca.pem),
+                "TEMPORAL_TLS_CERT": str(client.cert),
+                "TEMPORAL_TLS_KEY": str(client.key),
+                "TEMPORAL_TLS_SERVER_NAME": "temporal.test",
+            },
+        )
+    finally:
+        asyncio.run_coroutine_threadsafe(relay.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_up_reaches_an_external_temporal_over_mtls(
+    up_stack: UpStack, mtls_relay: tuple[TlsRelay, dict[str, str]]
+) -> None:
+    relay, settings = mtls_relay
+    up_stack.env.update(
+        settings,
+        R2C_TASK_QUEUE=f"tq-{uuid.uuid4().hex[:8]}",
+        # The session's server is shared: this stack leaves its schedules alone.
+        R2C_HEALTH_CHECK_EVERY_SECONDS="0",
+    )
+    run = up_stack.start()
+    assert f"Temporal       {relay.address}" in run.output()
+    schedules = httpx.get(
+        f"{up_stack.base_url}/api/v1/schedules", headers=up_stack.headers, timeout=10
+    )
+    assert schedules.status_code == 200, schedules.text
+    # up's own wait, the worker and the API each came through with the client certificate.
+    assert len(relay.accepted) >= 3 and set(relay.accepted) == {"r2c-client"}
+    assert run.stop(signal.SIGTERM) == 0
+
+    up_stack.env.pop("TEMPORAL_TLS_CERT")
+    up_stack.env.pop("TEMPORAL_TLS_KEY")
+    refused = up_stack.launch()
+    assert refused.proc.wait(90) == 1
+    assert "set TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY" in refused.output()
 
 
 def _r2c(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
