@@ -12,15 +12,13 @@ import time
 from typing import Protocol
 
 from core import audit_keys
-from core.audit_keys import AuditKeyError, AuditKeyFile, AuditKeyRing
+from core.audit_keys import KIND, AuditKeyError, AuditKeyFile, AuditKeyRing
 from core.errors import R2CError
-from core.secrets import CheckAndSetConflictError, CheckAndSetStore
+from core.secrets import CheckAndSetStore
 from core.settings import Settings
-from core.vault import UnavailableSecretStore, VaultSecretStore, open_secret_store
 
-VAULT_KEY_PATH = "r2c/audit-hmac-keys"
+VAULT_KEY_PATH = KIND.vault_path
 RECHECK_SECONDS = 5.0
-MAX_ATTEMPTS = 50
 
 
 class AuditKeySource(Protocol):
@@ -50,56 +48,22 @@ class AuditKeyVault:
             return self._ring
 
 
-def vault_store(settings: Settings) -> tuple[CheckAndSetStore, str]:
-    """The configured Vault, and how messages name the ring's place in it."""
-    store = open_secret_store(settings)
-    if isinstance(store, UnavailableSecretStore):
-        raise AuditKeyError(
-            f"the audit keys (R2C_AUDIT_KEY=vault) cannot be read: {store.message}",
-            hint=f"{store.hint}; or set R2C_AUDIT_KEY=file to keep them under R2C_HOME",
-        )
-    assert isinstance(store, VaultSecretStore)  # the only other store open_secret_store makes
-    return store, f"Vault ({settings.vault_kv_mount}/{VAULT_KEY_PATH}) at {store.url}"
+vault_store = KIND.open_vault  # the configured Vault, and how messages name the ring in it
 
 
 def load_or_create_in_vault(store: CheckAndSetStore, where: str) -> AuditKeyRing:
     """The ring in Vault, made with one fresh key when absent (race-free by check-and-set)."""
     try:
-        for _ in range(MAX_ATTEMPTS):
-            found = store.read_versioned(VAULT_KEY_PATH)
-            if found is not None:
-                return audit_keys.parse(f"ring in {where}", found.value)
-            first = audit_keys.new_key()
-            ring = AuditKeyRing(first.id, (first,))
-            try:
-                store.write_if_version(VAULT_KEY_PATH, audit_keys.document(ring), 0)
-                return ring
-            except CheckAndSetConflictError:
-                continue  # another process created it first: its ring is the one
+        return KIND.load_or_create_in_vault(store, where)[0]
     except AuditKeyError:
         raise
     except R2CError as err:
         raise AuditKeyError(
             f"the audit keys cannot be read from {where}: {err.message}", hint=err.hint
         ) from None
-    raise AuditKeyError(f"the audit key ring in {where} keeps changing", hint="retry")
 
 
-def rotate_in_vault(store: CheckAndSetStore, where: str) -> AuditKeyRing:
-    """A fresh current key in the ring in Vault; concurrent rotations each keep their key."""
-    for _ in range(MAX_ATTEMPTS):
-        found = store.read_versioned(VAULT_KEY_PATH)
-        if found is None:
-            return load_or_create_in_vault(store, where)
-        ring = audit_keys.parse(f"ring in {where}", found.value)
-        fresh = audit_keys.new_key()
-        rotated = AuditKeyRing(fresh.id, (*ring.keys, fresh))
-        try:
-            store.write_if_version(VAULT_KEY_PATH, audit_keys.document(rotated), found.version)
-            return rotated
-        except CheckAndSetConflictError:
-            continue
-    raise AuditKeyError(f"the audit key ring in {where} keeps changing", hint="retry")
+rotate_in_vault = KIND.rotate_in_vault  # concurrent rotations each keep their key
 
 
 def open_audit_keys(settings: Settings) -> AuditKeySource:

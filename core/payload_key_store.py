@@ -11,28 +11,14 @@ from core import payload_keys, payload_keys_vault
 from core.codec import KeySource
 from core.errors import R2CError
 from core.payload_keys import KeyRing, PayloadKeyFile, PayloadKeyFileError
-from core.payload_keys_vault import PayloadKeysUnavailableError, PayloadKeyVault
+from core.payload_keys_vault import PayloadKeyVault
 from core.secrets import CheckAndSetStore
 from core.settings import Settings
-from core.vault import UnavailableSecretStore, VaultSecretStore, open_secret_store
-
-
-def _vault(settings: Settings) -> tuple[CheckAndSetStore, str]:
-    """The configured Vault, and how messages name the ring's place in it."""
-    store = open_secret_store(settings)
-    where = f"Vault ({settings.vault_kv_mount}/{payload_keys_vault.VAULT_KEY_PATH})"
-    if isinstance(store, UnavailableSecretStore):
-        raise PayloadKeysUnavailableError(
-            f"the payload keys (R2C_PAYLOAD_KEYS=vault) cannot be read: {store.message}",
-            hint=f"{store.hint}; or set R2C_PAYLOAD_KEYS=file to keep them under R2C_HOME",
-        )
-    assert isinstance(store, VaultSecretStore)  # the only other store open_secret_store makes
-    return store, f"{where} at {store.url}"
 
 
 def _in_vault(settings: Settings, operation: Callable[[CheckAndSetStore, str], KeyRing]) -> KeyRing:
     """`operation` on the ring in Vault, a failure of Vault itself named as the keys' failure."""
-    store, where = _vault(settings)
+    store, where = payload_keys.KIND.open_vault(settings)
     try:
         return operation(store, where)
     except PayloadKeyFileError:
@@ -45,7 +31,7 @@ def open_key_source(settings: Settings) -> KeySource:
     """The ring of this system for a long-running process, created on first use; raises
     (naming Vault and R2C_PAYLOAD_KEYS) when the Vault that holds it cannot be used."""
     if settings.payload_keys == "vault":
-        return PayloadKeyVault(*_vault(settings))
+        return PayloadKeyVault(*payload_keys.KIND.open_vault(settings))
     return PayloadKeyFile(settings.home)
 
 

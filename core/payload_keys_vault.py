@@ -17,32 +17,20 @@ import logging
 import threading
 import time
 
-from core.errors import DependencyUnavailableError, R2CError
+from core.errors import R2CError
 from core.payload_keys import (
-    MAX_KEYS,
+    KIND,
     RECHECK_SECONDS,
     KeyRing,
     PayloadKey,
     PayloadKeyFileError,
-    new_key,
-    parse_ring_document,
-    ring_document,
+    PayloadKeysUnavailableError,
 )
-from core.secrets import CheckAndSetConflictError, CheckAndSetStore, VersionedValue
+from core.secrets import CheckAndSetStore
 
 log = logging.getLogger("r2c.payload_keys")
 
-VAULT_KEY_PATH = "r2c/payload-keys"
-# Each attempt loses only to a writer that succeeded, so this many losses in a row means
-# something keeps rewriting the ring; stop rather than spin.
-MAX_ATTEMPTS = 50
-
-
-class PayloadKeysUnavailableError(DependencyUnavailableError):
-    """The key ring cannot be read from Vault: without it a process can neither encrypt nor
-    decrypt a Temporal payload. The message names Vault and R2C_PAYLOAD_KEYS, never a key."""
-
-    error_type = "PayloadKeysUnavailableError"
+VAULT_KEY_PATH = KIND.vault_path
 
 
 def unavailable(where: str, err: R2CError) -> PayloadKeysUnavailableError:
@@ -54,64 +42,9 @@ def unavailable(where: str, err: R2CError) -> PayloadKeysUnavailableError:
     )
 
 
-def _parse(where: str, found: VersionedValue) -> KeyRing:
-    return parse_ring_document(f"ring in {where}", found.value)
-
-
-def load_or_create(store: CheckAndSetStore, where: str) -> tuple[KeyRing, int]:
-    """The ring in Vault and its version, created with one fresh key if absent (race-free)."""
-    for _ in range(MAX_ATTEMPTS):
-        found = store.read_versioned(VAULT_KEY_PATH)
-        if found is not None:
-            return _parse(where, found), found.version
-        first = new_key()
-        ring = KeyRing(first.id, (first,))
-        try:
-            return ring, store.write_if_version(VAULT_KEY_PATH, ring_document(ring), 0)
-        except CheckAndSetConflictError:
-            continue  # another process created it first: its ring is the one
-    raise _too_busy(where)
-
-
-def rotate(store: CheckAndSetStore, where: str) -> KeyRing:
-    """Add a fresh current key to the ring in Vault, keeping every older one; retried on a
-    check-and-set conflict, so concurrent rotations each add their key."""
-    for _ in range(MAX_ATTEMPTS):
-        found = store.read_versioned(VAULT_KEY_PATH)
-        if found is None:
-            return load_or_create(store, where)[0]  # a first key is as new as a rotation makes
-        ring = _parse(where, found)
-        if len(ring.keys) >= MAX_KEYS:
-            raise PayloadKeyFileError(
-                f"the payload key ring in {where} already holds {MAX_KEYS} keys",
-                hint="rotate less often; old keys must stay while histories use them",
-            )
-        fresh = new_key()
-        rotated = KeyRing(fresh.id, (*ring.keys, fresh))
-        try:
-            store.write_if_version(VAULT_KEY_PATH, ring_document(rotated), found.version)
-            return rotated
-        except CheckAndSetConflictError:
-            continue  # rotated or created meanwhile: add our key to the newer ring
-    raise _too_busy(where)
-
-
-def read_ring(store: CheckAndSetStore, where: str) -> KeyRing:
-    """The ring in Vault; PayloadKeyFileError if it is absent or damaged."""
-    found = store.read_versioned(VAULT_KEY_PATH)
-    if found is None:
-        raise PayloadKeyFileError(
-            f"there is no payload key ring in {where}",
-            hint="start the API or a worker once with R2C_PAYLOAD_KEYS=vault (they create it)",
-        )
-    return _parse(where, found)
-
-
-def _too_busy(where: str) -> PayloadKeyFileError:
-    return PayloadKeyFileError(
-        f"the payload key ring in {where} changed {MAX_ATTEMPTS} times while being written",
-        hint="something keeps rewriting it; find what, then retry",
-    )
+load_or_create = KIND.load_or_create_in_vault  # the ring and its version, made if absent
+rotate = KIND.rotate_in_vault
+read_ring = KIND.read_vault_ring  # PayloadKeyFileError if it is absent or damaged
 
 
 class PayloadKeyVault:
@@ -136,18 +69,16 @@ class PayloadKeyVault:
         self._checked = time.monotonic()
 
     def _reload(self) -> None:
-        found = self._store.read_versioned(VAULT_KEY_PATH)
+        found = KIND.read_vault(self._store, self._where)
         if found is None:
             raise PayloadKeyFileError(
-                f"the payload key ring in {self._where} has disappeared",
-                hint="restore it from a backup; without its keys, encrypted histories cannot "
-                "be read",
+                f"the payload key ring in {self._where} has disappeared", hint=KIND.restore_hint
             )
-        ring = _parse(self._where, found) if found.version != self._version else None
+        ring, version = found
         with self._lock:
             self._checked = time.monotonic()
-            if ring is not None and found.version > self._version:
-                self._ring, self._version = ring, found.version
+            if version > self._version:
+                self._ring, self._version = ring, version
 
     def _reload_in_background(self) -> None:
         try:
