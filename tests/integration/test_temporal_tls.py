@@ -5,6 +5,7 @@ settings (and never the key)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -54,16 +55,30 @@ def _mtls(relay: TlsRelay, pki: dict[str, Any], **overrides: Any) -> dict[str, A
     return values
 
 
-async def test_the_api_and_worker_deploy_over_mtls(
-    make_system: Callable[..., Any], relay: TlsRelay, pki: dict[str, Any]
+async def test_the_api_and_worker_deploy_over_mtls_and_no_secret_is_logged(
+    make_system: Callable[..., Any],
+    relay: TlsRelay,
+    pki: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    system = await make_system(noop=True, **_mtls(relay, pki))
+    caplog.set_level(logging.DEBUG)
+    api_key = f"tk-{uuid.uuid4().hex}"
+    system = await make_system(noop=True, **_mtls(relay, pki, temporal_api_key=api_key))
     await register_demo(system)
     started = await deploy(system, "v2")
     done = await until(system, started["id"], "succeeded")
     assert done["state"] == "succeeded"
     # Both the worker's and the API's clients came through the relay, with our certificate.
     assert len(relay.accepted) >= 2 and set(relay.accepted) == {"r2c-client"}
+    # Neither the API key nor the client's private key is in a log record or under R2C_HOME.
+    key_body = "".join(pki["client"].key.read_text().splitlines()[1:-1])
+    secrets = (api_key, key_body[48:88])  # past the ASN.1 header every P-256 key shares
+    logged = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+    assert logged and not [line for line in logged if any(s in line for s in secrets)]
+    for path in system.settings.home.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode(errors="replace")
+            assert not any(s in text for s in secrets), path
 
 
 async def test_without_a_client_certificate_the_connection_is_refused(
