@@ -116,13 +116,20 @@ def demo_spec(name: str, replicas: int) -> dict[str, Any]:
 
 
 def register(api_url: str, key_file: Path, name: str, replicas: int) -> int:
-    """POST the demo component; an existing one with that name is left as it is."""
+    """POST the demo component; an existing one with that name is left as it is. An https
+    API is verified with R2C_CA_FILE (what `r2c up --tls` prints), else the system's CAs."""
     import httpx
+
+    from cli.api_client import ConfigError, verify
 
     try:
         key = key_file.read_text().strip()
+        trust = verify()
     except OSError as err:
         print(f"error: cannot read the admin key from {key_file}: {err.strerror}")
+        return 1
+    except ConfigError as err:
+        print(f"error: {err}")
         return 1
     try:
         resp = httpx.post(
@@ -130,6 +137,7 @@ def register(api_url: str, key_file: Path, name: str, replicas: int) -> int:
             json=demo_spec(name, replicas),
             headers={"Authorization": f"Bearer {key}"},
             timeout=10,
+            verify=trust,
         )
     except httpx.HTTPError as err:
         print(f"error: the API at {api_url} did not answer ({err}); is `r2c up` running?")

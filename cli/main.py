@@ -254,7 +254,8 @@ def demo_register(
     name: Annotated[str, typer.Option(help="component name")] = "demo",
     replicas: Annotated[int, typer.Option(min=1, max=100)] = 2,
     api_url: Annotated[
-        str | None, typer.Option("--api", help="API base URL [http://127.0.0.1:$PORT]")
+        str | None,
+        typer.Option("--api", help="API base URL [$R2C_API_URL, else http://127.0.0.1:$PORT]"),
     ] = None,
     key_file: Annotated[
         Path | None, typer.Option(help="file with an admin key [$R2C_HOME/admin.key]")
@@ -264,7 +265,7 @@ def demo_register(
     from cli.demo import register
 
     settings = _settings("cli")
-    url = api_url or f"http://127.0.0.1:{settings.port}"
+    url = api_url or os.environ.get("R2C_API_URL") or f"http://127.0.0.1:{settings.port}"
     raise typer.Exit(register(url, key_file or settings.admin_key_file, name, replicas))
 
 

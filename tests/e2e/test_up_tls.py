@@ -65,6 +65,8 @@ def test_up_with_tls_serves_https_with_a_local_ca_it_keeps(up_stack: UpStack) ->
     env = {**up_stack.env, "R2C_API_URL": api, "R2C_CA_FILE": str(ca)}
     listed = _r2c(env, "schedule", "list")
     assert listed.returncode == 0, listed.stdout + listed.stderr
+    registered = _r2c(env, "demo", "register")
+    assert registered.returncode == 0, registered.stdout + registered.stderr
     env.pop("R2C_CA_FILE")
     refused = _r2c(env, "schedule", "list")
     assert refused.returncode != 0 and "R2C_CA_FILE" in refused.stdout + refused.stderr
