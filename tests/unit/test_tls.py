@@ -4,6 +4,7 @@ public address is refused outside development; `up --tls` makes its CA once, pri
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from cryptography import x509
 from temporalio.service import TLSConfig
 
+from cli.api_client import ConfigError, verify
 from cli.prometheus import render_config
 from cli.tls import ensure_local_tls
 from core.settings import Settings, SettingsError, load_settings
@@ -240,3 +242,21 @@ def test_ups_prometheus_scrapes_the_api_over_https_with_the_local_ca(tmp_path: P
     assert jobs["r2c-api"]["tls_config"] == {"ca_file": str(files.ca)}
     plain = {j["job_name"]: j for j in render_config(Settings(), tmp_path)["scrape_configs"]}
     assert "scheme" not in plain["r2c-api"]
+
+
+def test_the_cli_api_client_trusts_r2c_ca_file(
+    tmp_path: Path, ca: CertAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("R2C_CA_FILE", raising=False)
+    assert verify() is True
+    monkeypatch.setenv("R2C_CA_FILE", str(ca.pem))
+    context = verify()
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+    monkeypatch.setenv("R2C_CA_FILE", str(tmp_path / "absent.pem"))
+    with pytest.raises(ConfigError, match="R2C_CA_FILE=.* is not a readable file"):
+        verify()
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    monkeypatch.setenv("R2C_CA_FILE", str(not_pem))
+    with pytest.raises(ConfigError, match="holds no PEM CA certificate"):
+        verify()
