@@ -70,6 +70,7 @@ async def test_the_api_and_worker_deploy_over_mtls_and_no_secret_is_logged(
     assert done["state"] == "succeeded"
     # Both the worker's and the API's clients came through the relay, with our certificate.
     assert len(relay.accepted) >= 2 and set(relay.accepted) == {"r2c-client"}
+    assert {v for n, v in relay.headers if n == "authorization"} == {f"Bearer {api_key}"}
     # Neither the API key nor the client's private key is in a log record or under R2C_HOME.
     key_body = "".join(pki["client"].key.read_text().splitlines()[1:-1])
     secrets = (api_key, key_body[48:88])  # past the ASN.1 header every P-256 key shares
@@ -123,13 +124,16 @@ async def test_an_api_key_goes_with_mtls_and_is_never_in_an_error(
 ) -> None:
     key = f"tk-{uuid.uuid4().hex}"
     client = await connect(Settings(home=tmp_path, **_mtls(relay, pki, temporal_api_key=key)))
-    # The SDK sends it as `authorization: Bearer <key>` on every call (the dev server
-    # ignores it; the relay cannot read HPACK-compressed headers without the h2 package).
-    assert client.api_key == key
     described = await client.workflow_service.describe_namespace(
         DescribeNamespaceRequest(namespace="default")
     )
     assert described.namespace_info.name == "default"
+    # Each call carried it, as Temporal Cloud expects (the dev server itself ignores it).
+    paths = [v for n, v in relay.headers if n == ":path"]
+    assert "/temporal.api.workflowservice.v1.WorkflowService/DescribeNamespace" in paths
+    authorizations = [v for n, v in relay.headers if n == "authorization"]
+    assert authorizations and set(authorizations) == {f"Bearer {key}"}
+    assert len(authorizations) == len(paths)
 
     stranger = CertAuthority(tmp_path / "stranger", name="stranger CA")
     with pytest.raises(TemporalConnectError) as err:

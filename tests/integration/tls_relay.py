@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.processes import free_port
+from tests.integration.http2_headers import RequestHeaders
 
 
 @dataclass
 class TlsRelay:
-    """`accepted` holds the common name of each client certificate that got through."""
+    """`accepted` holds the common name of each client certificate that got through;
+    `headers`, every request header the clients sent (decoded from HTTP/2)."""
 
     upstream: str
     cert: Path
@@ -23,6 +26,7 @@ class TlsRelay:
     client_ca: Path
     port: int = field(default_factory=free_port)
     accepted: list[str] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _pipes: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -58,8 +62,9 @@ class TlsRelay:
         self.accepted.append(names[0] if names else "?")
         host, port = self.upstream.rsplit(":", 1)
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        requests = RequestHeaders(self.headers)  # appended as they arrive
         pipes = [
-            asyncio.create_task(_pipe(reader, up_writer)),
+            asyncio.create_task(_pipe(reader, up_writer, requests.feed)),
             asyncio.create_task(_pipe(up_reader, writer)),
         ]
         self._pipes.update(pipes)
@@ -71,10 +76,17 @@ class TlsRelay:
                 self._pipes.discard(task)
             for w in (writer, up_writer):
                 w.close()
+            requests.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    tap: Callable[[bytes], None] | None = None,
+) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
+            if tap is not None:
+                tap(data)
             writer.write(data)
             await writer.drain()
