@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from temporalio.service import TLSConfig
 
@@ -81,7 +82,7 @@ def load_pair(cert_name: str, cert_path: Path, key_name: str, key_path: Path) ->
             f"{key_name}={key_path} is encrypted with a passphrase; give an unencrypted key"
             " (readable only by the service's user)"
         ) from None
-    except (ValueError, Exception):
+    except (ValueError, UnsupportedAlgorithm):
         # The library's message may quote the file; ours says only what is wrong with it.
         raise SettingsError(f"{key_name}={key_path} holds no readable PEM private key") from None
     if key.public_key() != leaf.public_key():
