@@ -1,6 +1,6 @@
 """End to end: `r2c up --tls` makes a local CA and a server certificate in R2C_HOME/tls
-(keys 0600), serves the API and its metrics over https only, says how to trust the CA, and
-reuses the same files on the next start. `r2c up` reaches an external Temporal over mTLS, and
+(keys 0600), serves the API and its metrics over https only (its Prometheus scraping them
+with that CA), says how to trust the CA, and reuses the same files on the next start. `r2c up` reaches an external Temporal over mTLS, and
 says what is missing without the client certificate."""
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from cli.processes import free_port
 from tests.e2e.up_stack import REPO_ROOT, UpStack
 from tests.integration.tls_relay import TlsRelay
+from tests.support import wait_for_sync
 from tests.tls_support import CertAuthority
 
 
 def test_up_with_tls_serves_https_with_a_local_ca_it_keeps(up_stack: UpStack) -> None:
-    up_stack.up_args = ["--tls"]
+    up_stack.up_args = ["--tls", "--with-prometheus"]
+    prometheus_port = free_port()
+    up_stack.env["R2C_PROMETHEUS_PORT"] = str(prometheus_port)
     run = up_stack.start()
     tls = up_stack.home / "tls"
     ca, cert, key, ca_key = (
@@ -54,6 +59,17 @@ def test_up_with_tls_serves_https_with_a_local_ca_it_keeps(up_stack: UpStack) ->
     metrics_port = up_stack.env["METRICS_PORT"]
     metrics = httpx.get(f"https://127.0.0.1:{metrics_port}/metrics", verify=trust, timeout=10)
     assert metrics.status_code == 200 and "python_info" in metrics.text
+
+    # up's Prometheus scrapes the API's metrics over https, trusting the local CA.
+    api_target = wait_for_sync(
+        lambda: _api_target(prometheus_port),
+        lambda t: t is not None and t["health"] == "up",
+        what="Prometheus scraping the API over https",
+        within=30,
+        every=0.5,
+    )
+    assert api_target is not None
+    assert api_target["scrapeUrl"] == f"https://127.0.0.1:{metrics_port}/metrics"
 
     # Plain HTTP gets no answer; a client that does not trust the local CA refuses it.
     with pytest.raises(httpx.HTTPError):
@@ -136,6 +152,17 @@ def test_up_reaches_an_external_temporal_over_mtls(
     refused = up_stack.launch()
     assert refused.proc.wait(90) == 1
     assert "set TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY" in refused.output()
+
+
+def _api_target(prometheus_port: int) -> dict[str, Any] | None:
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{prometheus_port}/api/v1/targets", timeout=5)
+    except httpx.HTTPError:
+        return None
+    for target in resp.json()["data"]["activeTargets"]:
+        if target["labels"]["job"] == "r2c-api":
+            return dict(target)
+    return None
 
 
 def _r2c(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
