@@ -53,6 +53,15 @@ _SERVER_TITLES = {
 }
 
 
+_TEMPORAL_TLS_VARIABLES = (
+    "TEMPORAL_TLS_CA",
+    "TEMPORAL_TLS_CERT",
+    "TEMPORAL_TLS_KEY",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_API_KEY",
+)
+
+
 class _Stopped(Exception):
     """A stop was requested before start-up completed."""
 
@@ -140,6 +149,10 @@ class Supervisor:
                 "R2C_TLS_CERT": str(self.settings.tls_cert),
                 "R2C_TLS_KEY": str(self.settings.tls_key),
             }
+        if self.settings.temporal_address is None:
+            # The embedded server speaks plain gRPC on loopback: TLS settings in the
+            # environment are for another Temporal, so they are blanked, not tried here.
+            tls.update(TEMPORAL_TLS="false", **dict.fromkeys(_TEMPORAL_TLS_VARIABLES, ""))
         env = environ_with(
             R2C_HOME=str(self.home),
             TEMPORAL_ADDRESS=self.settings.temporal_target,

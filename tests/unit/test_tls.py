@@ -18,6 +18,7 @@ from temporalio.service import TLSConfig
 from cli.api_client import ConfigError, verify
 from cli.prometheus import render_config
 from cli.tls import ensure_local_tls
+from cli.up import Supervisor
 from core.settings import Settings, SettingsError, load_settings
 from core.tls import load_pair, require_secure_transport, temporal_tls
 from tests.tls_support import CertAuthority
@@ -260,3 +261,20 @@ def test_the_cli_api_client_trusts_r2c_ca_file(
     monkeypatch.setenv("R2C_CA_FILE", str(not_pem))
     with pytest.raises(ConfigError, match="holds no PEM CA certificate"):
         verify()
+
+
+def test_ups_children_talk_plain_grpc_to_the_embedded_temporal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TLS settings meant for another Temporal must not reach children of the embedded one.
+    monkeypatch.setenv("TEMPORAL_API_KEY", "tk-for-the-cloud")
+    monkeypatch.setenv("TEMPORAL_TLS", "true")
+    embedded = Supervisor(Settings(home=tmp_path))
+    env = embedded._service("worker").env
+    assert env["TEMPORAL_API_KEY"] == "" and env["TEMPORAL_TLS"] == "false"
+    child = load_settings(**{k: v for k, v in env.items() if k.startswith("TEMPORAL_")})
+    assert temporal_tls(child) is None and child.temporal_api_key is None
+
+    external = Supervisor(Settings(home=tmp_path, temporal_address="temporal.example:7233"))
+    env = external._service("worker").env
+    assert env["TEMPORAL_API_KEY"] == "tk-for-the-cloud" and env["TEMPORAL_TLS"] == "true"
