@@ -1,7 +1,8 @@
 """End to end: `r2c up --tls` makes a local CA and a server certificate in R2C_HOME/tls
 (keys 0600), serves the API and its metrics over https only (its Prometheus scraping them
-with that CA), says how to trust the CA, and reuses the same files on the next start. `r2c up` reaches an external Temporal over mTLS, and
-says what is missing without the client certificate."""
+with that CA), says how to trust the CA, and reuses the same files on the next start.
+`r2c up` reaches an external Temporal over mTLS, and says what is missing without the client
+certificate."""
 
 from __future__ import annotations
 
