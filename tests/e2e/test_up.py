@@ -225,7 +225,14 @@ def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStac
         )
         assert running["status"] == "running"
         assert running["progress"]["rounds"] == 50
-        assert running["progress"]["phase"] in ("starting", "listing", "probing", "waiting")
+        assert running["progress"]["phase"] in (
+            "starting",
+            "listing",
+            "probing",
+            "recording",
+            "sampling",
+            "waiting",
+        )
         assert running["result"] is None
         wait_until_listed(admin, long_id, status="running")
         wait_until_listed(admin, long_id, type=HEALTH_CHECK)
