@@ -306,9 +306,10 @@ async def test_pauses_and_analyses_do_not_count_against_the_progress_deadline(
     # A pause and an analysis' initial delay, each longer than the deadline: as in Argo
     # Rollouts, time in them is not a lack of progress. (The deadline firing on a stuck step,
     # with its compensation, is a fast test: tests/unit/test_deployment_bounds.py.)
-    late = {"name": "request_rate", "initial_delay": "3s", "success_condition": "result >= 0"}
-    steps = [{"set_weight": 50}, {"pause": {"duration": "3s"}}, {"analysis": {"metrics": [late]}}]
-    slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 2}
+    # The deadline leaves the other steps (starting v2, setting weights) room on a busy machine.
+    late = {"name": "request_rate", "initial_delay": "6s", "success_condition": "result >= 0"}
+    steps = [{"set_weight": 50}, {"pause": {"duration": "6s"}}, {"analysis": {"metrics": [late]}}]
+    slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 5}
     started = await deploy(demo, "v2", slow)
     done = await until(demo, started["id"], *FINAL)
     assert done["state"] == "succeeded", done
