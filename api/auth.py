@@ -5,6 +5,11 @@ SHA-256) and only its revocation is re-checked, cheaply, every few seconds. A ke
 through this process stops working at once, even one whose first verification was in flight
 when it was revoked; one revoked elsewhere within `RECHECK_SECONDS`. Failed verifications are
 limited per key prefix and per client address (429 with Retry-After).
+
+A bearer value shaped like a JWT (three base64url parts; an API key has no dot) is an OIDC token
+instead: `core.oidc` verifies it against R2C_OIDC_ISSUER and maps its groups to a role. Either
+way the result is a `Principal`, checked against the route's role by the same code below (see
+docs/oidc.md for how a browser session would be one more source of it).
 """
 
 from __future__ import annotations
@@ -22,12 +27,20 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from api.auth_audit import record_refusal
 from api.ratelimit import FailureLimiter
 from core.db import apikeys
-from core.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from core.errors import (
+    AuthenticationError,
+    DependencyUnavailableError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
 from core.models.apikeys import Principal, Role
+from core.oidc import IssuerUnavailable, OidcConfig, OidcVerifier, TokenRejected, looks_like_jwt
 
 RECHECK_SECONDS = 5.0
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_bearer = HTTPBearer(
+    auto_error=False, description="Authorization: Bearer <API key or OIDC access token>"
+)
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
 
 
@@ -130,39 +143,79 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 hint="send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
                 "`r2c up` writes the admin key to R2C_HOME/admin.key",
             )
-        verifier: KeyVerifier = request.app.state.keys
-        address = request.client.host if request.client else "unknown"
-        try:
-            principal = await verifier.verify(key, address)
-        except RateLimitedError:
-            await record_refusal(request, "auth.failed", reason="rate_limited", key=key)
-            raise
-        if principal is None:
-            await record_refusal(request, "auth.failed", reason="invalid_or_revoked", key=key)
-            raise AuthenticationError(
-                "the API key is not valid or has been revoked",
-                hint="create a new one with `r2c apikey create` or POST /api/v1/apikeys",
-            )
+        token = looks_like_jwt(key)
+        principal = await (
+            _token_principal(request, key) if token else _key_principal(request, key)
+        )
         if not principal.role.allows(role):
             await record_refusal(
                 request,
                 "auth.denied",
                 reason="role",
-                key=key,
+                key=None if token else key,
                 principal=principal,
                 role=principal.role.value,
                 required=role.value,
             )
+            who = f"token of {principal.name!r}" if token else f"key {principal.name!r}"
             raise PermissionDeniedError(
-                f"this action needs the {role.value} role; key {principal.name!r} "
-                f"has {principal.role.value}",
-                hint="ask an admin for a key with a higher role",
+                f"this action needs the {role.value} role; {who} has {principal.role.value}",
+                hint="ask an admin for a key (or a group in R2C_OIDC_ROLE_MAP) with a higher role",
             )
         request.state.principal = principal
         return principal
 
     dependency.required_role = role  # type: ignore[attr-defined]
     return dependency
+
+
+async def _key_principal(request: Request, key: str) -> Principal:
+    verifier: KeyVerifier = request.app.state.keys
+    address = request.client.host if request.client else "unknown"
+    try:
+        principal = await verifier.verify(key, address)
+    except RateLimitedError:
+        await record_refusal(request, "auth.failed", reason="rate_limited", key=key)
+        raise
+    if principal is None:
+        await record_refusal(request, "auth.failed", reason="invalid_or_revoked", key=key)
+        raise AuthenticationError(
+            "the API key is not valid or has been revoked",
+            hint="create a new one with `r2c apikey create` or POST /api/v1/apikeys",
+        )
+    return principal
+
+
+def _oidc(request: Request) -> OidcVerifier | None:
+    """The app's token verifier, made on first use (None without R2C_OIDC_ISSUER); it keeps
+    the issuer's keys for the life of the app."""
+    state = request.app.state
+    if not hasattr(state, "oidc"):
+        config = OidcConfig.from_settings(state.settings)
+        state.oidc = OidcVerifier(config) if config is not None else None
+    verifier: OidcVerifier | None = state.oidc
+    return verifier
+
+
+async def _token_principal(request: Request, token: str) -> Principal:
+    # The token itself is never passed on: not to the audit trail, not into an error.
+    verifier = _oidc(request)
+    if verifier is None:
+        await record_refusal(request, "auth.failed", reason="token_not_accepted")
+        raise AuthenticationError(
+            "this API accepts no OIDC tokens (R2C_OIDC_ISSUER is not set)",
+            hint="send an API key, or ask the operator to configure R2C_OIDC_ISSUER",
+        )
+    try:
+        return await verifier.verify(token)
+    except TokenRejected as err:
+        await record_refusal(request, "auth.failed", reason=f"token_{err.reason}")
+        raise AuthenticationError(err.message, hint=err.hint) from None
+    except IssuerUnavailable as err:
+        raise DependencyUnavailableError(
+            f"the OIDC issuer cannot be reached to verify the token: {err}",
+            hint="retry shortly; API keys keep working while the issuer is away",
+        ) from None
 
 
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]

@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from core.models.apikeys import Role
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -362,6 +370,95 @@ class Settings(BaseSettings):
         validation_alias="TEMPORAL_API_KEY",
         description="Temporal Cloud API key, sent as `authorization: Bearer` over TLS",
     )
+
+    # -- OIDC (issue 12) -- only the OIDC work edits this block
+    oidc_issuer: str | None = Field(
+        None,
+        max_length=500,
+        validation_alias="R2C_OIDC_ISSUER",
+        description="OIDC issuer whose bearer tokens (JWTs) the API accepts alongside API keys;"
+        " https (http only for a loopback issuer); unset: API keys only",
+    )
+    oidc_audience: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        validation_alias="R2C_OIDC_AUDIENCE",
+        description="the `aud` a token must carry (the API's client id at the issuer)",
+    )
+    oidc_roles_claim: str = Field(
+        "groups",
+        pattern=r"^[A-Za-z0-9_.:/-]{1,100}$",
+        validation_alias="R2C_OIDC_ROLES_CLAIM",
+        description="the token claim listing the caller's groups (a list, or a space-separated"
+        " string)",
+    )
+    oidc_role_map: Annotated[dict[str, Role], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="R2C_OIDC_ROLE_MAP",
+        description='JSON object group -> viewer|operator|admin, e.g. {"platform-admins":'
+        ' "admin", "developers": "operator"}; a token gets the highest role of its groups',
+    )
+    oidc_leeway_seconds: int = Field(
+        60,
+        ge=0,
+        le=300,
+        validation_alias="R2C_OIDC_LEEWAY_SECONDS",
+        description="clock skew allowed on a token's exp, nbf and iat",
+    )
+
+    @field_validator("oidc_issuer", "oidc_audience", mode="before")
+    @classmethod
+    def _oidc_empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _oidc_issuer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlsplit(value)
+        loopback = parsed.hostname in ("127.0.0.1", "::1", "localhost")
+        # Keys fetched over plain HTTP could be swapped in transit, and with them every role.
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and loopback):
+            raise ValueError("expected an https:// URL (http:// only for a loopback issuer)")
+        if parsed.query or parsed.fragment or not parsed.hostname:
+            raise ValueError("expected the issuer URL, without query or fragment")
+        return value
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _oidc_role_map_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    'expected a JSON object such as {"platform-admins": "admin"}'
+                ) from err
+        if not isinstance(value, dict):
+            raise ValueError('expected a JSON object such as {"platform-admins": "admin"}')
+        if len(value) > 1000 or any(not 0 < len(str(group)) <= 256 for group in value):
+            raise ValueError("expected at most 1000 groups, each 1 to 256 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer is None:
+            return self
+        if self.oidc_audience is None:
+            raise ValueError(
+                "R2C_OIDC_AUDIENCE is required with R2C_OIDC_ISSUER: without it a token"
+                " issued for any other application would be accepted"
+            )
+        if not self.oidc_role_map:
+            raise ValueError(
+                "R2C_OIDC_ROLE_MAP is required with R2C_OIDC_ISSUER: map at least one group to"
+                ' a role, e.g. {"platform-admins": "admin"}'
+            )
+        return self
+
+    # -- end of the OIDC block
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
