@@ -39,7 +39,8 @@ DESCRIPTION = """
 The orchestration API of the readme-to-cicd platform. Every long-running operation is a
 Temporal workflow: start it here, follow it here or in the Temporal Web UI, cancel it here.
 
-Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`. Roles: `viewer`
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>`, or with an OIDC access
+token (`Authorization: Bearer <token>`) when R2C_OIDC_ISSUER is set. Roles: `viewer`
 (read), `operator` (start, cancel, act), `admin` (everything, including keys and components);
 each route says which it needs (`x-required-role`). Every error has the body `ErrorBody`.
 """

@@ -44,7 +44,8 @@ class ErrorBody(BaseModel):
 
 DESCRIPTIONS = {
     400: "the request cannot be understood: unreadable body, or a token this API never gave",
-    401: "no API key, or one that is not valid or has been revoked",
+    401: "no API key or OIDC token, or one that is not valid, expired or revoked (the message "
+    "says which)",
     403: "the key's role is below the one this route needs, or an environment policy forbids "
     "the request (`details` names the policy and the rule)",
     404: "the resource named in the path does not exist",
@@ -54,7 +55,7 @@ DESCRIPTIONS = {
     422: "invalid fields, each named in `fields`",
     429: "too many failed key verifications, or Temporal is over a rate limit: see Retry-After",
     502: "a server behind the API (Temporal, the infrastructure) failed the request",
-    503: "Temporal or the store cannot be reached right now",
+    503: "Temporal, the store or the OIDC issuer cannot be reached right now",
 }
 
 

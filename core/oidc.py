@@ -124,8 +124,10 @@ class OidcVerifier:
         max_age: float = 900.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
+        self._transport = transport  # tests only: an issuer inside the process
         self.min_refetch_seconds = min_refetch_seconds
         self.max_age = max_age
         self._clock = clock
@@ -212,7 +214,9 @@ class OidcVerifier:
             self._loaded = True
 
     async def _fetch_keys(self) -> dict[str, Key]:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=FETCH_TIMEOUT, follow_redirects=False, transport=self._transport
+        ) as http:
             if self._jwks_uri is None:
                 discovery_url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
                 document = await _get_json(http, discovery_url, "discovery document")

@@ -1,4 +1,5 @@
-"""Every route against every kind of caller: no key, a revoked key, and each role.
+"""Every route against every kind of caller: no key, a revoked key, and each role, by API key
+and by OIDC token (from an issuer running in the test), plus an expired token.
 
 The routes come from the app itself and the role each needs from its OpenAPI document
 (`x-required-role`), so a new route is checked the day it is added: 401 without a valid key,
@@ -9,14 +10,30 @@ ids here name nothing, and no body is sent).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 from api.openapi import ROLE_EXTENSION
 from core.models.apikeys import Role
+from tests.integration.oidc_issuer import AUDIENCE, Issuer, running_issuer
 from tests.integration.system import System, api_operations
 
 PATH_VALUES = {"environment": "dev", "action": "promote"}
 QUERY = {"/api/v1/deployments/revisions": "?component=demo&environment=dev"}
-CALLERS = ("none", "revoked", "viewer", "operator", "admin")
+CALLERS = (
+    "none",
+    "revoked",
+    "viewer",
+    "operator",
+    "admin",
+    "token-expired",
+    "token-viewer",
+    "token-operator",
+    "token-admin",
+)
+UNAUTHENTICATED = ("none", "revoked", "token-expired")
 # Routes whose credential is a signature over the body, not a key (webhook deliveries).
 SIGNED = {"/api/v1/webhooks/{source}"}
 
@@ -26,13 +43,34 @@ def _url(path: str) -> str:
     return filled + QUERY.get(path, "")
 
 
-async def test_every_route_answers_each_caller_as_its_documented_role_says(system: System) -> None:
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    with running_issuer() as (running, _):
+        yield running
+
+
+@pytest.fixture
+async def system(make_system: Callable[..., Any], issuer: Issuer) -> System:
+    """The system, also accepting the test issuer's tokens: group rbac-<role> gives <role>."""
+    role_map = {f"rbac-{role.value}": role.value for role in Role}
+    built: System = await make_system(
+        oidc_issuer=issuer.url, oidc_audience=AUDIENCE, oidc_role_map=role_map
+    )
+    return built
+
+
+async def test_every_route_answers_each_caller_as_its_documented_role_says(
+    system: System, issuer: Issuer
+) -> None:
     app = system.http._transport.app  # type: ignore[attr-defined]
     schema = app.openapi()
     keys: dict[str, str | None] = {"none": None, "admin": system.admin_key}
     for role in ("viewer", "operator"):
         keys[role] = await system.key(role, f"rbac-{role}")
     keys["revoked"] = await system.key("viewer", "rbac-revoked")
+    for role in Role:
+        keys[f"token-{role.value}"] = issuer.mint(groups=[f"rbac-{role.value}"])
+    keys["token-expired"] = issuer.mint(groups=["rbac-admin"], exp=1_000_000, iat=None, nbf=None)
     assert (
         await system.http.delete("/api/v1/apikeys/rbac-revoked", headers=system.auth())
     ).status_code == 200
@@ -50,9 +88,9 @@ async def test_every_route_answers_each_caller_as_its_documented_role_says(syste
             if needed is None:
                 expected = "not 401/403"
                 ok = resp.status_code not in (401, 403)
-            elif caller in ("none", "revoked"):
+            elif caller in UNAUTHENTICATED:
                 expected, ok = "401", resp.status_code == 401
-            elif not Role(caller).allows(needed):
+            elif not Role(caller.removeprefix("token-")).allows(needed):
                 expected, ok = "403", resp.status_code == 403
             else:
                 expected = "not 401/403"
