@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import re
 import time
 import warnings
@@ -106,7 +107,7 @@ def _segment_json(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # deep nesting: not a 500
         value = None
     if not isinstance(value, dict):
         _reject("malformed", f"token {what} is not a base64url JSON object")
@@ -266,7 +267,9 @@ class OidcVerifier:
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
         for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)  # JSON's NaN would never expire
             ):
                 _reject("malformed", f"token claim {name} is not a number")
         if exp is None:

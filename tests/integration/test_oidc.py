@@ -191,7 +191,9 @@ async def test_each_bad_token_is_401_with_a_reason_that_leaks_nothing(
     reasons = {e["detail"]["reason"] for e in failed}
     assert {"token_expired", "token_algorithm", "token_signature", "token_audience"} <= reasons
     trail = json.dumps(failed)
-    assert all(t.split(".")[1] not in trail for t, _ in cases.values())
+    # No part of any token (the garbage one's parts are too short to tell from a hash's hex).
+    parts = [p for t, _ in cases.values() for p in t.split(".") if len(p) > 16]
+    assert parts and not [p for p in parts if p in trail]
 
 
 async def test_rotated_keys_are_fetched_and_withdrawn_ones_refused(

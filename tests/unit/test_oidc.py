@@ -5,6 +5,7 @@ the JWKS cache's refresh and the settings that configure it all."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,15 @@ def test_a_loopback_issuer_may_use_http(oidc_env: pytest.MonkeyPatch) -> None:
 def test_without_an_issuer_there_is_no_oidc(oidc_env: pytest.MonkeyPatch) -> None:
     oidc_env.delenv("R2C_OIDC_ISSUER")
     assert OidcConfig.from_settings(load_settings()) is None
+
+
+async def test_a_deeply_nested_header_is_a_401_not_a_crash(verifier: OidcVerifier) -> None:
+    header = base64.urlsafe_b64encode(b"[" * 10_000).decode().rstrip("=")
+    assert await reason_of(verifier, f"{header}.e30.c2ln") == "malformed"
+
+
+@pytest.mark.parametrize("exp", [float("nan"), float("inf"), "tomorrow", True])
+async def test_an_expiry_that_is_not_a_finite_number_is_refused(
+    verifier: OidcVerifier, issuer: FakeIssuer, exp: Any
+) -> None:
+    assert await reason_of(verifier, issuer.token(exp=exp)) == "malformed"
