@@ -213,7 +213,7 @@ async def _token_principal(request: Request, token: str) -> Principal:
         raise AuthenticationError(err.message, hint=err.hint) from None
     except IssuerUnavailable as err:
         raise DependencyUnavailableError(
-            f"the OIDC issuer cannot be reached to verify the token: {err}",
+            f"the OIDC issuer's keys cannot be obtained to verify the token: {err}",
             hint="retry shortly; API keys keep working while the issuer is away",
         ) from None
 
