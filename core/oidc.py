@@ -135,10 +135,9 @@ class OidcVerifier:
         self._monotonic = monotonic
         self._jwks_uri: str | None = None
         self._keys: dict[str, Key] = {}
-        self._fetched_at: float | None = None  # monotonic time of the last fetch attempt
+        self._fetched_at: float | None = None  # monotonic time the last fetch attempt ended
         self._loaded = False
         self._lock = asyncio.Lock()
-        self.fetches = 0  # JWKS fetches made: tests and metrics read it
 
     async def verify(self, token: str) -> OidcPrincipal:
         if len(token) > MAX_TOKEN_BYTES:
@@ -232,7 +231,6 @@ class OidcVerifier:
                 ):
                     raise IssuerUnavailable("the issuer's discovery document has no jwks_uri")
                 self._jwks_uri = jwks_uri
-            self.fetches += 1
             jwks = await _get_json(http, self._jwks_uri, "JWKS")
         entries = jwks.get("keys")
         if not isinstance(entries, list):
