@@ -6,6 +6,10 @@ through this process stops working at once, even one whose first verification wa
 when it was revoked; one revoked elsewhere within `RECHECK_SECONDS`. Failed verifications are
 limited per key prefix and per client address (429 with Retry-After).
 
+A key's end (its expiry, or the end of its grace after a rotation) is remembered with it and
+compared with the clock on every request, cached or not: an ended key is refused at once, with
+a 401 that says why. Each key's last use is written at most once a minute per process.
+
 A bearer value shaped like a JWT (three base64url parts; an API key has no dot) is an OIDC token
 instead: `core.oidc` verifies it against R2C_OIDC_ISSUER and maps its groups to a role. Either
 way the result is a `Principal`, checked against the route's role by the same code below (see
@@ -16,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.auth_audit import record_refusal
 from api.ratelimit import FailureLimiter
 from core.db import apikeys
+from core.db.tables import utcnow
 from core.errors import (
     AuthenticationError,
     DependencyUnavailableError,
@@ -37,6 +45,10 @@ from core.models.apikeys import Principal, Role
 from core.oidc import IssuerUnavailable, OidcConfig, OidcVerifier, TokenRejected, looks_like_jwt
 
 RECHECK_SECONDS = 5.0
+# last_used_at is a write: once a minute per key and process is enough to answer "is it used?".
+TOUCH_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(
     auto_error=False, description="Authorization: Bearer <API key or OIDC access token>"
@@ -44,16 +56,34 @@ _bearer = HTTPBearer(
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
 
 
+class KeyEnded(Exception):
+    """A valid key past its expiry or its rotation grace."""
+
+    def __init__(self, reason: Literal["expired", "rotated"]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Verified:
+    principal: Principal
+    checked: float  # time.monotonic() of the last look at the store
+    standing: apikeys.Standing
+
+
 class KeyVerifier:
-    """Turns a presented key into a `Principal`, or None when it matches no active key."""
+    """Turns a presented key into a `Principal`, or None when it matches no active key;
+    KeyEnded when it matches one that has expired or was rotated and its grace is over."""
 
     def __init__(
         self, sessions: async_sessionmaker[Any], per_key: int = 5, per_address: int = 20
     ) -> None:
         self._sessions = sessions
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: dict[str, _Verified] = {}
+        self._touched: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
         # First verifications in flight: concurrent requests with a new key share one.
-        self._pending: dict[str, asyncio.Task[Principal | None]] = {}
+        self._pending: dict[str, asyncio.Task[_Verified | None]] = {}
         # Bumped by every revocation: a verification that saw it change re-checks its key.
         self._generation = 0
         self._per_key = FailureLimiter(per_key)
@@ -66,22 +96,51 @@ class KeyVerifier:
         cached = self._cache.get(digest)
         now = time.monotonic()
         if cached is not None:
-            principal, checked = cached
-            if now - checked < RECHECK_SECONDS:
-                return principal
-            # Claim the re-check before awaiting, so a burst of requests runs one query.
-            self._cache[digest] = (principal, now)
-            if await self._is_active(principal.key_id):
-                return principal
-            self._cache.pop(digest, None)
-            return None
+            if now - cached.checked >= RECHECK_SECONDS:
+                # Claim the re-check before awaiting, so a burst of requests runs one query;
+                # it also learns of a rotation or revocation made elsewhere.
+                cached.checked = now
+                standing = await self._standing(cached.principal.key_id)
+                if standing is None:
+                    self._cache.pop(digest, None)
+                    return None
+                cached.standing = standing
+            return self._usable(cached)
         self._refuse_if_limited(key, address)
         task = self._pending.get(digest)
         if task is None:
             task = asyncio.create_task(self._first_verify(digest, key, address))
             self._pending[digest] = task
             task.add_done_callback(lambda _: self._pending.pop(digest, None))
-        return await asyncio.shield(task)
+        verified = await asyncio.shield(task)
+        return None if verified is None else self._usable(verified)
+
+    def _usable(self, verified: _Verified) -> Principal:
+        """The principal if its key has not ended (a timestamp compare, on every request)."""
+        reason = verified.standing.ended(utcnow())
+        if reason is not None:
+            raise KeyEnded(reason)
+        self._touch(verified.principal.key_id)
+        return verified.principal
+
+    def _touch(self, key_id: str) -> None:
+        now = time.monotonic()
+        last = self._touched.get(key_id)
+        if last is not None and now - last < TOUCH_SECONDS:
+            return
+        self._touched[key_id] = now
+        # In the background: a request never waits for (or fails on) this bookkeeping write.
+        task = asyncio.create_task(self._record_use(key_id))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _record_use(self, key_id: str) -> None:
+        try:
+            async with self._sessions() as session:
+                await apikeys.record_use(session, key_id, utcnow())
+                await session.commit()
+        except SQLAlchemyError as err:
+            log.warning("could not record the last use of API key %s: %s", key_id, err)
 
     def _refuse_if_limited(self, key: str, address: str) -> None:
         prefix = apikeys.prefix_of(key)
@@ -96,7 +155,7 @@ class KeyVerifier:
                 hint=f"check the key and retry in {wait}s",
             )
 
-    async def _first_verify(self, digest: str, key: str, address: str) -> Principal | None:
+    async def _first_verify(self, digest: str, key: str, address: str) -> _Verified | None:
         seen = self._generation
         async with self._sessions() as session:
             found = await apikeys.find_by_key(session, key)
@@ -108,22 +167,27 @@ class KeyVerifier:
             self._per_address.failed(address)
             return None
         principal = apikeys.principal(row)
-        while self._generation != seen:  # a key was revoked meanwhile: perhaps this one
+        standing: apikeys.Standing | None = apikeys.standing(row)
+        while self._generation != seen:  # a key was revoked or rotated meanwhile: this one?
             seen = self._generation
-            if not await self._is_active(principal.key_id):
+            standing = await self._standing(principal.key_id)
+            if standing is None:
                 return None
-        self._cache[digest] = (principal, time.monotonic())
-        return principal
+        assert standing is not None
+        verified = _Verified(principal, time.monotonic(), standing)
+        self._cache[digest] = verified
+        return verified
 
-    async def _is_active(self, key_id: str) -> bool:
+    async def _standing(self, key_id: str) -> apikeys.Standing | None:
         async with self._sessions() as session:
-            return await apikeys.is_active(session, key_id)
+            return await apikeys.standing_of(session, key_id)
 
     def forget(self, key_id: str) -> None:
-        """Drop a revoked key from the cache at once (and from verifications in flight)."""
+        """Drop a revoked or rotated key from the cache at once (and from verifications in
+        flight): its next use reads its new standing."""
         self._generation += 1
-        for digest, (principal, _) in list(self._cache.items()):
-            if principal.key_id == key_id:
+        for digest, verified in list(self._cache.items()):
+            if verified.principal.key_id == key_id:
                 del self._cache[digest]
 
 
@@ -177,6 +241,17 @@ async def _key_principal(request: Request, key: str) -> Principal:
     except RateLimitedError:
         await record_refusal(request, "auth.failed", reason="rate_limited", key=key)
         raise
+    except KeyEnded as ended:
+        await record_refusal(request, "auth.failed", reason=f"key_{ended.reason}", key=key)
+        if ended.reason == "rotated":
+            raise AuthenticationError(
+                "API key was rotated; use the new one",
+                hint="the key that replaced it is listed by GET /api/v1/apikeys (replaced_by)",
+            ) from None
+        raise AuthenticationError(
+            "API key expired",
+            hint="ask an admin to rotate or re-create it (`r2c apikey create --expires-in`)",
+        ) from None
     if principal is None:
         await record_refusal(request, "auth.failed", reason="invalid_or_revoked", key=key)
         raise AuthenticationError(

@@ -28,7 +28,7 @@ from starlette.datastructures import State
 
 from api.auth import require
 from core.db import apikeys
-from core.db.tables import ApiKeyRow
+from core.db.tables import ApiKeyRow, utcnow
 from core.errors import AuthenticationError
 from core.models.apikeys import Principal, Role
 
@@ -90,9 +90,11 @@ async def principal_of_session(request: Request, token: str) -> Principal:
     if key_id is not None:
         async with request.app.state.sessions() as session:
             row = await session.get(ApiKeyRow, key_id)
-    if row is None or row.revoked_at is not None:
+    # A session ends with its key: revoked, expired, or rotated and past its grace.
+    if row is None or row.revoked_at is not None or apikeys.standing(row).ended(utcnow()):
         raise AuthenticationError(
-            "the codec session has expired, or its API key has been revoked",
+            "the codec session has expired, or its API key has been revoked, has expired or"
+            " was rotated",
             hint="sign in again at /codec/session with a valid API key",
         )
     return apikeys.principal(row)

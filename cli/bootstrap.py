@@ -41,7 +41,9 @@ async def ensure_admin_key(settings: Settings) -> tuple[Path, bool]:
             active = (
                 await session.execute(
                     select(ApiKeyRow).where(
-                        ApiKeyRow.name == ADMIN_KEY_NAME, ApiKeyRow.revoked_at.is_(None)
+                        ApiKeyRow.name == ADMIN_KEY_NAME,
+                        ApiKeyRow.revoked_at.is_(None),
+                        ApiKeyRow.replaced_by.is_(None),  # not a rotated one in its grace
                     )
                 )
             ).scalar_one_or_none()

@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Create, list, rotate and revoke API keys.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo component.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="Payload encryption keys (Temporal histories); API keys are `r2c apikey`.",
@@ -174,12 +174,36 @@ def router(
 def apikey_create(
     name: Annotated[str, typer.Argument(help="a name to recognise the key by")],
     role: Annotated[Role, typer.Option(help="viewer, operator or admin")] = Role.VIEWER,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="the key stops working after this long: 1s..3650d, e.g. 30d"),
+    ] = None,
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
     from cli import keys
 
+    lifetime = keys.parse_lifetime(expires_in)
     settings = _settings("cli")
-    raise typer.Exit(_run(keys.create(settings, name, role)))
+    raise typer.Exit(_run(keys.create(settings, name, role, lifetime)))
+
+
+@apikey_app.command("rotate")
+def apikey_rotate(
+    key_id: Annotated[str, typer.Argument(help="the id of the key to replace")],
+    grace: Annotated[str, typer.Option(help="how long the old key keeps working: 0s..7d")] = "1h",
+    expires_in: Annotated[
+        str | None,
+        typer.Option(help="lifetime of the new key (default: the old key's lifetime)"),
+    ] = None,
+) -> None:
+    """Replace a key by a new one (printed, the only time it is shown); the old one keeps
+    working for --grace."""
+    from cli import keys
+
+    grace_seconds = keys.parse_grace(grace)
+    lifetime = keys.parse_lifetime(expires_in)
+    settings = _settings("cli")
+    raise typer.Exit(_run(keys.rotate(settings, key_id, grace_seconds, lifetime)))
 
 
 @apikey_app.command("list")

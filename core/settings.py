@@ -460,6 +460,32 @@ class Settings(BaseSettings):
 
     # -- end of the OIDC block
 
+    # -- API key lifecycle (issue 12) -- only the key lifecycle work edits this block
+    apikey_max_lifetime_days: Annotated[dict[Role, int], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="R2C_APIKEY_MAX_LIFETIME_DAYS",
+        description='JSON object role -> days, e.g. {"admin": 90, "operator": 365}: keys of a'
+        " listed role must expire within that many days (created or rotated); unset: no limit",
+    )
+
+    @field_validator("apikey_max_lifetime_days", mode="before")
+    @classmethod
+    def _apikey_max_lifetime_json(cls, value: Any) -> Any:
+        example = 'expected a JSON object such as {"admin": 90} (role -> days, 1..3650)'
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as err:
+                raise ValueError(example) from err
+        if not isinstance(value, dict):
+            raise ValueError(example)
+        for days in value.values():
+            if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+                raise ValueError(example)
+        return value
+
+    # -- end of the API key lifecycle block
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
         # A certificate without its key (or the reverse) is a half-made setup: refuse it now

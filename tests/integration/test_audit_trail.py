@@ -16,6 +16,7 @@ import pytest
 from api.app import create_app
 from core.settings import Settings
 from tests.integration import (
+    audit_scenarios_apikeys,
     audit_scenarios_configuration,
     audit_scenarios_events,
     audit_scenarios_notifications,
@@ -153,6 +154,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     **audit_scenarios_schedules.SCENARIOS,
     **audit_scenarios_events.SCENARIOS,
     **audit_scenarios_notifications.SCENARIOS,
+    **audit_scenarios_apikeys.SCENARIOS,
 }
 
 
