@@ -13,7 +13,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities
@@ -133,6 +133,8 @@ class ComponentHealthCheckWorkflow:
                     summary="read the routers' counters for the SLOs",
                 )
             except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise  # the check is being cancelled: that is no failed reading to skip
                 workflow.logger.warning("SLO readings not kept this round: %s", err.cause)
         self._progress.last = result
         workflow.set_current_details(_details(result))

@@ -10,7 +10,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from core.models.notifications import (
@@ -105,6 +110,8 @@ class NotificationDeliveryWorkflow:
                 summary=f"deliver message #{message.sequence}",
             )
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise  # the delivery is being cancelled, not given up
             # Given up (deadline or a refused URL): say why, and let the next message go.
             await workflow.execute_activity(
                 GIVE_UP_ACTIVITY,
