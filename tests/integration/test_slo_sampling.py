@@ -133,8 +133,10 @@ async def test_budget_from_a_real_router_and_canaries_judged_by_their_burn_rate(
     done = await judged_under_load(demo, endpoint, "v2", env={"DEMO_ERROR_RATE": "0.5"})
     assert done["state"] == "rolled_back", done["status"]
     assert "slo_burn_rate" in done["reason"] and "result > 10" in done["reason"]
+    # The measurement that decided burned far over 10; an earlier window of a randomly
+    # failing canary may have held no failure (seen once: [0.0, 70.6]).
     measured = [m["value"] for m in done["status"]["measurements"] if m["value"] is not None]
-    assert measured and all(v > 10 for v in measured), measured
+    assert measured and max(measured) > 10, measured
     assert await versions(endpoint) == {"v1"}
     # Its failures were spent from the component's budget too.
     spent = await rounds_until(demo, 41)
