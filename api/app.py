@@ -68,6 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            # Last-use writes still in flight finish on the store before it is closed.
+            await app.state.keys.drain()
             await engine.dispose()
 
     app = FastAPI(

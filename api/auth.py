@@ -134,6 +134,12 @@ class KeyVerifier:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
+    async def drain(self) -> None:
+        """Wait for the last-use writes in flight (at shutdown, before the store closes: a
+        write cut off then would leave its connection open)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
     async def _record_use(self, key_id: str) -> None:
         try:
             async with self._sessions() as session:
