@@ -16,13 +16,13 @@ from typing import Annotated
 
 import typer
 
+from cli.entry_settings import entry_settings
 from cli.keys import _actor, _store
 from core import audit_key_store
 from core.db import audit
 from core.db.tables import AuditEventRow
 from core.errors import R2CError
-from core.paths import secure_home
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings
 
 audit_app = typer.Typer(
     help="The audit trail: verify its chain, export it, prune it.", no_args_is_help=True
@@ -32,16 +32,6 @@ EXPORT_PAGE = 1000
 
 class Format(StrEnum):
     jsonl = "jsonl"
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    secure_home(settings.home)
-    return settings
 
 
 def _fail(err: R2CError) -> int:
@@ -176,7 +166,7 @@ def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
 ) -> None:
     """Walk the chain and name its first broken link; exit 1 if there is one."""
-    raise typer.Exit(asyncio.run(verify(_settings(), as_json)))
+    raise typer.Exit(asyncio.run(verify(entry_settings(), as_json)))
 
 
 @audit_app.command("export")
@@ -191,7 +181,7 @@ def export_command(
     """Print events oldest first, with their hashes and MACs, for a SIEM."""
     assert fmt is Format.jsonl  # the only format so far
     where = audit.EventFilter(_when(since, "since"), _when(until, "until"), actor, action, target)
-    raise typer.Exit(asyncio.run(export(_settings(), where)))
+    raise typer.Exit(asyncio.run(export(entry_settings(), where)))
 
 
 @audit_app.command("prune")
@@ -202,7 +192,7 @@ def prune_command(
     ] = None,
 ) -> None:
     """Remove old events, leaving a signed checkpoint the chain goes on from."""
-    settings = _settings()
+    settings = entry_settings()
     days = settings.audit_retention_days if older_than_days is None else older_than_days
     raise typer.Exit(asyncio.run(prune(settings, days)))
 
@@ -210,4 +200,4 @@ def prune_command(
 @audit_app.command("rotate-key")
 def rotate_key_command() -> None:
     """Sign new events with a fresh HMAC key; older keys stay to verify older events."""
-    raise typer.Exit(asyncio.run(rotate_key(_settings())))
+    raise typer.Exit(asyncio.run(rotate_key(entry_settings())))

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from cli.audit import audit_app
+from cli.entry_settings import entry_settings
 from cli.schedules import app as schedules_app
 from core.logging import setup_logging
 from core.models.apikeys import Role
-from core.paths import secure_home
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError
 
 app = typer.Typer(
     help="readme-to-cicd orchestration: durable deployments on Temporal.",
@@ -34,19 +34,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
 app.add_typer(schedules_app, name="schedule")
 app.add_typer(audit_app, name="audit")
-
-
-def _settings(process: str) -> Settings:
-    """The settings of an entry point (`up`, `worker`, `api`, the key commands): it logs as
-    `process`, and its state folder and every file it or its children create are private."""
-    try:
-        settings = load_settings()
-    except SettingsError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    secure_home(settings.home)
-    setup_logging(settings.log_level, process, settings.log_format)
-    return settings
 
 
 def _require_secure_transport(settings: Settings, process: str) -> None:
@@ -88,7 +75,7 @@ def up(
     """Start the whole system: Temporal server and UI, worker, API. Ctrl-C stops it all."""
     from cli.up import run_up
 
-    settings = _settings("up")
+    settings = entry_settings("up")
     if with_prometheus:
         settings = settings.model_copy(update={"with_prometheus": True})
     raise typer.Exit(_run(run_up(settings, tls=tls)))
@@ -99,7 +86,7 @@ def worker() -> None:
     """Run a worker alone (production runs several)."""
     from workers.main import serve
 
-    settings = _settings("worker")
+    settings = entry_settings("worker")
     _require_secure_transport(settings, "worker")
     ready = os.environ.get("R2C_READY_FILE")
     raise typer.Exit(_run(serve(settings, Path(ready) if ready else None)))
@@ -110,7 +97,7 @@ def api() -> None:
     """Run the API alone, on PORT, with metrics on METRICS_PORT."""
     from api.server import serve
 
-    settings = _settings("api")
+    settings = entry_settings("api")
     _require_secure_transport(settings, "api")
     _run(serve(settings))
 
@@ -133,7 +120,7 @@ def logs(
     lists what has logs."""
     from cli.logs import show_logs
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(show_logs(settings.home, name, follow, since, lines))
 
 
@@ -183,7 +170,7 @@ def apikey_create(
     from cli import keys
 
     lifetime = keys.parse_lifetime(expires_in)
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(_run(keys.create(settings, name, role, lifetime)))
 
 
@@ -202,7 +189,7 @@ def apikey_rotate(
 
     grace_seconds = keys.parse_grace(grace)
     lifetime = keys.parse_lifetime(expires_in)
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(_run(keys.rotate(settings, key_id, grace_seconds, lifetime)))
 
 
@@ -213,7 +200,7 @@ def apikey_list(
     """List keys (never the keys themselves)."""
     from cli import keys
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(_run(keys.list_keys(settings, all_)))
 
 
@@ -222,7 +209,7 @@ def apikey_revoke(ref: Annotated[str, typer.Argument(help="the key's id or name"
     """Revoke a key; it stops working at once."""
     from cli import keys
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(_run(keys.revoke(settings, ref)))
 
 
@@ -231,7 +218,7 @@ def keys_list() -> None:
     """List payload keys: ids and creation times, never the keys; `*` marks the current one."""
     from cli import payload_keys
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(payload_keys.list_keys(settings))
 
 
@@ -240,7 +227,7 @@ def keys_rotate() -> None:
     """Make a new current payload key; older keys stay, so old histories still decrypt."""
     from cli import payload_keys
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     raise typer.Exit(_run(payload_keys.rotate(settings)))
 
 
@@ -288,7 +275,7 @@ def demo_register(
     """Register the demo component through the API (what `r2c up` runs must be up)."""
     from cli.demo import register
 
-    settings = _settings("cli")
+    settings = entry_settings("cli")
     url = api_url or os.environ.get("R2C_API_URL") or f"http://127.0.0.1:{settings.port}"
     raise typer.Exit(register(url, key_file or settings.admin_key_file, name, replicas))
 
