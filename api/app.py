@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors, openapi
-from api.auth import KeyVerifier
 from api.codec_cors import CodecCors
 from api.gateway import Gateway
 from api.guard import RequestGuard
+from api.key_verifier import KeyVerifier
 from api.middleware import RequestContextMiddleware
 from api.routers import (
     apikeys,

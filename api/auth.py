@@ -1,14 +1,7 @@
-"""API-key authentication and role checks.
+"""Authentication and role checks for the API's routes.
 
-Verifying an argon2 hash costs tens of milliseconds, so a verified key is remembered (by its
-SHA-256) and only its revocation is re-checked, cheaply, every few seconds. A key revoked
-through this process stops working at once, even one whose first verification was in flight
-when it was revoked; one revoked elsewhere within `RECHECK_SECONDS`. Failed verifications are
-limited per key prefix and per client address (429 with Retry-After).
-
-A key's end (its expiry, or the end of its grace after a rotation) is remembered with it and
-compared with the clock on every request, cached or not: an ended key is refused at once, with
-a 401 that says why. Each key's last use is written at most once a minute per process.
+An API key is verified by `api.key_verifier` (cached, with revocation, expiry and failure
+limits).
 
 A bearer value shaped like a JWT (three base64url parts; an API key has no dot) is an OIDC token
 instead: `core.oidc` verifies it against R2C_OIDC_ISSUER and maps its groups to a role. Either
@@ -18,23 +11,14 @@ docs/oidc.md for how a browser session would be one more source of it).
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api.auth_audit import record_refusal
-from api.ratelimit import FailureLimiter
-from core.db import apikeys
-from core.db.tables import utcnow
+from api.key_verifier import KeyEnded, KeyVerifier
 from core.errors import (
     AuthenticationError,
     DependencyUnavailableError,
@@ -44,157 +28,10 @@ from core.errors import (
 from core.models.apikeys import Principal, Role
 from core.oidc import IssuerUnavailable, OidcConfig, OidcVerifier, TokenRejected, looks_like_jwt
 
-RECHECK_SECONDS = 5.0
-# last_used_at is a write: once a minute per key and process is enough to answer "is it used?".
-TOUCH_SECONDS = 60.0
-
-log = logging.getLogger(__name__)
-
 _bearer = HTTPBearer(
     auto_error=False, description="Authorization: Bearer <API key or OIDC access token>"
 )
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
-
-
-class KeyEnded(Exception):
-    """A valid key past its expiry or its rotation grace."""
-
-    def __init__(self, reason: Literal["expired", "rotated"]) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class _Verified:
-    principal: Principal
-    checked: float  # time.monotonic() of the last look at the store
-    standing: apikeys.Standing
-
-
-class KeyVerifier:
-    """Turns a presented key into a `Principal`, or None when it matches no active key;
-    KeyEnded when it matches one that has expired or was rotated and its grace is over."""
-
-    def __init__(
-        self, sessions: async_sessionmaker[Any], per_key: int = 5, per_address: int = 20
-    ) -> None:
-        self._sessions = sessions
-        self._cache: dict[str, _Verified] = {}
-        self._touched: dict[str, float] = {}
-        self._writes: set[asyncio.Task[None]] = set()
-        # First verifications in flight: concurrent requests with a new key share one.
-        self._pending: dict[str, asyncio.Task[_Verified | None]] = {}
-        # Bumped by every revocation: a verification that saw it change re-checks its key.
-        self._generation = 0
-        self._per_key = FailureLimiter(per_key)
-        self._per_address = FailureLimiter(per_address)
-
-    async def verify(self, key: str, address: str = "unknown") -> Principal | None:
-        """The principal of `key`; None if it is not an active key; RateLimitedError when the
-        key's prefix or the address failed too often lately."""
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        cached = self._cache.get(digest)
-        now = time.monotonic()
-        if cached is not None:
-            if now - cached.checked >= RECHECK_SECONDS:
-                # Claim the re-check before awaiting, so a burst of requests runs one query;
-                # it also learns of a rotation or revocation made elsewhere.
-                cached.checked = now
-                standing = await self._standing(cached.principal.key_id)
-                if standing is None:
-                    self._cache.pop(digest, None)
-                    return None
-                cached.standing = standing
-            return self._usable(cached)
-        self._refuse_if_limited(key, address)
-        task = self._pending.get(digest)
-        if task is None:
-            task = asyncio.create_task(self._first_verify(digest, key, address))
-            self._pending[digest] = task
-            task.add_done_callback(lambda _: self._pending.pop(digest, None))
-        verified = await asyncio.shield(task)
-        return None if verified is None else self._usable(verified)
-
-    def _usable(self, verified: _Verified) -> Principal:
-        """The principal if its key has not ended (a timestamp compare, on every request)."""
-        reason = verified.standing.ended(utcnow())
-        if reason is not None:
-            raise KeyEnded(reason)
-        self._touch(verified.principal.key_id)
-        return verified.principal
-
-    def _touch(self, key_id: str) -> None:
-        now = time.monotonic()
-        last = self._touched.get(key_id)
-        if last is not None and now - last < TOUCH_SECONDS:
-            return
-        self._touched[key_id] = now
-        # In the background: a request never waits for (or fails on) this bookkeeping write.
-        task = asyncio.create_task(self._record_use(key_id))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def drain(self) -> None:
-        """Wait for the last-use writes in flight (at shutdown, before the store closes: a
-        write cut off then would leave its connection open)."""
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
-
-    async def _record_use(self, key_id: str) -> None:
-        try:
-            async with self._sessions() as session:
-                await apikeys.record_use(session, key_id, utcnow())
-                await session.commit()
-        except SQLAlchemyError as err:
-            log.warning("could not record the last use of API key %s: %s", key_id, err)
-
-    def _refuse_if_limited(self, key: str, address: str) -> None:
-        prefix = apikeys.prefix_of(key)
-        waits = [self._per_address.retry_after(address)]
-        if prefix is not None:
-            waits.append(self._per_key.retry_after(prefix))
-        wait = max((w for w in waits if w is not None), default=None)
-        if wait is not None:
-            raise RateLimitedError(
-                "too many failed API key verifications from this client or for this key",
-                retry_after=wait,
-                hint=f"check the key and retry in {wait}s",
-            )
-
-    async def _first_verify(self, digest: str, key: str, address: str) -> _Verified | None:
-        seen = self._generation
-        async with self._sessions() as session:
-            found = await apikeys.find_by_key(session, key)
-        if found is None:
-            return None
-        row, key_hash = found
-        if not await asyncio.to_thread(apikeys.verify_hash, key_hash, key):
-            self._per_key.failed(row.prefix)
-            self._per_address.failed(address)
-            return None
-        principal = apikeys.principal(row)
-        standing: apikeys.Standing | None = apikeys.standing(row)
-        while self._generation != seen:  # a key was revoked or rotated meanwhile: this one?
-            seen = self._generation
-            standing = await self._standing(principal.key_id)
-            if standing is None:
-                return None
-        assert standing is not None
-        verified = _Verified(principal, time.monotonic(), standing)
-        self._cache[digest] = verified
-        return verified
-
-    async def _standing(self, key_id: str) -> apikeys.Standing | None:
-        async with self._sessions() as session:
-            return await apikeys.standing_of(session, key_id)
-
-    def forget(self, key_id: str) -> None:
-        """Drop a revoked or rotated key from the cache at once (and from verifications in
-        flight): its next use reads its new standing."""
-        self._generation += 1
-        for digest, verified in list(self._cache.items()):
-            if verified.principal.key_id == key_id:
-                del self._cache[digest]
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:

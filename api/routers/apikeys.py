@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from api.auth import Admin, KeyVerifier
+from api.auth import Admin
 from api.deps import SessionDep
+from api.key_verifier import KeyVerifier
 from api.openapi import errors
 from api.services import audit
 from core.db import apikeys
