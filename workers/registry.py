@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from activities.analysis.activities import AnalysisActivities
+from activities.audit import audit_activities
 from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
 from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, InfrastructureActivities
@@ -64,6 +65,7 @@ def activities(
         infra.retire,
         analysis.measure,
         deployments.record,
+        *audit_activities(sessions),
         *schedule_activities(sessions, client, settings),
         *notification_activities(sessions, http, client, settings),
     ]

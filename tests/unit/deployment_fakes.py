@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.audit import AuditEventRequest
 from activities.deployments import RecordRequest
 from core.contracts import SEARCH_ATTRIBUTES
 from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
@@ -60,6 +61,7 @@ class FakeInfra:
     script: Script | None = None
     measured: list[MeasureRequest] = field(default_factory=list)
     records: list[RecordRequest] = field(default_factory=list)
+    audits: list[AuditEventRequest] = field(default_factory=list)
     weight_history: list[dict[str, int]] = field(default_factory=list)
     # activity name -> a judge of each request: the message of a final error, or None
     fail: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)
@@ -162,7 +164,21 @@ class FakeInfra:
         async def record(req: RecordRequest) -> None:
             self.records.append(req)
 
-        return [read_state, ensure_instances, set_weights, remove_set, measure, record]
+        @activity.defn(name="record-audit-event")
+        async def record_audit(req: AuditEventRequest) -> bool:
+            await self._enter("record-audit-event", req)
+            self.audits.append(req)
+            return True
+
+        return [
+            read_state,
+            ensure_instances,
+            set_weights,
+            remove_set,
+            measure,
+            record,
+            record_audit,
+        ]
 
     # ------------------------------------------------------------------ what a user sees
 

@@ -9,6 +9,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis.activities import AnalysisActivities
+    from activities.audit import AuditActivities, AuditEventRequest
     from activities.deployments import DeploymentActivities, RecordRequest
     from activities.infrastructure.activities import InfrastructureActivities
     from core.models.analysis import MeasureRequest, MetricValue
@@ -85,4 +86,20 @@ async def record(req: RecordRequest) -> None:
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=QUICK,
         summary=f"record {status.state.value}",
+    )
+
+
+# An audit event must not hold a deployment up for long: after this, it is given up (the
+# workflow logs a warning and notes it in the status).
+AUDIT_GIVE_UP = timedelta(minutes=2)
+
+
+async def record_audit(req: AuditEventRequest) -> bool:
+    return await workflow.execute_activity_method(
+        AuditActivities.record_event,
+        req,
+        start_to_close_timeout=timedelta(seconds=20),
+        schedule_to_close_timeout=AUDIT_GIVE_UP,
+        retry_policy=QUICK,
+        summary=f"audit {req.action}",
     )

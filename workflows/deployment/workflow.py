@@ -17,11 +17,18 @@ sandbox would add is nothing, while re-importing them for every workflow run wou
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
+    from activities.audit import AuditEventRequest
     from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
     from core.deployment_plan import plan_markdown
     from core.models.deployments import (
@@ -45,6 +52,11 @@ UI_SIGNALS = {
     "safe": frozenset({"pause", "abort"}),
     "none": frozenset(),
 }
+# Signals are recorded in the audit trail from this patch on (histories from before it replay
+# without the activity).
+UI_SIGNAL_AUDIT_PATCH = "audit-ui-signals"
+# The name a signal gives its sender, as far as it is kept (the audit actor column is 120).
+MAX_SIGNAL_SENDER = 80
 
 
 @workflow.defn(name=DEPLOYMENT_WORKFLOW)
@@ -54,6 +66,7 @@ class DeploymentWorkflow:
     @workflow.init
     def __init__(self, inp: DeploymentInput) -> None:
         self.r = Rollout(inp)
+        self._signals_audited = 0  # numbers this run's audit keys: the same on replay
 
     @property
     def status(self) -> DeploymentStatus:
@@ -245,8 +258,10 @@ class DeploymentWorkflow:
     # answer and, in SDK 1.35, no sender identity that workflow code can read (the history
     # keeps it on the WorkflowExecutionSignaled event): which signals are honoured is the
     # R2C_UI_ACTIONS policy in the input; one that is not is noted in the status and dropped.
-    def _signal(self, name: str, req: ActionRequest | None) -> ActionRequest | None:
-        named = req.by if req and req.by else "unnamed"
+    # Each one, honoured or not, is an event in the audit trail (docs/audit.md): the gate
+    # takes effect first, then the handler waits for the record (`_finish` waits for it).
+    def _signal(self, name: str, req: ActionRequest | None) -> _Received:
+        named = (req.by if req and req.by else "unnamed")[:MAX_SIGNAL_SENDER]
         sent = (req or ActionRequest()).model_copy(
             update={"by": f"temporal-ui ({named})", "role": None}
         )
@@ -261,39 +276,94 @@ class DeploymentWorkflow:
         elif name == "approve":
             problem = gates.approval_problem(sent)
         if problem:
-            note = f"signal {name} from {sent.by} ignored: {problem}"
-            self.status.notices = [*self.status.notices, note][-10:]
-            workflow.logger.warning(note)
-            return None
-        return sent
+            self._notice(f"signal {name} from {sent.by} ignored: {problem}")
+        return _Received(name, sent, problem)
+
+    def _notice(self, note: str) -> None:
+        self.status.notices = [*self.status.notices, note][-10:]
+        workflow.logger.warning(note)
+
+    async def _audit(self, got: _Received) -> None:
+        """Record the signal in the audit trail. A trail that cannot be written (the store
+        away past the activity's bound) is a warning and a notice, never the deployment's
+        failure; a cancellation is not swallowed."""
+        if not workflow.patched(UI_SIGNAL_AUDIT_PATCH):
+            return  # a history from before signals were audited
+        self._signals_audited += 1
+        info = workflow.info()
+        detail: dict[str, str | bool | None] = {
+            "via": "temporal-ui-signal",
+            "honoured": got.honoured,
+            "reason": got.problem[:500] if got.problem else None,
+        }
+        if got.sent.reason:
+            detail["comment"] = got.sent.reason
+        event = AuditEventRequest(
+            key=f"ui-signal:{info.run_id}:{self._signals_audited}",
+            actor=got.sent.by,
+            action=f"deployment.{got.name}",
+            target=self.r.inp.deployment_id,
+            detail=detail,
+        )
+        try:
+            await acts.record_audit(event)
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            self._notice(
+                f"signal {got.name} from {got.sent.by} is not in the audit trail: {_describe(err)}"[
+                    :500
+                ]
+            )
 
     @workflow.signal(name="promote")
-    def promote_signal(self, req: ActionRequest | None = None) -> None:
-        sent = self._signal("promote", req)
-        if sent is not None:
-            self.r.gates.promote(sent)
+    async def promote_signal(self, req: ActionRequest | None = None) -> None:
+        got = self._signal("promote", req)
+        if got.honoured:
+            self.r.gates.promote(got.sent)
+        await self._audit(got)
 
     @workflow.signal(name="pause")
-    def pause_signal(self, req: ActionRequest | None = None) -> None:
-        if self._signal("pause", req) is not None:
+    async def pause_signal(self, req: ActionRequest | None = None) -> None:
+        got = self._signal("pause", req)
+        if got.honoured:
             self.r.gates.user_paused = True
+        await self._audit(got)
 
     @workflow.signal(name="resume")
-    def resume_signal(self, req: ActionRequest | None = None) -> None:
-        if self._signal("resume", req) is not None:
+    async def resume_signal(self, req: ActionRequest | None = None) -> None:
+        got = self._signal("resume", req)
+        if got.honoured:
             self.r.gates.user_paused = False
+        await self._audit(got)
 
     @workflow.signal(name="abort")
-    def abort_signal(self, req: ActionRequest | None = None) -> None:
-        sent = self._signal("abort", req)
-        if sent is not None and self.r.gates.abort_request is None:
-            self.r.gates.abort_request = sent
+    async def abort_signal(self, req: ActionRequest | None = None) -> None:
+        got = self._signal("abort", req)
+        if got.honoured and self.r.gates.abort_request is None:
+            self.r.gates.abort_request = got.sent
+        await self._audit(got)
 
     @workflow.signal(name="approve")
-    def approve_signal(self, req: ActionRequest | None = None) -> None:
-        sent = self._signal("approve", req)
-        if sent is not None:
-            self._approve(sent)
+    async def approve_signal(self, req: ActionRequest | None = None) -> None:
+        got = self._signal("approve", req)
+        if got.honoured:
+            self._approve(got.sent)
+        await self._audit(got)
+
+
+@dataclass(frozen=True)
+class _Received:
+    """A signal as the workflow took it: the request as sent (`by` names the UI and the name
+    the sender gave), and why it was ignored (None: honoured)."""
+
+    name: str
+    sent: ActionRequest
+    problem: str | None
+
+    @property
+    def honoured(self) -> bool:
+        return self.problem is None
 
 
 def _serving_slot(state: TargetState) -> str | None:
