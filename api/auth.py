@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.auth_audit import record_refusal
 from api.key_verifier import KeyEnded, KeyVerifier
+from api.scope_checks import enforce
 from core.errors import (
     AuthenticationError,
     DependencyUnavailableError,
@@ -70,6 +71,9 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
                 hint="ask an admin for a key (or a group in R2C_OIDC_ROLE_MAP) with a higher role",
             )
         request.state.principal = principal
+        # Scoped callers: the route's target must be in scope too (api/scope_checks.py);
+        # a refusal is a 403 audited as `auth.denied` with reason `scope`.
+        await enforce(request, principal, role)
         return principal
 
     dependency.required_role = role  # type: ignore[attr-defined]

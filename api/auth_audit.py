@@ -127,7 +127,7 @@ async def record_forbidden(request: Request, err: R2CError) -> None:
     await record_refusal(
         request,
         "auth.denied",
-        reason="policy" if policy["policy"] else "forbidden",
+        reason="policy" if policy["policy"] else err.details.get("reason") or "forbidden",
         principal=getattr(request.state, "principal", None),
         message=err.message[:300],
         extra={k: v for k, v in policy.items() if isinstance(v, str | int)},

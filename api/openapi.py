@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.routing import BaseRoute
 
+from api.scope_checks import SCOPE_EXTENSION, kind_of
 from core.models.apikeys import Role
 
 ROLE_EXTENSION = "x-required-role"
@@ -46,8 +47,9 @@ DESCRIPTIONS = {
     400: "the request cannot be understood: unreadable body, or a token this API never gave",
     401: "no API key or OIDC token, or one that is not valid, expired or revoked (the message "
     "says which)",
-    403: "the key's role is below the one this route needs, or an environment policy forbids "
-    "the request (`details` names the policy and the rule)",
+    403: "the key's role is below the one this route needs, its target is out of the key's or "
+    "token's scope (`x-scope`; the message names both), or an environment policy forbids the "
+    "request (`details` names the policy and the rule)",
     404: "the resource named in the path does not exist",
     409: "the request clashes with the current state; the message says with what",
     412: "the If-Match header names a version that is no longer current: read it again",
@@ -86,9 +88,9 @@ def default_statuses(route: APIRoute) -> set[int]:
     role = required_role(route)
     if role is not None:
         # Authentication reads the store; failed verifications are rate-limited.
-        statuses |= {401, 429, 503}
-        if role is not Role.VIEWER:
-            statuses.add(403)
+        # Any route may be out of a scoped key's scope, viewer routes included (a key that
+        # may not read everything): 403.
+        statuses |= {401, 403, 429, 503}
     if route.body_field is not None:
         statuses |= {400, 413, 422}
     if route.dependant.path_params:
@@ -119,7 +121,12 @@ def document(app: FastAPI) -> None:
         route.responses = {**errors(*sorted(default_statuses(route))), **extras}
         role = required_role(route)
         if role is not None:
-            route.openapi_extra = {**(route.openapi_extra or {}), ROLE_EXTENSION: role.value}
+            kind = kind_of(sorted(route.methods or {"GET"})[0], route.path)
+            route.openapi_extra = {
+                **(route.openapi_extra or {}),
+                ROLE_EXTENSION: role.value,
+                SCOPE_EXTENSION: kind,
+            }
             note = f"Needs the `{role.value}` role."
             if note not in (route.description or ""):
                 route.description = f"{route.description or ''}\n\n{note}".strip()

@@ -32,6 +32,7 @@ from joserfc.errors import BadSignatureError, JoseError, SecurityWarning
 from joserfc.jwk import Key, import_key
 
 from core.models.apikeys import Principal, Role
+from core.models.scopes import MAX_GRANTS, Grant
 from core.settings import Settings
 
 ACCEPTED_ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -76,7 +77,7 @@ class OidcConfig:
     issuer: str
     audience: str
     roles_claim: str
-    role_map: dict[str, Role]
+    role_map: dict[str, Role | Grant]
     leeway: int
 
     @classmethod
@@ -281,13 +282,14 @@ class OidcVerifier:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not 0 < len(sub) <= 255:
             _reject("malformed", "token has no usable sub (subject) claim")
-        role = self._role(claims.get(cfg.roles_claim))
-        if role is None:
+        grants = self._grants(claims.get(cfg.roles_claim))
+        if not grants:
             _reject(
                 "no_role",
                 "token grants no role: none of its groups is in R2C_OIDC_ROLE_MAP",
                 f"ask an admin to add one of your groups (claim {cfg.roles_claim!r}) to the map",
             )
+        role = max((g.role for g in grants), key=lambda r: r.rank)
         username = claims.get("preferred_username")
         name = (
             next(
@@ -296,18 +298,23 @@ class OidcVerifier:
             )
             or "sub-" + base64.b32encode(str(sub).encode()[:20]).decode().rstrip("=").lower()
         )
-        return OidcPrincipal(key_id=f"oidc:{sub}", name=name, role=role)
+        # All groups unscoped: the highest role alone, as before scopes. Any scoped group:
+        # the union of the groups' grants, so an unscoped group still reaches everything.
+        scoped = None if all(g.unscoped for g in grants) else tuple(grants[:MAX_GRANTS])
+        return OidcPrincipal(key_id=f"oidc:{sub}", name=name, role=role, grants=scoped)
 
-    def _role(self, value: Any) -> Role | None:
+    def _grants(self, value: Any) -> list[Grant]:
+        """What the token's groups map to: a role (on everything) or a scoped grant each."""
         groups = value.split() if isinstance(value, str) else value
         if not isinstance(groups, list):
-            return None
-        roles = [
+            return []
+        mapped = [
             self.config.role_map[g]
             for g in groups[:MAX_GROUPS]
             if isinstance(g, str) and g in self.config.role_map
         ]
-        return max(roles, key=lambda r: r.rank, default=None)
+        grants = [m if isinstance(m, Grant) else Grant(role=m) for m in mapped]
+        return list(dict.fromkeys(grants))  # one of each, in the order of the groups
 
 
 async def _get_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:

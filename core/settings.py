@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from core.models.apikeys import Role
+from core.models.scopes import Grant
 
 Environment = Literal["development", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -393,11 +394,13 @@ class Settings(BaseSettings):
         description="the token claim listing the caller's groups (a list, or a space-separated"
         " string)",
     )
-    oidc_role_map: Annotated[dict[str, Role], NoDecode] = Field(
+    oidc_role_map: Annotated[dict[str, Role | Grant], NoDecode] = Field(
         default_factory=dict,
         validation_alias="R2C_OIDC_ROLE_MAP",
         description='JSON object group -> viewer|operator|admin, e.g. {"platform-admins":'
-        ' "admin", "developers": "operator"}; a token gets the highest role of its groups',
+        ' "admin", "developers": "operator"}; a token gets the highest role of its groups.'
+        ' A group may map to a scoped role instead: {"role": "operator", "components":'
+        ' ["demo"], "environments": ["staging"]} (docs/oidc.md)',
     )
     oidc_leeway_seconds: int = Field(
         60,

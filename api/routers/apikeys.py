@@ -19,6 +19,7 @@ from core.models.apikeys import (
     ApiKeyRotate,
     ApiKeyRotated,
 )
+from core.models.scopes import describe, grants_for
 
 router = APIRouter(prefix="/api/v1/apikeys", tags=["api keys"])
 
@@ -34,7 +35,10 @@ async def create_key(
 ) -> ApiKeyCreated:
     """Create a key, optionally expiring (`expires_in`, required for the roles that
     R2C_APIKEY_MAX_LIFETIME_DAYS lists, within their limit: else 422). The answer is the only
-    time the key itself is shown: store it safely."""
+    time the key itself is shown: store it safely. With `scopes`, the key's role applies to
+    those components and environments only (plus reading everything unless
+    `read_everything` is false; docs/apikeys.md)."""
+    grants = grants_for(body.role, body.scopes, read_everything=body.read_everything)
     created = await apikeys.create(
         session,
         body.name,
@@ -42,6 +46,7 @@ async def create_key(
         principal.initiator,
         expires_in=body.expires_in,
         max_lifetime_days=request.app.state.settings.apikey_max_lifetime_days,
+        grants=grants,
     )
     await audit.commit(
         session,
@@ -50,6 +55,7 @@ async def create_key(
         body.name,
         role=body.role.value,
         id=created.id,
+        scope=describe(grants),
         expires_at=created.expires_at.isoformat() if created.expires_at else None,
     )
     return created

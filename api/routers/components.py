@@ -10,6 +10,8 @@ from api.auth import Admin, Viewer
 from api.deps import ComponentsDep
 from api.openapi import errors
 from api.schemas import InstanceView
+from api.scope_checks import check, readable
+from core.models.apikeys import Role
 from core.models.components import Component, ComponentSpec
 from core.models.names import EnvironmentName
 from core.models.operations import RetireResult
@@ -24,6 +26,7 @@ async def create_component(
     spec: ComponentSpec, principal: Admin, service: ComponentsDep, response: Response
 ) -> Component:
     """Register a component; its name must be unique (409 otherwise)."""
+    check(principal, Role.ADMIN, spec.name, None)
     component = await service.create(principal, spec)
     response.headers["Location"] = f"/api/v1/components/{component.id}"
     return component
@@ -35,7 +38,8 @@ async def list_components(
 ) -> list[Component]:
     """Every registered component, by name, with its `health`; `runtime.env` values are shown
     to admins only."""
-    return await service.all(principal, owner)
+    may_read = readable(principal)
+    return [c for c in await service.all(principal, owner) if may_read(c.name, None)]
 
 
 @router.get("/{component_id}", response_model=Component)

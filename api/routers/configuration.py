@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from api.auth import Operator, Viewer
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from api.openapi import errors
+from api.scope_checks import check
 from api.services.config_rollouts import RolloutService
 from api.services.configuration import ConfigurationService
 from api.services.configuration_views import etag
+from core.models.apikeys import Role
 from core.models.config_rollouts import ConfigChange, RolledOutEntry, Rotation
 from core.models.configuration import (
     KEY_MAX_LENGTH,
@@ -133,6 +135,7 @@ async def put_entry(
     With `roll_out`, every running target the scope reaches then gets a deployment of the
     version it runs with the change's revision (`rollouts`: the deployment started, or why
     none could, such as 409 when one already runs there)."""
+    check(principal, Role.OPERATOR, body.scope.component, body.scope.environment)
     write = ConfigWrite.model_validate(body.model_dump(exclude={"roll_out"}))
     rolled_out = body.roll_out is not None
     current, created = await service.put(
@@ -157,6 +160,7 @@ async def rotate_secret(
     """Give a secret entry a new value, the one given or `generate`d (never shown): a new Vault
     version (the old one stays readable) and a new version of the entry. With `roll_out`,
     the rotation is rolled out as `PUT` rolls out a change."""
+    check(principal, Role.OPERATOR, body.scope.component, body.scope.environment)
     current = await service.rotate(principal, key, body, if_match, freeze_override)
     response.headers["ETag"] = etag(current)
     return await rollouts.answer(principal, key, current, body.roll_out)

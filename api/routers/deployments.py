@@ -17,7 +17,9 @@ from api.schemas import (
     RollbackRequest,
     SignalRecord,
 )
+from api.scope_checks import check
 from api.services.deployments import Action
+from core.models.apikeys import Role
 from core.models.deployments import (
     ActionRequest,
     DeploymentRequest,
@@ -51,6 +53,7 @@ async def create_deployment(
 ) -> DeploymentView:
     """Deploy a version of a component (by name or id) to an environment with a strategy;
     409 while the target is being deployed or the component retired."""
+    check(principal, Role.OPERATOR, body.component, body.environment)
     started = await service.start(principal, body, idempotency_key=idempotency_key)
     view = service.view(started.row)
     response.headers["Location"] = view.links.self
@@ -61,7 +64,7 @@ async def create_deployment(
 
 @router.get("", response_model=DeploymentPage)
 async def list_deployments(
-    _: Viewer,
+    principal: Viewer,
     service: DeploymentsDep,
     component: Annotated[str | None, Query()] = None,
     environment: Annotated[str | None, Query()] = None,
@@ -69,9 +72,15 @@ async def list_deployments(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> DeploymentPage:
-    """Newest first; filter by component, environment and status."""
+    """Newest first; filter by component, environment and status. A scoped key or token
+    that may not read everything sees only the deployments in its scope."""
     return await service.page(
-        component=component, environment=environment, state=state, limit=limit, offset=offset
+        component=component,
+        environment=environment,
+        state=state,
+        limit=limit,
+        offset=offset,
+        principal=principal,
     )
 
 

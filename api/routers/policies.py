@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from api.auth import Admin, Viewer
 from api.deps import SessionDep
 from api.openapi import errors
+from api.scope_checks import readable
 from api.services.policies import PolicyService, etag
 from core.models.names import EnvironmentName
 from core.models.policies import Policy, PolicySpec, PolicyVersionPage
@@ -35,9 +36,10 @@ ETAG: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=list[Policy])
-async def list_policies(_: Viewer, service: PoliciesDep) -> list[Policy]:
-    """The policy in force in each environment that has one."""
-    return await service.all()
+async def list_policies(principal: Viewer, service: PoliciesDep) -> list[Policy]:
+    """The policy in force in each environment that has one (that the caller may read)."""
+    may_read = readable(principal)
+    return [p for p in await service.all() if may_read(None, p.environment)]
 
 
 @router.get("/{environment}", response_model=Policy, responses=ETAG)

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from api.auth import Operator, Viewer
 from api.deps import GatewayDep, SessionDep, SettingsDep
 from api.openapi import errors
+from api.scope_checks import check_input, readable_target, target_of_input
 from api.services.schedules import ScheduleService
+from core.models.apikeys import Role
 from core.models.schedules import (
     SCHEDULE_PATTERN,
     BackfillBody,
@@ -49,13 +51,18 @@ async def create_schedule(
     search attribute `Initiator = schedule:<id>`. A scheduled `deployment` goes through the
     same lock, policies and record as any deployment: a busy target or a refusing policy
     makes that run `skipped: <reason>`, not a failure. Scheduled deployments take no `env`."""
+    check_input(principal, Role.OPERATOR, body.input)
     return await service.create(principal, body)
 
 
 @router.get("", response_model=SchedulePage, responses=errors(502))
-async def list_schedules(_: Viewer, service: Schedules) -> SchedulePage:
-    """Every schedule, with its next run times and counts (runs: GET one schedule)."""
-    return await service.page()
+async def list_schedules(principal: Viewer, service: Schedules) -> SchedulePage:
+    """Every schedule (that the caller may read), with its next run times and counts (runs:
+    GET one schedule)."""
+    page = await service.page()
+    if not principal.reads_everything:
+        page.items = [s for s in page.items if readable_target(principal, target_of_input(s.input))]
+    return page
 
 
 @router.get("/{schedule_id}", response_model=ScheduleView, responses=errors(502))
@@ -70,6 +77,7 @@ async def replace_schedule(
 ) -> ScheduleView:
     """Replace the schedule's type, input, spec, policies and state (its id and creator
     stay). The system's own schedules (`system-...`) are made by their settings: 409."""
+    check_input(principal, Role.OPERATOR, body.input)
     return await service.replace(principal, schedule_id, body)
 
 

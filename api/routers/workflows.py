@@ -18,6 +18,8 @@ from api.schemas import (
     WorkflowStatus,
     WorkflowType,
 )
+from api.scope_checks import check_input
+from core.models.apikeys import Role
 
 router = APIRouter(prefix="/api/v1/orchestration", tags=["orchestration"])
 
@@ -53,7 +55,9 @@ async def start_workflow(
     the existing workflow is answered with 200 instead of 202. Type `deployment` is the same
     as POST /api/v1/deployments (its `id` is the deployment's); `component-retire` the same as
     DELETE /api/v1/components/{id}/environments/{env} (admin). Ids starting with `deploy:`,
-    `retire:` or `r2c:` are refused (422)."""
+    `retire:` or `r2c:` are refused (422). A scoped key or token may start only a workflow
+    whose input names a component in its scope."""
+    check_input(principal, Role.OPERATOR, body.input)
     started = await service.start(principal, body, idempotency_key)
     if not started.created:
         response.status_code = status.HTTP_200_OK

@@ -18,6 +18,7 @@ from api.schemas import (
     RollbackRequest,
     SignalRecord,
 )
+from api.scope_checks import readable_page
 from api.services import audit, redaction
 from api.services.deployment_start import Started, idempotent_deployment_id, start_deployment
 from core.contracts import STATUS_QUERY
@@ -138,15 +139,27 @@ class DeploymentService:
         state: DeploymentState | None,
         limit: int,
         offset: int,
+        principal: Principal | None = None,
     ) -> DeploymentPage:
-        rows, total = await store.page(
-            self.session,
-            component=component,
-            environment=environment,
-            state=state,
-            limit=limit,
-            offset=offset,
-        )
+        if principal is not None and not principal.reads_everything:
+            rows, total = await readable_page(
+                self.session,
+                principal,
+                component=component,
+                environment=environment,
+                state=state,
+                limit=limit,
+                offset=offset,
+            )
+        else:
+            rows, total = await store.page(
+                self.session,
+                component=component,
+                environment=environment,
+                state=state,
+                limit=limit,
+                offset=offset,
+            )
         more = offset + len(rows) < total
         return DeploymentPage(
             items=[self.view(r) for r in rows],

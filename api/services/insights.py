@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ async def insights(
     component: str | None,
     environment: str | None,
     now: datetime | None = None,
+    readable: Callable[[str, str], bool] | None = None,
 ) -> Insights:
     """The figures over `window` (already validated), filtered; NotFoundError for a
     component that is not registered."""
@@ -51,6 +53,8 @@ async def insights(
     until = now or datetime.now(UTC)
     since = until - timedelta(seconds=seconds)
     facts = await store.facts(session, since, component=name, environment=environment)
+    if readable is not None:  # a scoped caller: the figures of what it may read, only
+        facts = [f for f in facts if readable(f.component, f.environment)]
     targets = [
         TargetInsights(component=c, environment=e, **d.model_dump())
         for (c, e), d in by_target(facts, seconds).items()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db.tables import ApiKeyRow, utcnow
 from core.errors import ConflictError, InvalidInputError, NotFoundError
 from core.models.apikeys import ApiKeyCreated, ApiKeyInfo, ApiKeyRotated, Principal, Role
+from core.models.scopes import Grant
 
 KEY_SCHEME = "r2c"
 _hasher = PasswordHasher()
@@ -61,7 +62,19 @@ def _info(row: ApiKeyRow) -> ApiKeyInfo:
         rotated_at=row.rotated_at,
         replaced_by=row.replaced_by,
         grace_until=row.grace_until,
+        grants=None if (grants := grants_of(row)) is None else list(grants),
     )
+
+
+def grants_of(row: ApiKeyRow) -> tuple[Grant, ...] | None:
+    """The key's grants as stored; None for an unscoped key."""
+    if row.grants is None:
+        return None
+    return tuple(Grant.model_validate(g) for g in row.grants)
+
+
+def _stored(grants: tuple[Grant, ...] | None) -> list[dict[str, object]] | None:
+    return None if grants is None else [g.model_dump(mode="json") for g in grants]
 
 
 def check_lifetime(
@@ -92,6 +105,7 @@ async def create(
     *,
     expires_in: float | None = None,
     max_lifetime_days: Mapping[Role, int] | None = None,
+    grants: tuple[Grant, ...] | None = None,
 ) -> ApiKeyCreated:
     """Store a new key; `key` imports a given one (the `R2C_ADMIN_API_KEY` case). A key of a
     role that `max_lifetime_days` lists must expire within it (`expires_in`, seconds)."""
@@ -116,6 +130,7 @@ async def create(
             )
         prefix = given_prefix
     row = _new_row(name, role, prefix, key, created_by, expires_in)
+    row.grants = _stored(grants)
     session.add(row)
     await session.flush()
     return ApiKeyCreated(**_info(row).model_dump(), key=key)
@@ -173,6 +188,7 @@ async def rotate(
     check_lifetime(role, expires_in, max_lifetime_days)
     key, prefix = new_key()
     new = _new_row(row.name, role, prefix, key, created_by, expires_in)
+    new.grants = row.grants  # the new secret does what the old one did, no more
     grace_until = now + timedelta(seconds=grace_seconds)
     # Conditional on the old key still being unrotated and active: of two rotations racing,
     # exactly one wins, and the other is refused instead of leaving two successors.
@@ -286,4 +302,4 @@ async def standing_of(session: AsyncSession, key_id: str) -> Standing | None:
 
 
 def principal(row: ApiKeyRow) -> Principal:
-    return Principal(key_id=row.id, name=row.name, role=Role(row.role))
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), grants=grants_of(row))

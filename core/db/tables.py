@@ -99,6 +99,9 @@ class ApiKeyRow(Base):
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     replaced_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Scopes (issue 12): NULL is an unscoped key; else a list of grants, each
+    # {"role", "components", "environments"} (core/models/scopes.py).
+    grants: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class AuditEventRow(Base):

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from core.errors import PermissionDeniedError
 from core.models.durations import parse_duration
-
-
-class Role(StrEnum):
-    """Roles in increasing power; each includes the ones before it."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return _RANKS[self]
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
-
-
-_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+from core.models.roles import Role as Role
+from core.models.scopes import MAX_GRANTS, Grant, Grants, ScopeSpec, describe
 
 
 class Principal(BaseModel):
@@ -37,10 +21,50 @@ class Principal(BaseModel):
     key_id: str
     name: str
     role: Role
+    grants: Grants | None = Field(
+        None, description="None: the role applies to every component and environment"
+    )
 
     @property
     def initiator(self) -> str:
         return f"apikey:{self.name}"
+
+    @property
+    def reads_everything(self) -> bool:
+        """Whether every component and environment can be read (no list needs filtering)."""
+        return self.grants is None or any(g.unscoped for g in self.grants)
+
+    def may(
+        self, role: Role, component: str | None, environment: str | None, *, write: bool
+    ) -> bool:
+        """Whether the caller may act with `role` on the target (None: all components, or
+        all environments; see core/models/scopes.py)."""
+        if not self.role.allows(role):
+            return False
+        if self.grants is None:
+            return True
+        return any(g.covers(role, component, environment, write=write) for g in self.grants)
+
+    def check_scope(
+        self,
+        role: Role,
+        component: str | None = None,
+        environment: str | None = None,
+        *,
+        write: bool,
+    ) -> None:
+        """Raise PermissionDeniedError (403) unless `may` allows the target."""
+        if self.may(role, component, environment, write=write):
+            return
+        target = f"component {component or '* (all)'} in environment {environment or '* (all)'}"
+        raise PermissionDeniedError(
+            f"{target} is out of the scope of {self.initiator} for the "
+            f"{role.value} role; it covers: {describe(self.grants)}",
+            hint="ask an admin for a key scoped to it (`r2c apikey create --component ... "
+            "--environment ...`), or a group mapped to it in R2C_OIDC_ROLE_MAP",
+            reason="scope",
+            needed_role=role.value,
+        )
 
 
 # A key lives at most ten years; a rotated key's grace is at most a week (long enough to roll
@@ -73,6 +97,18 @@ class ApiKeyCreate(BaseModel):
     expires_in: KeyLifetime | None = Field(
         None, description="the key stops working this long after its creation (1s..3650d)"
     )
+    scopes: list[ScopeSpec] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_GRANTS - 1,
+        description="the components and environments the key's role applies to (each scope: "
+        "components x environments); none: every component and environment",
+    )
+    read_everything: bool = Field(
+        True,
+        description="with scopes: the key may still read everything, as a viewer (false: it "
+        "reads only its scopes)",
+    )
 
 
 class ApiKeyRotate(BaseModel):
@@ -96,6 +132,9 @@ class ApiKeyInfo(BaseModel):
     name: str
     role: Role
     prefix: str = Field(description="the first characters of the key, to recognise it")
+    grants: list[Grant] | None = Field(
+        None, description="what the key's role applies to; none: every component and environment"
+    )
     created_at: datetime
     created_by: str | None
     revoked_at: datetime | None
