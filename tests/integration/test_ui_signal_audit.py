@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from activities.audit import AuditActivities, AuditEventRequest
+from core.db.engine import make_engine, sessions
 from core.ids import deployment_workflow_id
 from tests.integration.deploying import FINAL, deploy, first_version, register_demo, until
 from tests.integration.system import System
@@ -38,6 +40,22 @@ async def test_signals_from_the_temporal_ui_are_in_the_audit_trail(system: Syste
     ignored = by_action["deployment.approve"]["detail"]
     assert ignored["honoured"] is False
     assert ignored["reason"] == "no step is waiting for an approval"
+
+    # A retry of the activity (same key) finds the event its first attempt wrote: no second.
+    promoted = by_action["deployment.promote"]
+    assert promoted["request_id"].startswith("ui-signal:")
+    engine = make_engine(s.settings)
+    try:
+        again = AuditEventRequest(
+            key=promoted["request_id"],
+            actor=promoted["actor"],
+            action=promoted["action"],
+            target=promoted["target"],
+        )
+        assert await AuditActivities(sessions(engine)).record_event(again) is False
+    finally:
+        await engine.dispose()
+    assert len(await signalled()) == 2
 
     resp = await s.http.get("/api/v1/audit/verify", headers=s.auth())
     assert resp.status_code == 200, resp.text

@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.audit import AuditEventRequest
 from core.models.deployments import ActionRequest, DeploymentState, DeploymentStatus
 from tests.unit.deployment_fakes import Run, deployment_input, settle, stable_v1, time_skipping
+from workflows.deployment.workflow import DeploymentWorkflow
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +87,34 @@ async def test_a_trail_that_cannot_be_written_does_not_fail_the_deployment(
     assert run.infra.calls.count("record-audit-event") == 2
     unrecorded = [n for n in status.notices if "is not in the audit trail" in n]
     assert len(unrecorded) == 2 and "the store is away" in unrecorded[-1], status.notices
+
+
+async def test_a_store_that_stays_away_is_given_up_after_the_bound(
+    env: WorkflowEnvironment,
+) -> None:
+    attempts: list[int] = []
+
+    @activity.defn(name="record-audit-event")
+    async def store_away(_: AuditEventRequest) -> bool:
+        attempts.append(activity.info().attempt)
+        raise RuntimeError("connection refused")  # retryable, as an OperationalError is
+
+    run = Run(env.client, stable_v1(), env)
+    others = [a for a in run.infra.activities() if a.__name__ != "record_audit"]
+    strategy = {"type": "canary", "steps": [{"set_weight": 10}, {"pause": {}}]}
+    worker = Worker(
+        env.client,
+        task_queue=run.queue,
+        workflows=[DeploymentWorkflow],
+        activities=[*others, store_away],
+    )
+    async with worker:
+        handle = await run.start(deployment_input(strategy, ui_actions="all"))
+        await settle(run, handle, _paused, "the pause")
+        await handle.signal("promote", ActionRequest(by="erin"))
+        status = await handle.result()
+    assert status.state is DeploymentState.SUCCEEDED  # promoted at once, unrecorded
+    assert 1 < len(attempts) <= 10  # retried, within the bound
+    assert any(
+        "promote from temporal-ui (erin) is not in the audit trail" in n for n in status.notices
+    ), status.notices
