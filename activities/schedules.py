@@ -19,6 +19,7 @@ from api.schemas import WorkflowStartRequest
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
 from api.services.orchestration import WorkflowService
+from api.services.policy_refusals import record_refusal
 from core import notify
 from core.errors import R2CError
 from core.models.apikeys import Role
@@ -66,6 +67,18 @@ class ScheduleActivities:
                 if err.http_status >= 500 or err.http_status == 429:
                     raise  # the store or Temporal is away: worth a retry
                 reason = err.message
+                await session.rollback()
+                # A freeze window's refusal reaches no client: the trail keeps it (a 403 only).
+                await record_refusal(
+                    session,
+                    principal,
+                    err,
+                    target="/api/v1/workflows",
+                    via=f"schedule:{inp.schedule}",
+                    type=inp.type,
+                    component=_text(inp.input.get("component")),
+                    environment=_text(inp.input.get("environment")),
+                )
             else:
                 return ScheduledStartResult(
                     outcome="started",

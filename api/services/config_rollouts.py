@@ -11,6 +11,7 @@ from temporalio.client import WorkflowExecutionStatus
 from api.gateway import Gateway
 from api.services import configuration_views as views
 from api.services.deployment_start import start_deployment
+from api.services.policy_refusals import record_refusal
 from core.db import deployments
 from core.db.configuration import Current
 from core.db.tables import RevisionRow
@@ -82,6 +83,17 @@ class RolloutService:
             except R2CError as err:
                 await self.session.rollback()
                 outcome.status, outcome.error = err.http_status, err.message
+                # A target's 403 (its policy) is part of a 200: the trail keeps it.
+                await record_refusal(
+                    self.session,
+                    principal,
+                    err,
+                    target="/api/v1/deployments",
+                    via=f"config-rollout:{key}"[:300],
+                    component=target.component,
+                    environment=target.environment,
+                    revision=revision,
+                )
             else:
                 outcome.deployment_id = started.row.id
             outcomes.append(outcome)

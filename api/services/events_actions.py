@@ -20,6 +20,7 @@ from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
 from api.services.events_matching import TemplateError, render
 from api.services.orchestration import WorkflowService
+from api.services.policy_refusals import is_refusal, record_refusal
 from core.db import deployments
 from core.errors import DependencyUnavailableError, R2CError, RateLimitedError
 from core.models.apikeys import Role
@@ -77,6 +78,16 @@ class RouteActions:
         except TemplateError as err:
             return RouteOutcome(route=name, result="error", message=str(err))
         except R2CError as err:
+            if is_refusal(err):  # no client sees this 403: the trail keeps it
+                async with self.sessions() as session:
+                    await record_refusal(
+                        session,
+                        route_principal(name, role),
+                        err,
+                        target="/api/v1/workflows" if spec.start else "/api/v1/deployments",
+                        via=f"event-route:{name}",
+                        event=f"{ctx.get('source')}/{ctx.get('id')}"[:300],
+                    )
             hint = f" ({err.hint})" if err.hint else ""
             # Only a start is tried again: it is idempotent, a signal might act twice.
             transient = isinstance(err, DependencyUnavailableError | RateLimitedError)
