@@ -17,6 +17,7 @@ from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.errors import R2CError
 from core.models.apikeys import KeyLifetime, Role, RotationGrace
+from core.models.scopes import ALL, ScopeSpec, describe, grants_for
 from core.settings import Settings
 
 _lifetime: TypeAdapter[float] = TypeAdapter(KeyLifetime)
@@ -45,6 +46,19 @@ def parse_grace(text: str) -> float:
         ) from None
 
 
+def parse_scope(components: list[str] | None, environments: list[str] | None) -> ScopeSpec | None:
+    """`--component`/`--environment` as one scope; None (unscoped) when neither is given."""
+    if not components and not environments:
+        return None
+    try:
+        return ScopeSpec(
+            components=tuple(components or (ALL,)), environments=tuple(environments or (ALL,))
+        )
+    except ValidationError as err:
+        problems = "; ".join(str(e["msg"]) for e in err.errors())
+        raise typer.BadParameter(f"--component/--environment: {problems}") from None
+
+
 def _actor() -> str:
     """Who acts from the command line: the operating-system user."""
     return f"cli:{getpass.getuser()}"
@@ -70,7 +84,16 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
-async def create(settings: Settings, name: str, role: Role, expires_in: float | None = None) -> int:
+async def create(
+    settings: Settings,
+    name: str,
+    role: Role,
+    expires_in: float | None = None,
+    scope: ScopeSpec | None = None,
+    *,
+    read_everything: bool = True,
+) -> int:
+    grants = grants_for(role, None if scope is None else [scope], read_everything=read_everything)
     try:
         async with _store(settings) as session:
             created = await apikeys.create(
@@ -80,8 +103,9 @@ async def create(settings: Settings, name: str, role: Role, expires_in: float | 
                 created_by=_actor(),
                 expires_in=expires_in,
                 max_lifetime_days=settings.apikey_max_lifetime_days,
+                grants=grants,
             )
-            detail = {"role": role.value, "id": created.id}
+            detail = {"role": role.value, "id": created.id, "scope": describe(grants)}
             if created.expires_at is not None:
                 detail["expires_at"] = created.expires_at.isoformat()
             await audit.record(
@@ -93,6 +117,8 @@ async def create(settings: Settings, name: str, role: Role, expires_in: float | 
     print(created.key)
     expiry = f", expires {_when(created.expires_at)} UTC" if created.expires_at else ""
     print(f"# created {role.value} key {name!r} (id {created.id}{expiry}); it is not shown again")
+    if grants is not None:
+        print(f"# scope: {describe(grants)}")
     return 0
 
 
@@ -140,7 +166,7 @@ async def list_keys(settings: Settings, include_revoked: bool) -> int:
         keys = await apikeys.list_all(session, include_revoked=include_revoked)
     print(
         f"{'ID':36}  {'NAME':20}  {'ROLE':8}  {'PREFIX':17}  {'CREATED':19}  {'EXPIRES':19}  "
-        f"{'LAST USED':19}  REVOKED/ROTATED"
+        f"{'LAST USED':19}  REVOKED/ROTATED  SCOPE"
     )
     for k in keys:
         ended = _when(k.revoked_at)
@@ -149,7 +175,7 @@ async def list_keys(settings: Settings, include_revoked: bool) -> int:
         print(
             f"{k.id:36}  {k.name[:20]:20}  {k.role.value:8}  {k.prefix:17}  "
             f"{_when(k.created_at):19}  {_when(k.expires_at):19}  {_when(k.last_used_at):19}  "
-            f"{ended}"
+            f"{ended}  {describe(None if k.grants is None else tuple(k.grants))}"
         )
     return 0
 

@@ -165,13 +165,29 @@ def apikey_create(
         str | None,
         typer.Option(help="the key stops working after this long: 1s..3650d, e.g. 30d"),
     ] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option(help="scope the role to this component (repeat for more); default: all"),
+    ] = None,
+    environment: Annotated[
+        list[str] | None,
+        typer.Option(help="scope the role to this environment (repeat for more); default: all"),
+    ] = None,
+    read_everything: Annotated[
+        bool,
+        typer.Option(help="a scoped key may still read everything (as a viewer)"),
+    ] = True,
 ) -> None:
-    """Create a key and print it (the only time it is shown)."""
+    """Create a key and print it (the only time it is shown). With --component and/or
+    --environment its role applies to those only (docs/apikeys.md)."""
     from cli import keys
 
     lifetime = keys.parse_lifetime(expires_in)
+    scope = keys.parse_scope(component, environment)
     settings = entry_settings("cli")
-    raise typer.Exit(_run(keys.create(settings, name, role, lifetime)))
+    raise typer.Exit(
+        _run(keys.create(settings, name, role, lifetime, scope, read_everything=read_everything))
+    )
 
 
 @apikey_app.command("rotate")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer
 from pydantic import ValidationError
 
 from api.scope_checks import kind_of
+from cli.keys import parse_scope
 from core.errors import PermissionDeniedError
 from core.models.apikeys import ApiKeyCreate, Principal, Role
 from core.models.scopes import Grant, ScopeSpec, grants_for
@@ -72,6 +74,13 @@ def test_a_key_has_at_most_nineteen_scopes() -> None:
     ApiKeyCreate(name="k", scopes=[ScopeSpec()] * 19)
     with pytest.raises(ValidationError):
         ApiKeyCreate(name="k", scopes=[ScopeSpec()] * 20)
+
+
+def test_the_command_lines_scope() -> None:
+    assert parse_scope(None, None) is None
+    assert parse_scope(["demo"], None) == ScopeSpec(components=("demo",))
+    with pytest.raises(typer.BadParameter, match="'Not_A_Name' is not a valid component"):
+        parse_scope(["Not_A_Name"], ["staging"])
 
 
 def test_a_keys_grants() -> None:
