@@ -29,7 +29,10 @@ from api.routers import (
     webhooks,
     workflows,
 )
+from api.shared_auth import SharedAuth
+from api.shared_tokens import SharedTokenVerifier
 from core.db.engine import make_engine, sessions
+from core.oidc import OidcConfig
 from core.settings import Settings
 from core.temporal import connect, make_runtime
 from core.tracing import EXCLUDED_URLS, tracer_provider
@@ -54,11 +57,21 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(settings)
         app.state.settings = settings
         app.state.sessions = sessions(engine)
+        # REDIS_URL: replicas share verified keys, revocations and failure limits. Redis
+        # that is down does not stop the start: it is retried, and GET /ready shows it.
+        shared = SharedAuth(settings) if settings.redis_url else None
+        app.state.shared_auth = shared
         app.state.keys = KeyVerifier(
             app.state.sessions,
             per_key=settings.auth_failures_per_key,
             per_address=settings.auth_failures_per_address,
+            shared=shared,
         )
+        if shared is not None:
+            shared.start(app.state.keys.forget_here, app.state.keys.recheck_all)
+            oidc = OidcConfig.from_settings(settings)
+            if oidc is not None:  # tokens too (api.auth makes a plain verifier otherwise)
+                app.state.oidc = SharedTokenVerifier(oidc, shared)
         # Lazy: the API starts, and says "not ready", while Temporal is still down.
         client = await connect(settings, lazy=True, identity="r2c-api", runtime=make_runtime())
         app.state.temporal = client
@@ -70,6 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             # Last-use writes still in flight finish on the store before it is closed.
             await app.state.keys.drain()
+            if shared is not None:
+                await shared.stop()
             await engine.dispose()
 
     app = FastAPI(

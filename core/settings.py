@@ -489,6 +489,53 @@ class Settings(BaseSettings):
 
     # -- end of the API key lifecycle block
 
+    # -- shared API state (issue 12) -- only the Redis work edits this block
+    redis_url: str | None = Field(
+        None,
+        repr=False,  # its password is a secret
+        max_length=2000,
+        validation_alias="REDIS_URL",
+        description="redis:// or rediss:// URL of the Redis the API replicas share: the key and"
+        " token verification cache, revocation (every replica within 1 s) and the failed"
+        " authentication limits; unset: all of it in process",
+    )
+    redis_prefix: str = Field(
+        "r2c:",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        validation_alias="R2C_REDIS_PREFIX",
+        description="prefix of every Redis key and channel of this system (several systems can"
+        " share one Redis)",
+    )
+    redis_cache_seconds: int = Field(
+        300,
+        ge=5,
+        le=3600,
+        validation_alias="R2C_REDIS_CACHE_SECONDS",
+        description="how long a verified key or token stays in the shared cache",
+    )
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        # The message never repeats the value: it may hold a password.
+        if value is None:
+            return None
+        try:
+            parsed = urlsplit(value)
+            parsed.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("expected a URL such as redis://:password@host:6379/0") from None
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError("expected a redis:// or rediss:// URL with a host") from None
+        return value
+
+    # -- end of the shared API state block
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
         # A certificate without its key (or the reverse) is a half-made setup: refuse it now
@@ -660,6 +707,7 @@ _SECRET_SETTINGS = (
     "R2C_PAGE_TOKEN_SECRET",
     "POSTGRES_URL",
     "TEMPORAL_API_KEY",
+    "REDIS_URL",
 )
 _ENV_NAMES = {
     name: str(field.validation_alias or name) for name, field in Settings.model_fields.items()

@@ -34,21 +34,30 @@ async def health() -> dict[str, str]:
 )
 async def ready(request: Request) -> JSONResponse:
     """Ready when Temporal, the store and (when one is configured) Vault answer; 503 names
-    the one that does not. The reason (hosts, users, errors) goes to the log only: this route
-    needs no key."""
+    the one that does not. Redis (when configured) is reported, never a reason for 503. The
+    reason (hosts, users, errors) goes to the log only: this route needs no key."""
     probes = {
         "store": _store(request.app.state.sessions),
         "temporal": _temporal(request.app.state.gateway.client),
     }
     if request.app.state.settings.vault_url:
         probes["vault"] = _vault(request.app.state.secrets)
+    shared = request.app.state.shared_auth
+    if shared is not None:
+        probes["redis"] = shared.ping()
     results = await asyncio.gather(*(_check(name, probe) for name, probe in probes.items()))
     deps: dict[str, Check] = dict(zip(probes, results, strict=True))
-    failing = [name for name, result in deps.items() if result != "ok"]
+    # Redis is shown but does not make the API unready: without it each replica verifies
+    # keys alone (revocations reach the others within their re-check, not at once).
+    failing = [name for name, result in deps.items() if result != "ok" and name != "redis"]
+    message = f"not reachable: {', '.join(failing)}" if failing else None
+    if deps.get("redis") == "unreachable":
+        degraded = "Redis unreachable: keys verified, limited and revoked per replica"
+        message = f"{message}; {degraded}" if message else degraded
     body = Readiness(
         status="not ready" if failing else "ready",
         dependencies=deps,
-        message=f"not reachable: {', '.join(failing)}" if failing else None,
+        message=message,
     )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503 if failing else 200)
 
