@@ -310,11 +310,8 @@ class DeploymentWorkflow:
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            self._notice(
-                f"signal {got.name} from {got.sent.by} is not in the audit trail: {_describe(err)}"[
-                    :500
-                ]
-            )
+            why = _describe(err)[:300]
+            self._notice(f"signal {got.name} from {got.sent.by} is not in the audit trail: {why}")
 
     @workflow.signal(name="promote")
     async def promote_signal(self, req: ActionRequest | None = None) -> None:
