@@ -4,19 +4,24 @@ records it through the worker's `record-audit-event` activity, in the real store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from activities.audit import AuditActivities, AuditEventRequest
 from core.db.engine import make_engine, sessions
 from core.ids import deployment_workflow_id
-from tests.integration.deploying import FINAL, deploy, first_version, register_demo, until
+from tests.integration.deploying import FINAL, deploy, register_demo, until
 from tests.integration.system import System
 from tests.support import wait_for
 
 
-async def test_signals_from_the_temporal_ui_are_in_the_audit_trail(system: System) -> None:
-    s = await register_demo(system, replicas=1)
-    await first_version(s)
+async def test_signals_from_the_temporal_ui_are_in_the_audit_trail(
+    make_system: Callable[..., Any],
+) -> None:
+    # The real workflow, worker, activity and store; instances are not the point: no-op ones.
+    s: System = await register_demo(await make_system(noop=True), replicas=1)
+    first = await deploy(s, "v1")
+    assert (await until(s, first["id"], *FINAL))["state"] == "succeeded"
     started = await deploy(s, "v2", {"type": "canary", "steps": [{"pause": {}}]})
     await until(s, started["id"], "paused", *FINAL)
     handle = s.temporal.get_workflow_handle(deployment_workflow_id("demo", "dev"))
