@@ -262,8 +262,8 @@ class SharedAuth:
                 if not lost:
                     lost = True
                     log.warning(
-                        "lost the revocation channel of Redis at %s (%s: %s); reconnecting,"
-                        " cached keys are re-checked in the store every few seconds meanwhile",
+                        "cannot hear revocations from Redis at %s (%s: %s); retrying, and"
+                        " re-checking cached keys in the store every few seconds meanwhile",
                         self.url,
                         type(err).__name__,
                         err,
@@ -435,12 +435,11 @@ class SharedAuth:
             if not (isinstance(kid, str) and isinstance(payload, str) and isinstance(mac, str)):
                 raise TypeError
         except (ValueError, KeyError, TypeError, RecursionError):
-            outer = None
-        if outer is None or not await self._keys(kid):
-            log.warning(
-                "a shared key cache entry in Redis is malformed or signed with an unknown key;"
-                " ignored"
-            )
+            log.warning("a shared cache entry in Redis is malformed; ignored")
+            return None
+        if not await self._keys(kid):
+            if self._current_kid is not None:  # else the ring is unreadable: said already
+                log.warning("a shared cache entry in Redis names an unknown key; ignored")
             return None
         if not hmac.compare_digest(_mac(self._macs[kid], name, payload), mac):
             log.warning("a shared key cache entry in Redis has a wrong MAC; ignored")

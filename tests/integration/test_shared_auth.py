@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 
 from api.ratelimit import FailureLimits
@@ -106,7 +107,9 @@ async def test_failure_limits_count_across_clients(redis_server: RedisServer) ->
         await b.stop()
 
 
-async def test_a_redis_that_is_gone_costs_one_timeout_then_nothing(tmp_path: Path) -> None:
+async def test_a_redis_that_is_gone_costs_one_timeout_then_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     gone = shared(f"redis://:hunter2@127.0.0.1:{free_port()}/0", "t:")
     limits = FailureLimits(3, 100, gone)
     try:
@@ -119,6 +122,7 @@ async def test_a_redis_that_is_gone_costs_one_timeout_then_nothing(tmp_path: Pat
         assert await limits.retry_after("abc", "10.0.0.1") is not None
         assert time.monotonic() - started < 1.5
         assert not await gone.ping()
+        assert "redis://:***@127.0.0.1" in caplog.text and "hunter2" not in caplog.text
     finally:
         await gone.stop()
 
