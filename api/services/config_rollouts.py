@@ -90,8 +90,8 @@ class RolloutService:
                     err,
                     target="/api/v1/deployments",
                     via=f"config-rollout:{key}"[:300],
-                    component=target.component,
-                    environment=target.environment,
+                    component=outcome.component,  # the rollback expired `target`
+                    environment=outcome.environment,
                     revision=revision,
                 )
             else:

@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.schedules import ScheduleActivities
 from core.db.engine import make_engine, sessions
 from core.models.schedules import ScheduledStartInput
-from tests.integration.deploying import register_demo
+from tests.integration.deploying import FINAL, deploy, register_demo, until
 from tests.integration.system import System
 
 
@@ -96,3 +96,34 @@ async def test_starts_refused_by_a_freeze_out_of_sight_of_a_client_are_audited(
     )
     verdict = (await s.http.get("/api/v1/audit/verify", headers=s.auth())).json()
     assert verdict["intact"], verdict
+
+
+async def test_a_configuration_roll_out_refused_on_a_target_is_audited(
+    make_system: Callable[..., Any],
+) -> None:
+    s: System = await register_demo(await make_system(noop=True), replicas=1)
+    first = await deploy(s, "v1")
+    assert (await until(s, first["id"], *FINAL))["state"] == "succeeded"
+    policy = {"allowed_strategies": ["canary"]}
+    resp = await s.http.put("/api/v1/policies/dev", json=policy, headers=s.auth())
+    assert resp.status_code == 200, resp.text
+    body = {
+        "value": "bonjour",
+        "scope": {"component": "demo", "environment": "dev"},
+        "roll_out": {"strategy": {"type": "rolling"}},
+    }
+    resp = await s.http.put("/api/v1/configuration/greeting", json=body, headers=s.auth())
+    assert resp.status_code in (200, 201), resp.text  # the change is made ...
+    [rollout] = resp.json()["rollouts"]
+    assert rollout["status"] == 403  # ... its roll-out is refused, in a 200
+
+    resp = await s.http.get("/api/v1/audit", params={"action": "auth.denied"}, headers=s.auth())
+    [event] = resp.json()
+    assert event["actor"] == "apikey:admin" and event["target"] == "/api/v1/deployments"
+    detail = event["detail"]
+    assert (detail["via"], detail["rule"], detail["reason"]) == (
+        "config-rollout:greeting",
+        "allowed_strategies",
+        "policy",
+    )
+    assert (detail["component"], detail["environment"]) == ("demo", "dev")
