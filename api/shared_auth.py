@@ -257,7 +257,7 @@ class SharedAuth:
                         on_revoked(key_id)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, TimeoutError) as err:
+            except Exception as err:  # Redis's errors and any other: this task must not end
                 self.subscribed = False
                 if not lost:
                     lost = True

@@ -20,6 +20,7 @@ from cli.processes import free_port
 from core.db.apikeys import Standing
 from core.key_ring import Key, KeyRing
 from core.models.apikeys import Principal, Role
+from core.models.scopes import Grant
 from core.oidc import OidcPrincipal
 from core.settings import Settings, SettingsError, load_settings
 from tests.integration.redis_fixture import RedisServer, redis_server_fixture  # noqa: F401
@@ -42,7 +43,8 @@ async def test_entries_round_trip_and_forgeries_are_ignored(redis_server: RedisS
     one, other = shared(redis_server.url, prefix), shared(redis_server.url, prefix)
     forger = shared(redis_server.url, prefix, OTHER_RING)
     try:
-        key = Principal(key_id="k1", name="ci", role=Role.OPERATOR)
+        scoped = (Grant(role=Role.OPERATOR, components=("demo",), environments=("staging",)),)
+        key = Principal(key_id="k1", name="ci", role=Role.OPERATOR, grants=scoped)
         token = OidcPrincipal(key_id="oidc:alice", name="alice", role=Role.ADMIN)
         ends = Standing(datetime.now(UTC) + timedelta(hours=1), "expired")
         d1, d2 = digest(), digest()
@@ -54,6 +56,8 @@ async def test_entries_round_trip_and_forgeries_are_ignored(redis_server: RedisS
         got = await other.load_key(d1)
         assert got is not None and got.principal == key and got.standing == ends
         assert type(got.principal) is Principal and abs(got.checked_at - time.time()) < 5
+        assert got.principal.may(Role.OPERATOR, "demo", "staging", write=True)
+        assert not got.principal.may(Role.OPERATOR, "demo", "production", write=True)
         got = await other.load_key(d2)
         assert got is not None and type(got.principal) is OidcPrincipal
         assert got.principal == token and got.principal.initiator == "oidc:alice"
