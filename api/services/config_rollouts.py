@@ -55,6 +55,10 @@ class RolloutService:
         targets = await deployments.running_targets(
             self.session, scope.component, scope.environment
         )
+        for target in targets:
+            # Read only here: a refused start's rollback below must not expire the targets
+            # still to come (reading them again would be I/O outside the async session).
+            self.session.expunge(target)
         outcomes = []
         for target in targets:
             if await self._retired(target):
@@ -90,8 +94,8 @@ class RolloutService:
                     err,
                     target="/api/v1/deployments",
                     via=f"config-rollout:{key}"[:300],
-                    component=outcome.component,  # the rollback expired `target`
-                    environment=outcome.environment,
+                    component=target.component,
+                    environment=target.environment,
                     revision=revision,
                 )
             else:

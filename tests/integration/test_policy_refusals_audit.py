@@ -98,24 +98,26 @@ async def test_starts_refused_by_a_freeze_out_of_sight_of_a_client_are_audited(
     assert verdict["intact"], verdict
 
 
-async def test_a_configuration_roll_out_refused_on_a_target_is_audited(
+async def test_a_configuration_roll_out_refused_on_one_target_is_audited(
     make_system: Callable[..., Any],
 ) -> None:
     s: System = await register_demo(await make_system(noop=True), replicas=1)
-    first = await deploy(s, "v1")
-    assert (await until(s, first["id"], *FINAL))["state"] == "succeeded"
+    for environment in ("dev", "prod"):
+        first = await deploy(s, "v1", environment=environment)
+        assert (await until(s, first["id"], *FINAL))["state"] == "succeeded"
     policy = {"allowed_strategies": ["canary"]}
     resp = await s.http.put("/api/v1/policies/dev", json=policy, headers=s.auth())
     assert resp.status_code == 200, resp.text
     body = {
         "value": "bonjour",
-        "scope": {"component": "demo", "environment": "dev"},
+        "scope": {"component": "demo"},  # dev (refused by its policy), then prod
         "roll_out": {"strategy": {"type": "rolling"}},
     }
     resp = await s.http.put("/api/v1/configuration/greeting", json=body, headers=s.auth())
     assert resp.status_code in (200, 201), resp.text  # the change is made ...
-    [rollout] = resp.json()["rollouts"]
-    assert rollout["status"] == 403  # ... its roll-out is refused, in a 200
+    refused, started = resp.json()["rollouts"]
+    assert refused["environment"] == "dev" and refused["status"] == 403  # ... refused in dev,
+    assert started["environment"] == "prod" and started["deployment_id"]  # not in prod
 
     resp = await s.http.get("/api/v1/audit", params={"action": "auth.denied"}, headers=s.auth())
     [event] = resp.json()
