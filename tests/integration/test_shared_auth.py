@@ -1,6 +1,7 @@
 """api/shared_auth.py against a real redis-server: an entry comes back as the principal it
 was (an OIDC one too), a forged or moved entry is ignored, a store that raced a revocation
-is refused, failure limits count across clients, and a Redis that is gone costs nothing."""
+is refused, failure limits count across clients, and a Redis that is gone costs nothing (the
+API starts and serves without it)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -24,6 +27,7 @@ from core.models.scopes import Grant
 from core.oidc import OidcPrincipal
 from core.settings import Settings, SettingsError, load_settings
 from tests.integration.redis_fixture import RedisServer, redis_server_fixture  # noqa: F401
+from tests.integration.system import System
 
 RING = KeyRing("audit-1", (Key("audit-1", datetime.now(UTC), secrets.token_bytes(32)),))
 OTHER_RING = KeyRing("audit-1", (Key("audit-1", datetime.now(UTC), secrets.token_bytes(32)),))
@@ -145,3 +149,23 @@ def test_redis_url_is_validated_and_its_password_never_shown() -> None:
         else:
             raise AssertionError(f"{bad} accepted")
     assert load_settings(redis_url="").redis_url is None
+
+
+async def test_the_api_starts_and_serves_while_redis_is_down(
+    make_system: Callable[..., Any],
+) -> None:
+    system: System = await make_system(
+        worker=False, redis_url=f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    )
+    ready = await system.http.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["dependencies"]["redis"] == "unreachable"
+    assert "Redis unreachable" in ready.json()["message"]
+    key = await system.key("viewer")
+    assert (
+        await system.http.get("/api/v1/components", headers=system.auth(key))
+    ).status_code == 200
+    wrong = key[: key.rindex("_") + 1] + "z" * 43
+    assert (
+        await system.http.get("/api/v1/components", headers=system.auth(wrong))
+    ).status_code == 401
