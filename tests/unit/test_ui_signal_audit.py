@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.audit import AuditEventRequest
 from core.models.deployments import ActionRequest, DeploymentState, DeploymentStatus
@@ -42,6 +43,7 @@ async def test_each_signal_honoured_or_ignored_is_recorded_once(env: WorkflowEnv
         await handle.signal("promote", ActionRequest(by="bob"))
         status = await handle.result()
         workflow_run = handle.result_run_id or ""
+        history = await handle.fetch_history()
     assert status.state is DeploymentState.SUCCEEDED, status.reason
     assert status.approvals[0].by == "temporal-ui (alice)"
     # The records run side by side: in the order of their keys, the order the signals came.
@@ -68,6 +70,14 @@ async def test_each_signal_honoured_or_ignored_is_recorded_once(env: WorkflowEnv
     # One key per signal, deterministic (run id and a counter): what makes retries idempotent.
     assert [a.key for a in audits] == [f"ui-signal:{workflow_run}:{n}" for n in range(1, 6)]
     assert run.infra.calls.count("record-audit-event") == 5
+    # Signal handlers that run activities replay as they ran (the patch marker included).
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+    ]
+    assert scheduled.count("record-audit-event") == 5
+    replayer = Replayer(workflows=[DeploymentWorkflow], data_converter=pydantic_data_converter)
+    replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
 
 
 async def test_a_trail_that_cannot_be_written_does_not_fail_the_deployment(
