@@ -175,6 +175,8 @@ async def _schedule_target(
 ) -> tuple[str | None, str | None] | None | Literal[False]:
     """The schedule's target (component, environment); None when it has none (global); False
     when there is no such schedule (the route answers 404)."""
+    # Imported here: the schedule service reaches the deployment service, which filters its
+    # lists with this module.
     from api.services.schedules import ScheduleService
 
     state = request.app.state
