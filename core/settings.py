@@ -443,7 +443,8 @@ class Settings(BaseSettings):
             raise ValueError('expected a JSON object such as {"platform-admins": "admin"}')
         if len(value) > 1000 or any(not 0 < len(str(group)) <= 256 for group in value):
             raise ValueError("expected at most 1000 groups, each 1 to 256 characters")
-        return value
+        # One message per group, naming it: a role, or a scoped role (core/models/scopes.py).
+        return {group: _oidc_mapping(group, mapped) for group, mapped in value.items()}
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
@@ -698,6 +699,25 @@ class _AppJsonSource(PydanticBaseSettingsSource):
 
 class SettingsError(Exception):
     """A setting has a value the system cannot start with; the message says which and why."""
+
+
+def _oidc_mapping(group: str, mapped: Any) -> Role | Grant:
+    if isinstance(mapped, Role | Grant):
+        return mapped
+    try:
+        if isinstance(mapped, str):
+            return Role(mapped)
+        return Grant.model_validate(mapped)
+    except (ValueError, ValidationError) as err:
+        problems = (
+            "; ".join(str(e["msg"]) for e in err.errors())
+            if isinstance(err, ValidationError)
+            else f"{mapped!r} is not a role"
+        )
+        raise ValueError(
+            f"group {group!r}: expected 'viewer', 'operator' or 'admin', or"
+            f' {{"role": ..., "components": [...], "environments": [...]}}: {problems}'
+        ) from None
 
 
 _SECRET_SETTINGS = (
