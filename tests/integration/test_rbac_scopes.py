@@ -27,6 +27,7 @@ from core.db.tables import DeploymentRow
 from core.models.apikeys import Role
 from tests.integration.oidc_issuer import AUDIENCE, Issuer, running_issuer
 from tests.integration.system import System, api_operations
+from tests.support import wait_for
 
 IN = ("demo", "staging")
 OUT = (("web", "staging"), ("demo", "production"))
@@ -247,7 +248,8 @@ async def test_every_route_checks_the_scope_of_keys_and_tokens(
 
 async def test_a_key_scoped_to_demo_in_staging(system: System) -> None:
     """Deploys demo to staging; refused demo to production and web to staging, naming the
-    scope; its list of deployments holds only what it may read."""
+    scope; its lists (deployments, components, policies, insights) hold only what it may
+    read."""
     for name in ("demo", "web"):
         resp = await system.http.post(
             "/api/v1/components", json=demo_spec(name, 1), headers=system.auth()
@@ -285,6 +287,24 @@ async def test_a_key_scoped_to_demo_in_staging(system: System) -> None:
 
     components = await system.http.get("/api/v1/components", headers=headers)
     assert [c["name"] for c in components.json()] == ["demo"]
+    for environment in ("staging", "production"):
+        put = await system.http.put(
+            f"/api/v1/policies/{environment}", json={"protected": False}, headers=system.auth()
+        )
+        assert put.status_code == 200, put.text
+    policies = await system.http.get("/api/v1/policies", headers=headers)
+    assert [p["environment"] for p in policies.json()] == ["staging"]
+
+    def targets(resp: httpx.Response) -> set[tuple[str, str]]:
+        return {(t["component"], t["environment"]) for t in resp.json()["targets"]}
+
+    await wait_for(
+        lambda: system.http.get("/api/v1/insights", headers=system.auth()),
+        lambda resp: targets(resp) == {("demo", "staging"), ("web", "staging")},
+        what="both deployments in the insights",
+    )
+    insights = await system.http.get("/api/v1/insights", headers=headers)
+    assert targets(insights) == {("demo", "staging")}
     keys = await system.http.get("/api/v1/apikeys", headers=system.auth())
     (info,) = [k for k in keys.json() if k["name"] == "ci-demo-staging"]
     assert info["grants"] == [
