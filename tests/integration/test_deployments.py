@@ -287,10 +287,12 @@ async def test_blue_green_by_hand_and_its_post_promotion_analysis(demo: System) 
             ]
         },
     }
-    load = asyncio.create_task(run_load(endpoint + "/", rps=60, duration=6))
     started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "1"})
     await until(demo, started["id"], "paused")
     assert await versions(endpoint) == {"v1"}  # the preview serves nothing yet
+    # Traffic from the promotion on, whatever the time it took to get here (a load started
+    # with the deployment could end before the promotion on a busy machine: no data to judge).
+    load = asyncio.create_task(run_load(endpoint + "/", rps=60, duration=8))
     await demo.http.post(f"/api/v1/deployments/{started['id']}/promote", headers=demo.auth())
     done = await until(demo, started["id"], *FINAL)
     await load
@@ -307,9 +309,9 @@ async def test_pauses_and_analyses_do_not_count_against_the_progress_deadline(
     # Rollouts, time in them is not a lack of progress. (The deadline firing on a stuck step,
     # with its compensation, is a fast test: tests/unit/test_deployment_bounds.py.)
     # The deadline leaves the other steps (starting v2, setting weights) room on a busy machine.
-    late = {"name": "request_rate", "initial_delay": "6s", "success_condition": "result >= 0"}
-    steps = [{"set_weight": 50}, {"pause": {"duration": "6s"}}, {"analysis": {"metrics": [late]}}]
-    slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 5}
+    late = {"name": "request_rate", "initial_delay": "9s", "success_condition": "result >= 0"}
+    steps = [{"set_weight": 50}, {"pause": {"duration": "9s"}}, {"analysis": {"metrics": [late]}}]
+    slow = {"type": "canary", "steps": steps, "progress_deadline_seconds": 8}
     started = await deploy(demo, "v2", slow)
     done = await until(demo, started["id"], *FINAL)
     assert done["state"] == "succeeded", done
