@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import Request
-from sqlalchemy import ColumnElement, false, func, or_, select, true
+from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import components as component_store
@@ -212,22 +212,16 @@ async def readable_page(
     limit: int,
     offset: int,
 ) -> tuple[list[DeploymentRow], int]:
-    """`core.db.deployments.page` restricted to what the caller may read (in SQL, so the
-    total and the paging stay right)."""
-    query = select(DeploymentRow).where(
-        readable_clause(principal, DeploymentRow.component, DeploymentRow.environment)
+    """`core.db.deployments.page` restricted to what the caller may read."""
+    return await deployment_store.page(
+        session,
+        component=component,
+        environment=environment,
+        state=state,
+        limit=limit,
+        offset=offset,
+        readable=readable_clause(principal, DeploymentRow.component, DeploymentRow.environment),
     )
-    if component:
-        query = query.where(DeploymentRow.component == component)
-    if environment:
-        query = query.where(DeploymentRow.environment == environment)
-    if state:
-        query = query.where(DeploymentRow.state == state.value)
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar()
-    rows = await session.execute(
-        query.order_by(DeploymentRow.created_at.desc()).limit(limit).offset(offset)
-    )
-    return list(rows.scalars()), int(total or 0)
 
 
 def readable_target(principal: Principal, target: tuple[str | None, str | None] | None) -> bool:

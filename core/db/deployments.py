@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.tables import DeploymentRow, RevisionRow, utcnow
@@ -51,9 +51,14 @@ async def page(
     state: DeploymentState | None,
     limit: int,
     offset: int,
+    readable: ColumnElement[bool] | None = None,
 ) -> tuple[list[DeploymentRow], int]:
-    """Newest first, filtered; with the number of matches over all pages."""
+    """Newest first, filtered (and, given `readable`, restricted to what a scoped caller may
+    read, in SQL so the total and the paging stay right); with the number of matches over all
+    pages."""
     query = select(DeploymentRow)
+    if readable is not None:
+        query = query.where(readable)
     if component:
         query = query.where(DeploymentRow.component == component)
     if environment:
