@@ -27,6 +27,7 @@ def to_model(row: ComponentRow) -> Component:
         runtime=RuntimeSpec.model_validate(row.runtime),
         config_schema=row.config_schema,
         slo=row.slo,
+        depends_on=row.depends_on or [],
         created_at=row.created_at,
         updated_at=row.updated_at,
         revision=row.revision,
@@ -35,6 +36,10 @@ def to_model(row: ComponentRow) -> Component:
 
 def _slo(spec: ComponentSpec) -> dict[str, Any] | None:
     return None if spec.slo is None else spec.slo.model_dump(mode="json", exclude_none=True)
+
+
+def _depends_on(spec: ComponentSpec) -> list[dict[str, Any]] | None:
+    return [d.model_dump(mode="json") for d in spec.depends_on] or None
 
 
 def _duplicate(name: str) -> ConflictError:
@@ -56,6 +61,7 @@ async def create(session: AsyncSession, spec: ComponentSpec) -> Component:
         runtime=spec.runtime.model_dump(mode="json"),
         config_schema=spec.config_schema,
         slo=_slo(spec),
+        depends_on=_depends_on(spec),
         created_at=now,
         updated_at=now,
         revision=1,
@@ -123,6 +129,7 @@ async def replace(session: AsyncSession, ref: str, spec: ComponentSpec) -> Compo
     row.runtime = spec.runtime.model_dump(mode="json")
     row.config_schema = spec.config_schema
     row.slo = _slo(spec)
+    row.depends_on = _depends_on(spec)
     row.updated_at = utcnow()
     row.revision += 1
     try:

@@ -57,6 +57,8 @@ class ComponentRow(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     config_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     slo: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # core/models/slo.py
+    # [{"component": name, "version": constraint or null}] (migration 0013); NULL: none.
+    depends_on: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class InstanceRow(Base):

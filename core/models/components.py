@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.models.health import ComponentHealthStatus
@@ -17,6 +18,7 @@ from core.models.names import ComponentName
 from core.models.slo import SloSpec, SloStatus
 
 COMMAND_PLACEHOLDERS = frozenset({"port", "version", "instance"})
+MAX_DEPENDENCIES = 20
 MAX_CONFIG_SCHEMA_BYTES = 64 * 1024
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.\-/]{0,61}[A-Za-z0-9])?$")
 # `{{` and `}}` are literal braces; `{name}` a placeholder; any other brace is an error.
@@ -147,6 +149,34 @@ class RuntimeSpec(BaseModel):
         return self
 
 
+class DependencySpec(BaseModel):
+    """Another component this one needs running, in the same environment, before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    component: ComponentName
+    version: str | None = Field(
+        None,
+        max_length=100,
+        description="a version constraint (PEP 440 specifiers, e.g. `>=2.0`, `>=2,<3`); the "
+        "dependency's serving version must satisfy it",
+        examples=[">=2.0"],
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _constraint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise ValueError(
+                f"{value!r} is not a version constraint; write e.g. '>=2.0' or '>=2,<3'"
+            ) from None
+        return value
+
+
 class ComponentSpec(BaseModel):
     """What a client sends to register or replace a component."""
 
@@ -162,6 +192,13 @@ class ComponentSpec(BaseModel):
         description="a JSON Schema (draft 2020-12) the component's effective configuration, "
         "an object {key: value}, must satisfy in every environment",
         examples=[{"type": "object", "properties": {"db.pool_size": {"type": "integer"}}}],
+    )
+    depends_on: list[DependencySpec] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="components this one calls, deployed before it by a release; each one's "
+        "router address reaches the instances as <NAME>_URL",
+        examples=[[{"component": "api", "version": ">=2.0"}]],
     )
     slo: SloSpec | None = Field(
         None,
@@ -194,6 +231,15 @@ class ComponentSpec(BaseModel):
                 f"{err.message[:300]}"
             ) from None
         return schema
+
+    @model_validator(mode="after")
+    def _dependencies_are_others(self) -> ComponentSpec:
+        names = [d.component for d in self.depends_on]
+        if self.name in names:
+            raise ValueError(f"{self.name} cannot depend on itself")
+        if len(set(names)) != len(names):
+            raise ValueError("each dependency is listed once")
+        return self
 
     @field_validator("labels")
     @classmethod

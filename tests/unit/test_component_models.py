@@ -61,3 +61,20 @@ def test_templates_are_filled_without_str_format() -> None:
     assert fill_template("--port={port} {{json}} {version}", values) == "--port=8080 {json} v{1}"
     with pytest.raises(ValueError, match="not a known placeholder"):
         fill_template("{port:>9}", values)
+
+
+def test_dependencies_are_other_components_with_valid_constraints() -> None:
+    runtime = {"command": ["serve", "{port}"]}
+    spec = ComponentSpec(
+        name="web", runtime=runtime, depends_on=[{"component": "api", "version": ">=2.0,<3"}]
+    )
+    assert spec.depends_on[0].component == "api"
+    for bad, says in [
+        ([{"component": "web"}], "cannot depend on itself"),
+        ([{"component": "api"}, {"component": "api"}], "listed once"),
+        ([{"component": "api", "version": "two or more"}], "not a version constraint"),
+        ([{"component": "Bad_Name"}], "component"),
+        ([{"component": f"c{i}"} for i in range(21)], "at most 20"),
+    ]:
+        with pytest.raises(ValidationError, match=says):
+            ComponentSpec(name="web", runtime=runtime, depends_on=bad)
