@@ -52,6 +52,7 @@ Kind = Literal[
 _RULES: list[tuple[str, str, Kind]] = [
     ("GET", "/api/v1/components", "list"),
     ("POST", "/api/v1/components", "body"),
+    ("GET", "/api/v1/components/graph", "list"),
     ("*", "/api/v1/components/{component_id}/environments/{environment}", "component-environment"),
     ("*", "/api/v1/components/{component_id}*", "component"),
     ("GET", "/api/v1/deployments", "list"),

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from api.gateway import Gateway, StartPolicy, Tags
 from api.schemas import InstanceView
-from api.services import audit, exclusion, redaction
+from api.services import audit, dependency_checks, exclusion, redaction
 from core.contracts import RETIRE_WORKFLOW
 from core.db import components as store
 from core.db import health as health_store
@@ -51,7 +51,10 @@ class ComponentService:
         self.gateway = gateway
 
     async def create(self, principal: Principal, spec: ComponentSpec) -> Component:
-        """Register a component; a taken name is a 409."""
+        """Register a component; a taken name is a 409, a dependency that is not registered
+        or that would close a cycle a 422."""
+        await store.lock_graph(self.session)
+        dependency_checks.check_definition(spec, await store.graph(self.session))
         component = await store.create(self.session, spec)
         await audit.commit(self.session, principal, "component.created", component.name)
         return component.model_copy(update={"health": NOT_CHECKED})
@@ -90,6 +93,7 @@ class ComponentService:
     async def replace(self, principal: Principal, ref: str, spec: ComponentSpec) -> Component:
         """Replace the definition. The name is fixed (it names the component's workflows,
         folders and instances); the runtime may not change while a deployment of it runs."""
+        await store.lock_graph(self.session)
         row = await store.lock(self.session, ref)
         if spec.name != row.name:
             raise ConflictError(
@@ -102,6 +106,7 @@ class ComponentService:
             await exclusion.refuse_while_deploying(
                 self.session, self.gateway, row.name, doing="change its runtime"
             )
+        dependency_checks.check_definition(spec, await store.graph(self.session))
         component = await store.replace(self.session, row.id, spec)
         await audit.commit(
             self.session,
@@ -115,14 +120,19 @@ class ComponentService:
 
     async def delete(self, principal: Principal, ref: str) -> None:
         """Stop the component's instances and routers everywhere, then remove it; 409 while a
-        deployment of it runs or starts, before or during the retire."""
+        deployment of it runs or starts, before or during the retire, or while other
+        components depend on it (checked again at the end: one may have come to)."""
+        await store.lock_graph(self.session)
         row = await store.lock(self.session, ref)
+        dependency_checks.refuse_if_depended_on(row.name, await store.graph(self.session))
         name, component_id = row.name, row.id
         started = await self._start_retire_locked(row.name, None, principal)
         await self.session.commit()
         await self._wait(started, name)
         # A deployment may have started once the retire ended: then the component stays.
+        await store.lock_graph(self.session)
         await store.lock(self.session, component_id)
+        dependency_checks.refuse_if_depended_on(name, await store.graph(self.session))
         await exclusion.refuse_while_deploying(
             self.session, self.gateway, name, doing="remove it (its instances were stopped)"
         )

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.gateway import Gateway, StartPolicy, Tags
-from api.services import audit, exclusion, policies, slo
+from api.services import audit, dependency_checks, exclusion, policies, slo
 from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
 from core.db import components, configuration, deployments
 from core.db.tables import ComponentRow, DeploymentRow, utcnow
@@ -64,6 +64,7 @@ async def start_deployment(
     rollback_of: str | None = None,
     action: str = "deployment.created",
     config_change: bool = False,
+    start_workflow: bool = True,
     **detail: Any,
 ) -> Started:
     """Record the deployment, then start its workflow. The component is resolved once, to its
@@ -76,6 +77,9 @@ async def start_deployment(
     component = await _component(session, req.component)
     req = req.model_copy(update={"component": component.name})
     slo.refuse_undeclared_slos(component, req)
+    await dependency_checks.refuse_unsatisfied(
+        session, component, req.environment, rollback=rollback_of is not None
+    )
     req, policy = await policies.planned_deployment(session, req, config_change=config_change)
     config_revision = await _config_revision(session, req)
     if deployment_id is not None:
@@ -96,8 +100,10 @@ async def start_deployment(
         if existing is None:
             raise
         return Started(_same_request(existing, req), created=False)
-    handle = await _start_workflow(session, gateway, row, req)
-    row.run_id = handle.result_run_id
+    if start_workflow:
+        handle = await _start_workflow(session, gateway, row, req)
+        row.run_id = handle.result_run_id
+    # else: a release starts it as its child workflow (activities/releases.py)
     await audit.commit(
         session,
         principal,

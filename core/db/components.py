@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import or_, select, update
+from sqlalchemy import false, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -188,3 +188,31 @@ async def mirror_instances(session: AsyncSession, state: TargetState) -> None:
                     updated_at=now,
                 )
             )
+
+
+# The key of the PostgreSQL advisory lock that serialises changes to the dependency graph.
+_GRAPH_LOCK_KEY = "components-graph"
+
+
+async def lock_graph(session: AsyncSession) -> None:
+    """Serialise changes to the dependency graph until the session's transaction ends, so
+    two writes that each leave the graph acyclic cannot close a cycle together. PostgreSQL:
+    an advisory transaction lock. SQLite: a write that matches no row, which takes the
+    database's write lock (its driver begins the transaction at the first write)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _GRAPH_LOCK_KEY}
+        )
+    else:
+        await session.execute(
+            update(ComponentRow)
+            .where(false())
+            .values(revision=ComponentRow.revision)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def graph(session: AsyncSession) -> dict[str, list[str]]:
+    """Every component's dependencies by name: `{component: [dependency, ...]}`."""
+    rows = await session.execute(select(ComponentRow.name, ComponentRow.depends_on))
+    return {name: [d["component"] for d in deps or ()] for name, deps in rows.all()}

@@ -59,13 +59,16 @@ def instance_env(
     target_dir: Path,
     config: InstanceConfig = NO_CONFIGURATION,
     config_file: Path | None = None,
+    dependencies: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Allowed worker variables < the component's env (templates) < the configuration <
+    """Allowed worker variables < where the dependencies are (`<NAME>_URL`, see
+    `dependency_urls`) < the component's env (templates) < the configuration <
     the set's overrides (literal) < R2C_INSTANCE and R2C_TARGET, which recognise the process
     later, R2C_CONFIG_REVISION, which tells the app (and a test) what it runs, and
     R2C_CONFIG_FILE, the rendered file of a component that asked for one."""
     own = runtime.command[0] == "r2c"
     env = inherited_env(OWN_PROGRAM_ENV if own else ())
+    env.update(dependencies or {})
     env.update({k: fill_template(v, values) for k, v in runtime.env.items()})
     env.update(config.variables)
     env.update(overrides)
@@ -75,6 +78,13 @@ def instance_env(
     if config_file is not None:
         env[FILE_VARIABLE] = str(config_file)
     return env
+
+
+def dependency_variable(name: str) -> str:
+    """The variable that tells an instance where the dependency `name` is: `API_URL` for
+    `api`, `DB_MIGRATE_URL` for `db-migrate` (component names are lower-case letters, digits
+    and dashes, so the result is always a valid variable name)."""
+    return name.upper().replace("-", "_") + "_URL"
 
 
 def router_env(target_dir: Path) -> dict[str, str]:

@@ -19,7 +19,11 @@ import httpx
 
 from activities.infrastructure.local import processes
 from activities.infrastructure.local.config_files import config_path, remove_config, write_config
-from activities.infrastructure.local.launch import instance_argv, instance_env
+from activities.infrastructure.local.launch import (
+    dependency_variable,
+    instance_argv,
+    instance_env,
+)
 from activities.infrastructure.local.orphans import kill_orphans
 from activities.infrastructure.local.paths import child
 from activities.infrastructure.local.ports import DEFAULT_RANGE, PortAllocator
@@ -255,7 +259,15 @@ class LocalProvider:
         try:
             argv = instance_argv(runtime, values)
             rendered = config_path(files, slot) if runtime.config_file else None
-            env = instance_env(runtime, current.env_overrides, values, files.dir, config, rendered)
+            env = instance_env(
+                runtime,
+                current.env_overrides,
+                values,
+                files.dir,
+                config,
+                rendered,
+                dependencies=self._dependency_urls(component, files.environment),
+            )
             pid, ticks = processes.start_detached(argv, env, runtime.working_dir, log_file)
         except ValueError as err:  # a template stored before templates were checked
             self.ports.release(port)
@@ -276,6 +288,27 @@ class LocalProvider:
         return InstanceRecord(
             instance_id=name, port=port, pid=pid, ticks=ticks, started_at=utcnow()
         )
+
+    def _dependency_urls(self, component: Component, environment: str) -> dict[str, str]:
+        """`<NAME>_URL` of each dependency: its router in the same environment, so calls
+        between components go through the routers (and their canary weights). Read from the
+        dependency's state file without its lock: a router's port is written once, when it
+        starts. A dependency not deployed here yet has no variable, and a warning says so."""
+        urls: dict[str, str] = {}
+        for dependency in component.depends_on:
+            router = self.files(dependency.component, environment).load().router
+            if router is None:
+                log.warning(
+                    "dependency not deployed: its URL variable is not set",
+                    extra={
+                        "component": component.name,
+                        "environment": environment,
+                        "dependency": dependency.component,
+                    },
+                )
+                continue
+            urls[dependency_variable(dependency.component)] = f"http://127.0.0.1:{router.port}"
+        return urls
 
     def _forget_dead(self, current: SetRecord) -> None:
         for inst in current.instances:
