@@ -16,6 +16,7 @@ from activities.health import HealthActivities
 from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
 from activities.notifications import notification_activities
+from activities.releases import release_activities
 from activities.schedules import schedule_activities
 from activities.slo import SloActivities
 from core.secrets import SecretStore
@@ -24,6 +25,7 @@ from workflows.deployment.background import BackgroundAnalysisWorkflow
 from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
 from workflows.notifications import NOTIFICATION_WORKFLOWS
+from workflows.release import ReleaseWorkflow
 from workflows.retire import ComponentRetireWorkflow
 from workflows.scheduled import SCHEDULE_WORKFLOWS
 
@@ -32,6 +34,7 @@ WORKFLOWS: Sequence[type] = (
     ComponentRetireWorkflow,
     DeploymentWorkflow,
     BackgroundAnalysisWorkflow,
+    ReleaseWorkflow,
     *SCHEDULE_WORKFLOWS,
     *NOTIFICATION_WORKFLOWS,
 )
@@ -67,5 +70,6 @@ def activities(
         deployments.record,
         *audit_activities(sessions),
         *schedule_activities(sessions, client, settings),
+        *release_activities(sessions, client, settings),
         *notification_activities(sessions, http, client, settings),
     ]
