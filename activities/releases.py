@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from api.gateway import Gateway
 from api.services.deployments import DeploymentService
+from core.db import releases as release_store
 from core.db.tables import ComponentRow, DeploymentRow
 from core.errors import R2CError
 from core.models.apikeys import Principal, Role
@@ -27,6 +28,7 @@ from core.models.releases import (
     FORGET_DEPLOYMENT_ACTIVITY,
     PREPARE_DEPLOYMENT_ACTIVITY,
     READ_GRAPH_ACTIVITY,
+    RECORD_RELEASE_ACTIVITY,
     START_ROLLBACK_ACTIVITY,
     AwaitAnswer,
     AwaitRequest,
@@ -35,6 +37,7 @@ from core.models.releases import (
     GraphRequest,
     PrepareAnswer,
     PrepareRequest,
+    ReleaseStatus,
     RollbackStarted,
     RollbackStartRequest,
 )
@@ -153,6 +156,13 @@ class ReleaseActivities:
                 deployment_id=row.id, workflow_id=row.workflow_id, run_id=row.run_id
             )
 
+    @activity.defn(name=RECORD_RELEASE_ACTIVITY)
+    async def record(self, status: ReleaseStatus) -> None:
+        """The release's state in the store: its plan once made, its outcome at the end."""
+        async with self.sessions() as session:
+            await release_store.record(session, status)
+            await session.commit()
+
     @activity.defn(name=AWAIT_DEPLOYMENT_ACTIVITY)
     async def await_deployment(self, req: AwaitRequest) -> AwaitAnswer:
         """How a deployment the release started outside itself (a rollback) ended."""
@@ -178,4 +188,4 @@ def release_activities(
     sessions: async_sessionmaker[Any], client: Client, settings: Settings
 ) -> list[Callable[..., Any]]:
     a = ReleaseActivities(sessions, client, settings)
-    return [a.read_graph, a.prepare, a.forget, a.start_rollback, a.await_deployment]
+    return [a.read_graph, a.prepare, a.forget, a.start_rollback, a.await_deployment, a.record]

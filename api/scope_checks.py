@@ -70,6 +70,10 @@ _RULES: list[tuple[str, str, Kind]] = [
     ("POST", "/api/v1/schedules", "body"),
     ("*", "/api/v1/schedules/{schedule_id}*", "schedule"),
     ("POST", "/api/v1/orchestration/workflows", "body"),
+    # A release names its components and environment in its body (checked, each of them, by
+    # the handler); once made, one the caller may not read is answered 404, as if unlisted.
+    ("POST", "/api/v1/releases", "body"),
+    ("*", "/api/v1/releases*", "list"),
 ]
 
 

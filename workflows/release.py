@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         FORGET_DEPLOYMENT_ACTIVITY,
         PREPARE_DEPLOYMENT_ACTIVITY,
         READ_GRAPH_ACTIVITY,
+        RECORD_RELEASE_ACTIVITY,
         RELEASE_WORKFLOW,
         START_ROLLBACK_ACTIVITY,
         AwaitAnswer,
@@ -95,6 +96,7 @@ class ReleaseWorkflow:
         s.state = ReleaseState.PROGRESSING
         try:
             await self._plan()
+            await self._record()
             for number, wave in enumerate(s.waves):
                 if self.abort_reason is not None:
                     raise _Failure(None, self.abort_reason)
@@ -107,10 +109,20 @@ class ReleaseWorkflow:
             reason = workflow.cancellation_reason() or "the release was cancelled"
             await asyncio.shield(asyncio.create_task(self._stop_children(reason)))
             await asyncio.shield(asyncio.create_task(self._undo(None, reason)))
+            await asyncio.shield(asyncio.create_task(self._record()))
             raise
         else:
             self._end(ReleaseState.SUCCEEDED, "every component is deployed")
+        await self._record()
         return s
+
+    async def _record(self) -> None:
+        await workflow.execute_activity(
+            RECORD_RELEASE_ACTIVITY,
+            self.status,
+            start_to_close_timeout=_SHORT,
+            retry_policy=_RETRY,
+        )
 
     # ------------------------------------------------------------------ plan and waves
 

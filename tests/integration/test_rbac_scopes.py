@@ -176,6 +176,8 @@ def _request(
         body = _schedule(f"n-{uuid.uuid4().hex[:10]}", component, environment)
     elif (method, path) == ("PUT", "/api/v1/schedules/{schedule_id}"):
         body = _schedule(None, component, environment)
+    elif (method, path) == ("POST", "/api/v1/releases"):
+        body = {"environment": environment, "components": {component: "v2"}}
     elif (method, path) == ("POST", "/api/v1/orchestration/workflows"):
         deployment = {"component": component, "environment": environment, "version": "v2"}
         body = {"type": "deployment", "input": deployment}

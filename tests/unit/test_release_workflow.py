@@ -33,6 +33,7 @@ from core.models.releases import (
     FORGET_DEPLOYMENT_ACTIVITY,
     PREPARE_DEPLOYMENT_ACTIVITY,
     READ_GRAPH_ACTIVITY,
+    RECORD_RELEASE_ACTIVITY,
     START_ROLLBACK_ACTIVITY,
     AwaitAnswer,
     AwaitRequest,
@@ -82,6 +83,7 @@ class Fakes:
     prepared: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
     rollbacks: list[str] = field(default_factory=list)  # components, in the order started
+    recorded: list[ReleaseState] = field(default_factory=list)  # states the store was told
 
     def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name=READ_GRAPH_ACTIVITY)
@@ -117,7 +119,11 @@ class Fakes:
         async def await_deployment(_: AwaitRequest) -> AwaitAnswer:
             return AwaitAnswer(state=DeploymentState.SUCCEEDED)
 
-        return [read_graph, prepare, forget, start_rollback, await_deployment]
+        @activity.defn(name=RECORD_RELEASE_ACTIVITY)
+        async def record(status: ReleaseStatus) -> None:
+            self.recorded.append(status.state)
+
+        return [read_graph, prepare, forget, start_rollback, await_deployment, record]
 
 
 @dataclass
@@ -178,6 +184,7 @@ async def test_waves_run_in_dependency_order_in_parallel_within_a_wave(
     assert c["api"].finished_at and c["api"].finished_at < c["worker"].finished_at
     assert status.graph == {name: GRAPH[name] for name in sorted(ALL)}
     assert r.fakes.rollbacks == []
+    assert r.fakes.recorded == [ReleaseState.PROGRESSING, ReleaseState.SUCCEEDED]
     # One prepared deployment per component, under the release's own ids.
     assert sorted(r.fakes.prepared) == sorted(p.deployment_id for p in c.values())
     # The history replays: a worker restarted mid-release would start no second child.
@@ -252,8 +259,8 @@ async def test_cancel_compensates_and_is_not_swallowed(env: WorkflowEnvironment)
         status = await handle.query(ReleaseWorkflow.get_status)
     assert status.state is ReleaseState.ROLLED_BACK
     assert status.components["worker"].state is DeploymentState.ABORTED
-    by_id = {p.deployment_id: n for n, p in status.components.items()}
-    assert [by_id[d] for d in r.fakes.rollbacks] == ["db"]
+    assert r.components_rolled_back(status) == ["db"]
+    assert r.fakes.recorded[-1] is ReleaseState.ROLLED_BACK
 
 
 async def test_a_busy_target_refuses_the_child_and_fails_the_release(
