@@ -21,6 +21,7 @@ from tests.integration import (
     audit_scenarios_events,
     audit_scenarios_notifications,
     audit_scenarios_policies,
+    audit_scenarios_releases,
     audit_scenarios_schedules,
 )
 from tests.integration.openbao_fixture import OpenBaoServer
@@ -155,6 +156,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     **audit_scenarios_events.SCENARIOS,
     **audit_scenarios_notifications.SCENARIOS,
     **audit_scenarios_apikeys.SCENARIOS,
+    **audit_scenarios_releases.SCENARIOS,
 }
 
 
