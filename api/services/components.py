@@ -93,8 +93,9 @@ class ComponentService:
     async def replace(self, principal: Principal, ref: str, spec: ComponentSpec) -> Component:
         """Replace the definition. The name is fixed (it names the component's workflows,
         folders and instances); the runtime may not change while a deployment of it runs."""
-        await store.lock_graph(self.session)
+        # The row first, then the graph: every path that takes both takes them in this order.
         row = await store.lock(self.session, ref)
+        await store.lock_graph(self.session)
         if spec.name != row.name:
             raise ConflictError(
                 f"a component's name cannot change ({row.name!r} to {spec.name!r}): its "
@@ -122,16 +123,16 @@ class ComponentService:
         """Stop the component's instances and routers everywhere, then remove it; 409 while a
         deployment of it runs or starts, before or during the retire, or while other
         components depend on it (checked again at the end: one may have come to)."""
-        await store.lock_graph(self.session)
         row = await store.lock(self.session, ref)
+        await store.lock_graph(self.session)
         dependency_checks.refuse_if_depended_on(row.name, await store.graph(self.session))
         name, component_id = row.name, row.id
         started = await self._start_retire_locked(row.name, None, principal)
         await self.session.commit()
         await self._wait(started, name)
         # A deployment may have started once the retire ended: then the component stays.
-        await store.lock_graph(self.session)
         await store.lock(self.session, component_id)
+        await store.lock_graph(self.session)
         dependency_checks.refuse_if_depended_on(name, await store.graph(self.session))
         await exclusion.refuse_while_deploying(
             self.session, self.gateway, name, doing="remove it (its instances were stopped)"

@@ -104,22 +104,30 @@ async def test_cycles_unknown_dependencies_and_dependents_are_refused(noop: Syst
 async def test_two_writes_that_together_close_a_cycle_one_is_refused(
     noop: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`a -> b` and `b -> a` at once: the first reads the graph, then lets the second start and
-    goes on only once the second asks for the graph lock; the second then finds the cycle."""
+    """`api -> web` and `web -> api` at once: the first reads the graph, then lets the second
+    start and goes on only once the second asks for a lock; the second then finds the cycle
+    (on PostgreSQL, because of the graph lock: each write locks only its own row)."""
     system = noop
     await register(system, "api")
     await register(system, "web")
     second_waits = asyncio.Event()
-    locks = 0
-    real_lock, real_graph = component_store.lock_graph, component_store.graph
+    real_lock, real_lock_graph, real_graph = (
+        component_store.lock,
+        component_store.lock_graph,
+        component_store.graph,
+    )
     second: list[asyncio.Task[httpx.Response]] = []
 
-    async def lock_graph(session: Any) -> None:
-        nonlocal locks
-        locks += 1
-        if locks == 2:
+    # Any lock asked for once the second write started is the second's: it waits there.
+    async def lock(session: Any, ref: str) -> Any:
+        if second:
             second_waits.set()
-        await real_lock(session)
+        return await real_lock(session, ref)
+
+    async def lock_graph(session: Any) -> None:
+        if second:
+            second_waits.set()
+        await real_lock_graph(session)
 
     async def graph(session: Any) -> dict[str, list[str]]:
         found = await real_graph(session)
@@ -128,6 +136,7 @@ async def test_two_writes_that_together_close_a_cycle_one_is_refused(
             await asyncio.wait_for(second_waits.wait(), 10)
         return found
 
+    monkeypatch.setattr(component_store, "lock", lock)
     monkeypatch.setattr(component_store, "lock_graph", lock_graph)
     monkeypatch.setattr(component_store, "graph", graph)
     first = await put(system, "api", "web")
