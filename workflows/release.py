@@ -58,7 +58,8 @@ with workflow.unsafe.imports_passed_through():
         RollbackStartRequest,
     )
 
-_SHORT = timedelta(seconds=60)
+# Short: an attempt lost with a killed worker is retried after this long.
+_SHORT = timedelta(seconds=10)
 _AWAIT = timedelta(hours=24)
 _HEARTBEAT = timedelta(seconds=30)
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
