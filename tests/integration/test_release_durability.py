@@ -1,6 +1,8 @@
-"""A release survives its worker: a worker process SIGKILLed at each wave boundary (as the
-next wave's deployment appears) and started again finishes the release, with exactly one
-deployment per component: no child started twice."""
+"""A release survives its worker: a worker process SIGKILLed at a wave boundary (as the last
+wave's deployment appears, with two children already in the release's history) and started
+again finishes the release, with exactly one deployment per component: no child started
+twice. One boundary: every boundary takes the same path (tests/unit/test_release_workflow.py
+replays a whole release's history), and each kill costs the lost attempt's timeout."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ async def _deployments(system: System) -> list[dict[str, Any]]:
     return list(resp.json()["items"])
 
 
-async def test_a_worker_killed_at_each_wave_boundary_starts_no_second_child(
+async def test_a_worker_killed_at_a_wave_boundary_starts_no_second_child(
     make_system: Callable[..., Any],
 ) -> None:
     system: System = await make_system(worker=False)
@@ -39,15 +41,14 @@ async def test_a_worker_killed_at_each_wave_boundary_starts_no_second_child(
         resp = await system.http.post("/api/v1/releases", json=body, headers=system.auth())
         assert resp.status_code == 202, resp.text
         url = f"/api/v1/releases/{resp.json()['id']}"
-        for name in ORDER[1:]:  # the boundary before wave 2, then before wave 3
-            await wait_for(
-                lambda: _deployments(system),
-                lambda items, name=name: any(d["component"] == name for d in items),  # type: ignore[misc]
-                within=60,
-                what=f"the deployment of {name}",
-            )
-            worker.kill()
-            worker.start()
+        await wait_for(
+            lambda: _deployments(system),
+            lambda items: any(d["component"] == "web" for d in items),
+            within=60,
+            what="the deployment of web (wave 3)",
+        )
+        worker.kill()
+        worker.start()
 
         async def get() -> dict[str, Any]:
             return dict((await system.http.get(url, headers=system.auth())).json())

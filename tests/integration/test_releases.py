@@ -6,6 +6,7 @@ canary in `api` rolls back `api` (by itself) and `db-migrate` (by the release), 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -123,3 +124,30 @@ async def test_a_release_deploys_in_order_and_a_bad_canary_rolls_back_in_reverse
     print(f"rollback of the release after api's failure: {rollback_seconds:.2f} s")
     for name in ORDER:
         assert await versions(endpoints[name], 5) == {"v1"}, name
+
+
+async def test_release_requests_are_checked(make_system: Callable[..., Any]) -> None:
+    """422 with the reason for what cannot be planned, 404 and 409 where they apply; a
+    release on the no-op provider ends, is listed, and can no longer be aborted."""
+    system: System = await make_system(noop=True)
+    await _register(system)
+    auth = system.auth()
+
+    async def post(body: dict[str, Any]) -> Any:
+        return await system.http.post("/api/v1/releases", json=body, headers=auth)
+
+    unknown = await post({"environment": "dev", "components": {"nope": "v1"}})
+    assert unknown.status_code == 422 and "no component nope" in unknown.text
+    many = {f"c{i:02d}": "v1" for i in range(51)}
+    assert (await post({"environment": "dev", "components": many})).status_code == 422
+    assert (await post({"environment": "Bad_Env", "components": {"api": "v1"}})).status_code == 422
+    stray = {"environment": "dev", "components": {"api": "v1"}, "strategies": {"web": {}}}
+    assert (await post(stray)).status_code == 422
+    missing = await system.http.get("/api/v1/releases/rel-000000000000", headers=auth)
+    assert missing.status_code == 404
+    done = await _release(system, {"environment": "dev", "components": {"db-migrate": "v1"}})
+    assert done["state"] == "succeeded", done
+    listed = await system.http.get("/api/v1/releases", headers=auth)
+    assert [r["id"] for r in listed.json()["items"]] == [done["id"]]
+    late = await system.http.post(f"/api/v1/releases/{done['id']}/abort", headers=auth)
+    assert late.status_code == 409, late.text
