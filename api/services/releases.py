@@ -4,6 +4,7 @@ run and from the store once ended, aborted."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,8 +51,8 @@ class ReleaseView(BaseModel):
     reason: str | None = None
     failed_component: str | None = None
     initiator: str
-    created_at: Any
-    finished_at: Any | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
     status: ReleaseStatus | None = None
     links: ReleaseLinks
 
