@@ -244,6 +244,7 @@ class ReleaseWorkflow:
         finally:
             self.children.pop(name, None)
         if result.state is DeploymentState.SUCCEEDED:
+            p.previous_version = result.previous_version
             self._ended(name, DeploymentState.SUCCEEDED, result.reason)
             return None
         return self._ended(name, result.state, result.reason or result.state.value)
@@ -281,7 +282,13 @@ class ReleaseWorkflow:
         s.reason, s.failed_component = reason, component
         problems: list[str] = []
         for wave in reversed(s.waves):
-            moved = [n for n in wave if s.components[n].state is DeploymentState.SUCCEEDED]
+            done = [n for n in wave if s.components[n].state is DeploymentState.SUCCEEDED]
+            # No earlier version: a first deployment (nothing to go back to), or the version
+            # already served (nothing changed; a rollback would go to an older one).
+            for n in done:
+                if s.components[n].previous_version is None:
+                    s.components[n].rollback_reason = "nothing to undo: no earlier version ran"
+            moved = [n for n in done if s.components[n].previous_version is not None]
             results = await asyncio.gather(*(self._roll_back(n) for n in moved))
             problems += [r for r in results if r is not None]
         if problems:

@@ -81,6 +81,9 @@ class ComponentProgress(BaseModel):
     reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    previous_version: str | None = Field(
+        None, description="what served before (None: nothing, or this version already)"
+    )
     rollback_deployment_id: str | None = None
     rollback_state: DeploymentState | None = None
     rollback_reason: str | None = None

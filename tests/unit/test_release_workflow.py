@@ -69,6 +69,7 @@ class FakeDeployment:
             component=inp.component,
             environment=inp.environment,
             version=inp.version,
+            previous_version="v1",
             strategy=inp.strategy.type,
             state=DeploymentState(state),
             reason=f"fake {state}",
