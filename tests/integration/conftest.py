@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
@@ -30,7 +31,7 @@ from workers.main import run_worker
 
 @pytest.fixture
 async def make_system(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], temporal_client: Client
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start an API (and by default a worker) for the test; everything stops at its end."""
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
@@ -62,7 +63,7 @@ async def make_system(
 
     yield build
     for system in systems:
-        await terminate_leftovers(system)
+        await terminate_leftovers(system, temporal_client)
         await retire_instances(system)
     for ctx in reversed(contexts):
         await ctx.__aexit__(None, None, None)

@@ -100,17 +100,17 @@ async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -
         await engine.dispose()
 
 
-async def terminate_leftovers(system: System) -> None:
+async def terminate_leftovers(system: System, client: Client | None = None) -> None:
     """A workflow a failed test left running must not block the next test: workflow ids
     such as deploy:<component>:<environment> are shared by every test on the server.
-    The test's schedules go first, so none starts another run after this."""
-    await delete_schedules(system.temporal, system.settings.task_queue)
+    The test's schedules go first, so none starts another run after this. `client`: one that
+    reaches the server whatever the test did to its own (a TLS relay it has closed)."""
+    client = client or system.temporal
+    await delete_schedules(client, system.settings.task_queue)
     query = f"TaskQueue = '{system.settings.task_queue}' AND ExecutionStatus = 'Running'"
     try:
-        async for execution in system.temporal.list_workflows(
-            query, rpc_timeout=timedelta(seconds=2)
-        ):
-            handle = system.temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
+        async for execution in client.list_workflows(query, rpc_timeout=timedelta(seconds=2)):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
             await handle.terminate(reason="test teardown")
     except Exception:  # a test that broke Temporal on purpose: nothing to clean
         pass

@@ -5,6 +5,7 @@ settings (and never the key)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 
+from core.ids import deployment_workflow_id
 from core.settings import Settings, SettingsError
 from core.temporal import TemporalConnectError, connect
 from tests.integration.deploying import deploy, register_demo, until
@@ -68,6 +70,10 @@ async def test_the_api_and_worker_deploy_over_mtls_and_no_secret_is_logged(
     started = await deploy(system, "v2")
     done = await until(system, started["id"], "succeeded")
     assert done["state"] == "succeeded"
+    # And the workflow's last task, while the relay (the worker's only way to Temporal) is up:
+    # a run left open when the relay goes holds deploy:demo:dev for every later test.
+    handle = system.temporal.get_workflow_handle(deployment_workflow_id("demo", "dev"))
+    await asyncio.wait_for(handle.result(), 30)
     # Both the worker's and the API's clients came through the relay, with our certificate.
     assert len(relay.accepted) >= 2 and set(relay.accepted) == {"r2c-client"}
     assert {v for n, v in relay.headers if n == "authorization"} == {f"Bearer {api_key}"}
