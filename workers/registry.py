@@ -16,6 +16,7 @@ from activities.health import HealthActivities
 from activities.infrastructure.activities import DEFAULT_VAULT_WAIT, InfrastructureActivities
 from activities.infrastructure.provider import InfrastructureProvider
 from activities.notifications import notification_activities
+from activities.pipelines import pipeline_activities
 from activities.releases import release_activities
 from activities.schedules import schedule_activities
 from activities.slo import SloActivities
@@ -25,6 +26,7 @@ from workflows.deployment.background import BackgroundAnalysisWorkflow
 from workflows.deployment.workflow import DeploymentWorkflow
 from workflows.health_check import ComponentHealthCheckWorkflow
 from workflows.notifications import NOTIFICATION_WORKFLOWS
+from workflows.pipeline import PipelineWorkflow
 from workflows.release import ReleaseWorkflow
 from workflows.retire import ComponentRetireWorkflow
 from workflows.scheduled import SCHEDULE_WORKFLOWS
@@ -35,6 +37,7 @@ WORKFLOWS: Sequence[type] = (
     DeploymentWorkflow,
     BackgroundAnalysisWorkflow,
     ReleaseWorkflow,
+    PipelineWorkflow,
     *SCHEDULE_WORKFLOWS,
     *NOTIFICATION_WORKFLOWS,
 )
@@ -71,5 +74,6 @@ def activities(
         *audit_activities(sessions),
         *schedule_activities(sessions, client, settings),
         *release_activities(sessions, client, settings),
+        *pipeline_activities(sessions, client, settings),
         *notification_activities(sessions, http, client, settings),
     ]

@@ -79,10 +79,19 @@ class ReleaseService:
         for component in sorted(row_or_req.components):
             check(principal, role, component, row_or_req.environment)
 
-    async def start(self, principal: Principal, req: ReleaseRequest) -> ReleaseView:
+    async def start(
+        self,
+        principal: Principal,
+        req: ReleaseRequest,
+        *,
+        release_id: str | None = None,
+        start_workflow: bool = True,
+    ) -> ReleaseView:
+        """Check, record, start and audit a release. `start_workflow=False` (a pipeline's
+        stage): everything but the start, which its caller makes as a child workflow."""
         self.check_scope(principal, Role.OPERATOR, req)
         await self._refuse_unplannable(req)
-        release_id = f"rel-{uuid.uuid4().hex[:12]}"
+        release_id = release_id or f"rel-{uuid.uuid4().hex[:12]}"
         inp = ReleaseInput(**req.model_dump(), release_id=release_id, initiator=principal.initiator)
         row = ReleaseRow(
             id=release_id,
@@ -96,15 +105,16 @@ class ReleaseService:
         )
         self.session.add(row)
         await self.session.flush()
-        handle = await self.gateway.start(
-            RELEASE_WORKFLOW,
-            inp,
-            workflow_id=row.workflow_id,
-            policy=StartPolicy.ONCE,
-            tags=Tags(initiator=principal.initiator, environment=req.environment),
-            summary=f"release of {len(req.components)} components to {req.environment}",
-        )
-        row.run_id = handle.result_run_id
+        if start_workflow:
+            handle = await self.gateway.start(
+                RELEASE_WORKFLOW,
+                inp,
+                workflow_id=row.workflow_id,
+                policy=StartPolicy.ONCE,
+                tags=Tags(initiator=principal.initiator, environment=req.environment),
+                summary=f"release of {len(req.components)} components to {req.environment}",
+            )
+            row.run_id = handle.result_run_id
         await audit.commit(
             self.session,
             principal,
