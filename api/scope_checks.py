@@ -74,6 +74,9 @@ _RULES: list[tuple[str, str, Kind]] = [
     # the handler); once made, one the caller may not read is answered 404, as if unlisted.
     ("POST", "/api/v1/releases", "body"),
     ("*", "/api/v1/releases*", "list"),
+    # A pipeline spans environments, and its runs whatever components they name: global (the
+    # handlers check each component x environment too).
+    ("*", "/api/v1/pipelines*", "global"),
 ]
 
 
