@@ -18,6 +18,7 @@ from api.gateway import Gateway
 from api.schemas import WorkflowStartRequest
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
+from api.services.line_stops import refuse_if_stopped
 from api.services.orchestration import WorkflowService
 from api.services.policy_refusals import record_refusal
 from core import notify
@@ -62,6 +63,8 @@ class ScheduleActivities:
             components = ComponentService(session, self.gateway)
             service = WorkflowService(session, self.gateway, self.settings, deployments, components)
             try:
+                # Stop the line (docs/stop-the-line.md): a schedule is automation, it waits.
+                await refuse_if_stopped(session, None, f"{inp.type} by schedule {inp.schedule}")
                 started = await service.start(principal, request, run)
             except R2CError as err:
                 if err.http_status >= 500 or err.http_status == 429:

@@ -77,6 +77,8 @@ _RULES: list[tuple[str, str, Kind]] = [
     # A pipeline spans environments, and its runs whatever components they name: global (the
     # handlers check each component x environment too).
     ("*", "/api/v1/pipelines*", "global"),
+    # The switch halts automation everywhere: only an unscoped role reads or sets it.
+    ("*", "/api/v1/stop-the-line", "global"),
 ]
 
 

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 
 from api.app import create_app
 from api.deployment_metrics import watch_deployments
+from api.line_stop_metrics import watch_line_stops
 from api.metrics import watch_component_health
 from api.slo_metrics import watch_slos
 from core.db.migrate import upgrade
@@ -37,6 +38,7 @@ async def serve(settings: Settings) -> None:
     watch_component_health(settings)
     watch_deployments(settings)
     watch_slos(settings)
+    watch_line_stops(settings)
     server = uvicorn.Server(uvicorn_config(settings, create_app(settings)))
     log.info(
         "api listening",

@@ -19,6 +19,7 @@ from api.schemas import WorkflowStartRequest
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
 from api.services.events_matching import TemplateError, render
+from api.services.line_stops import HALTED_TYPES, refuse_if_stopped
 from api.services.orchestration import WorkflowService
 from api.services.policy_refusals import is_refusal, record_refusal
 from core.db import deployments
@@ -132,6 +133,8 @@ class RouteActions:
         body = WorkflowStartRequest(
             type=spec.start.workflow_type, input=render(spec.start.input, ctx)
         )
+        if body.type in HALTED_TYPES:  # stop the line: a route is automation, it waits
+            await refuse_if_stopped(session, None, f"{body.type} by event route {name}")
         started = await workflows.start(
             route_principal(name, role), body, idempotency_key(ctx["source"], ctx["id"])
         )

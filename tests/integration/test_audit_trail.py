@@ -19,6 +19,7 @@ from tests.integration import (
     audit_scenarios_apikeys,
     audit_scenarios_configuration,
     audit_scenarios_events,
+    audit_scenarios_line_stops,
     audit_scenarios_notifications,
     audit_scenarios_policies,
     audit_scenarios_releases,
@@ -157,6 +158,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     **audit_scenarios_notifications.SCENARIOS,
     **audit_scenarios_apikeys.SCENARIOS,
     **audit_scenarios_releases.SCENARIOS,
+    **audit_scenarios_line_stops.SCENARIOS,
 }
 
 
