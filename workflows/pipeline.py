@@ -308,7 +308,7 @@ class PipelineWorkflow:
         """The stage's release of `components`, as a child; whether it succeeded."""
         release_id = stage_release_id(self.inp.run_id, p.environment, kind)
         if kind == "promote":
-            p.release_id = release_id
+            p.release_id, p.released_at = release_id, workflow.now()
         else:
             p.rollback_release_id = release_id
         prepared = await workflow.execute_activity(

@@ -250,7 +250,8 @@ class StageProgress(BaseModel):
     release_state: str | None = None
     reason: str | None = None
     rollback_release_id: str | None = None
-    started_at: datetime | None = None
+    started_at: datetime | None = Field(None, description="when its gates began")
+    released_at: datetime | None = Field(None, description="when its release began")
     verified_at: datetime | None = None
 
 
