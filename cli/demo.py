@@ -4,6 +4,13 @@
 200, `/metrics` counts requests by status in Prometheus format. `--error-rate` (or
 `DEMO_ERROR_RATE`) fails that share of `/` requests with 500; `--latency-ms` (or
 `DEMO_LATENCY_MS`) delays each one, so a bad version can be shown.
+
+With an upstream (`--upstream-url`, or `--upstream-env API_URL` naming the variable that holds
+it, such as the `<NAME>_URL` the local provider sets for each dependency, or
+`DEMO_UPSTREAM_URL`), each `/` request first calls the upstream's `/` (at most
+`UPSTREAM_TIMEOUT` seconds, over kept-alive connections) and answers 502 when that call fails
+or answers anything but 2xx, naming the upstream's status and version; so `web` calling `api`
+through its router shows what `api`'s canary does to `web`'s users.
 """
 
 from __future__ import annotations
@@ -15,17 +22,29 @@ import random
 import socket
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    import httpx
+
+UPSTREAM_TIMEOUT = 2.0
+"""Seconds a call to the upstream may take in all (connect, send, answer) before a 502."""
 
 
 class DemoApp:
     """The demo service as a raw ASGI app (no framework: it sits on the hot path of benchmarks)."""
 
-    def __init__(self, version: str, error_rate: float, latency_ms: float) -> None:
+    def __init__(
+        self, version: str, error_rate: float, latency_ms: float, upstream: str | None = None
+    ) -> None:
         if not 0 <= error_rate <= 1:
             raise ValueError("error rate must be between 0 and 1")
+        if upstream is not None and not upstream.startswith(("http://", "https://")):
+            raise ValueError(f"the upstream must be an http(s) URL, got {upstream[:100]!r}")
+        self.upstream = upstream.rstrip("/") + "/" if upstream else None
+        self._client: httpx.AsyncClient | None = None
         self.version = version
         self.error_rate = error_rate
         self.latency = latency_ms / 1000
@@ -40,6 +59,7 @@ class DemoApp:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
+            await self.aclose()
             await send({"type": "lifespan.shutdown.complete"})
             return
         path = scope["path"]
@@ -52,11 +72,34 @@ class DemoApp:
                 await asyncio.sleep(self.latency)
             failed = self.error_rate > 0 and random.random() < self.error_rate  # noqa: S311
             status = 500 if failed else 200
-            self.counts[status] += 1
             body: dict[str, Any] = {"version": self.version, "instance": self.instance}
             if failed:
                 body["error"] = "injected failure"
+            elif self.upstream is not None:
+                status, body["upstream"] = await self._call_upstream()
+            self.counts[status] += 1
             await self._send(send, status, body)
+
+    async def aclose(self) -> None:
+        """Close the connections to the upstream (at shutdown)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _call_upstream(self) -> tuple[int, dict[str, Any]]:
+        """(this request's status, what the upstream answered): 502 unless it answered 2xx."""
+        import httpx
+
+        assert self.upstream is not None
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT)
+        try:
+            async with asyncio.timeout(UPSTREAM_TIMEOUT):  # httpx's own bounds each phase only
+                resp = await self._client.get(self.upstream)
+        except (httpx.HTTPError, TimeoutError) as err:
+            return 502, {"error": f"upstream unreachable: {type(err).__name__}"}
+        seen = {"status": resp.status_code, "version": resp.headers.get("x-component-version")}
+        return (200 if resp.is_success else 502), seen
 
     async def _send(self, send: Send, status: int, body: dict[str, Any]) -> None:
         await send({"type": "http.response.start", "status": status, "headers": self._headers})
@@ -79,6 +122,19 @@ class DemoApp:
             }
         )
         await send({"type": "http.response.body", "body": ("\n".join(lines) + "\n").encode()})
+
+
+def resolve_upstream(given: str | None, env_name: str | None) -> str | None:
+    """The upstream to call: `--upstream-url`, else the variable `--upstream-env` names (which
+    must then be set), else DEMO_UPSTREAM_URL, else none."""
+    if given:
+        return given
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ValueError(f"{env_name} (named by --upstream-env) is not set")
+        return value
+    return os.environ.get("DEMO_UPSTREAM_URL") or None
 
 
 def env_float(name: str, given: float | None, default: float) -> float:

@@ -258,17 +258,26 @@ def demo_serve(
         float | None, typer.Option(help="added latency per request [DEMO_LATENCY_MS]")
     ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
+    upstream_url: Annotated[
+        str | None,
+        typer.Option(help="call this URL's / on each request; 502 if it fails [DEMO_UPSTREAM_URL]"),
+    ] = None,
+    upstream_env: Annotated[
+        str | None,
+        typer.Option(help="the variable holding the upstream URL, e.g. API_URL (a dependency's)"),
+    ] = None,
 ) -> None:
     """Serve the demo component."""
     import uvicorn
 
-    from cli.demo import DemoApp, env_float
+    from cli.demo import DemoApp, env_float, resolve_upstream
 
     try:
         demo = DemoApp(
             version,
             env_float("DEMO_ERROR_RATE", error_rate, 0.0),
             env_float("DEMO_LATENCY_MS", latency_ms, 0.0),
+            resolve_upstream(upstream_url, upstream_env),
         )
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)
