@@ -71,6 +71,8 @@ async def manual_change(session: AsyncSession, pipeline: str, environment: str) 
     verified = await store.current(session, pipeline, environment)
     if verified is None:
         return None
+    earlier = await store.hold_row(session, pipeline, environment)
+    released = earlier.released_at if earlier is not None else None
     for component, version in sorted(verified.components.items()):
         query = (
             select(DeploymentRow)
@@ -87,6 +89,8 @@ async def manual_change(session: AsyncSession, pipeline: str, environment: str) 
             continue
         if row.created_at < verified.verified_at:
             continue
+        if released is not None and row.created_at < released:
+            continue  # held already, and released by an operator: their decision stands
         how = "rolled back" if row.rollback_of else "deployed by hand"
         return (
             f"{component} was {how} to {row.version} by {row.initiator} "

@@ -103,6 +103,7 @@ class PipelineWorkflow:
         self.paused = self.status.state is RunState.PAUSED
         self.abort_reason: str | None = None
         self.polls = 0
+        self.wake = False  # a `recheck`: a hold released or the line restarted, look again
         self.child: workflow.ChildWorkflowHandle[object, ReleaseStatus] | None = None
 
     @workflow.run
@@ -286,9 +287,10 @@ class PipelineWorkflow:
         p = self._current()
         p.waiting_on, p.why, p.until = gate, why, ends
         seconds = (ends - workflow.now()).total_seconds()
+        self.wake = False
         try:
             await workflow.wait_condition(
-                lambda: self.abort_reason is not None or self.paused,
+                lambda: self.abort_reason is not None or self.paused or self.wake,
                 timeout=timedelta(seconds=max(seconds, 0.001)),
             )
         except TimeoutError:
@@ -434,6 +436,12 @@ class PipelineWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def get_status(self) -> RunStatus:
         return self.status
+
+    @workflow.signal(name="recheck")
+    def recheck(self) -> None:
+        """The gates changed outside (a hold released, a line stop cleared): check them now
+        rather than at the next poll."""
+        self.wake = True
 
     @workflow.update(name="act")
     def act(self, req: RunActionRequest) -> RunStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -117,9 +118,7 @@ class PipelineService:
         now = utcnow()
         row = PipelineRow(
             name=req.name,
-            spec=PipelineSpec.model_validate(req.model_dump()).model_dump(
-                mode="json", by_alias=True
-            ),
+            spec=PipelineSpec(stages=req.stages).model_dump(mode="json", by_alias=True),
             created_by=principal.initiator,
             created_at=now,
             updated_at=now,
@@ -355,18 +354,16 @@ class PipelineService:
     async def release_hold(self, principal: Principal, name: str, environment: str) -> Hold:
         row = await store.get(self.session, name)
         self._check_environments(principal, PipelineSpec.model_validate(row.spec))
-        hold = await store.hold(self.session, name, environment)
+        hold = await store.release_hold(self.session, name, environment, utcnow())
         if hold is None:
             raise NotFoundError(
                 f"no hold on {environment} in pipeline {name!r}",
                 hint=f"GET /api/v1/pipelines/{name} shows the holds",
             )
         view = Hold(reason=hold.reason, set_by=hold.set_by, set_at=hold.set_at)
-        await self.session.delete(hold)
-        await audit.commit(
-            self.session, principal, "pipeline.hold_released", f"{name}/{environment}",
-            reason=hold.reason,
-        )  # fmt: skip
+        await self._commit_and_wake(
+            name, principal, "pipeline.hold_released", f"{name}/{environment}", reason=hold.reason
+        )
         return view
 
     async def stop(self, principal: Principal, name: str, reason: str) -> LineStop:
@@ -385,8 +382,21 @@ class PipelineService:
                 f"the line of pipeline {name!r} is not stopped",
                 hint=f"GET /api/v1/pipelines/{name} shows its stop",
             )
-        await audit.commit(self.session, principal, "pipeline.restarted", name, was=stop.reason)
+        await self._commit_and_wake(name, principal, "pipeline.restarted", name, was=stop.reason)
         return stop
+
+    async def _commit_and_wake(
+        self, name: str, principal: Principal, action: str, target: str, **detail: Any
+    ) -> None:
+        """Commit with the audit event, then tell the pipeline's active runs to check their
+        gates now (best effort: without it they see the change at their next poll)."""
+        active = await store.active_runs(self.session, name)
+        await audit.commit(self.session, principal, action, target, **detail)
+        for run in active:
+            try:
+                await self.gateway.handle(run.workflow_id).signal("recheck")
+            except Exception:  # ended meanwhile, or Temporal away: the poll catches up
+                continue
 
 
 def _waiting(status: RunStatus) -> str | None:

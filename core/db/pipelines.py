@@ -163,22 +163,47 @@ async def add_verified(
 
 
 async def holds(session: AsyncSession, pipeline: str) -> dict[str, PipelineHoldRow]:
-    query = select(PipelineHoldRow).where(PipelineHoldRow.pipeline == pipeline)
+    """The holds in force."""
+    query = select(PipelineHoldRow).where(
+        PipelineHoldRow.pipeline == pipeline, PipelineHoldRow.released_at.is_(None)
+    )
     return {r.environment: r for r in (await session.execute(query)).scalars()}
 
 
-async def hold(session: AsyncSession, pipeline: str, environment: str) -> PipelineHoldRow | None:
+async def hold_row(
+    session: AsyncSession, pipeline: str, environment: str
+) -> PipelineHoldRow | None:
+    """The environment's hold, in force or released."""
     return await session.get(PipelineHoldRow, (pipeline, environment))
+
+
+async def hold(session: AsyncSession, pipeline: str, environment: str) -> PipelineHoldRow | None:
+    """The environment's hold in force, if any."""
+    row = await hold_row(session, pipeline, environment)
+    return row if row is not None and row.released_at is None else None
 
 
 async def set_hold(
     session: AsyncSession, pipeline: str, environment: str, reason: str, set_by: str, at: datetime
 ) -> PipelineHoldRow:
-    row = await hold(session, pipeline, environment)
+    row = await hold_row(session, pipeline, environment)
     if row is None:
         row = PipelineHoldRow(
             pipeline=pipeline, environment=environment, reason=reason, set_by=set_by, set_at=at
         )
         session.add(row)
+    elif row.released_at is not None:
+        row.reason, row.set_by, row.set_at, row.released_at = reason, set_by, at, None
+    await session.flush()
+    return row
+
+
+async def release_hold(
+    session: AsyncSession, pipeline: str, environment: str, at: datetime
+) -> PipelineHoldRow | None:
+    """Release the hold in force (kept, released: what was held stays released)."""
+    row = await hold(session, pipeline, environment)
+    if row is not None:
+        row.released_at = at
         await session.flush()
     return row

@@ -59,7 +59,8 @@ class PipelineVerificationRow(Base):
 
 
 class PipelineHoldRow(Base):
-    """Auto-promotion into (pipeline, environment) is held until an operator releases it."""
+    """Auto-promotion into (pipeline, environment) is held until an operator releases it
+    (`released_at`: a change by hand before it is not held on again)."""
 
     __tablename__ = "pipeline_holds"
 
@@ -68,3 +69,4 @@ class PipelineHoldRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     set_by: Mapped[str] = mapped_column(String(300))
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("set_by", sa.String(length=300), nullable=False),
         sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("pipeline", "environment"),
     )
 
