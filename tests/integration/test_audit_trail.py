@@ -21,6 +21,7 @@ from tests.integration import (
     audit_scenarios_events,
     audit_scenarios_line_stops,
     audit_scenarios_notifications,
+    audit_scenarios_pipelines,
     audit_scenarios_policies,
     audit_scenarios_releases,
     audit_scenarios_schedules,
@@ -158,6 +159,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     **audit_scenarios_notifications.SCENARIOS,
     **audit_scenarios_apikeys.SCENARIOS,
     **audit_scenarios_releases.SCENARIOS,
+    **audit_scenarios_pipelines.SCENARIOS,
     **audit_scenarios_line_stops.SCENARIOS,
 }
 
