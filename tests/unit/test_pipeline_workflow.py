@@ -20,7 +20,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from core.models.analysis import MeasureRequest, MetricValue
 from core.models.pipelines import (
@@ -371,3 +371,36 @@ async def test_auto_rollback_to_the_last_verified_combination_with_guardrails(
         first = await (await fresh.start(stages)).result()
     assert "nothing was verified there before" in (first.reason or "")
     assert fresh.store.released == [("staging", COMBO)]
+
+
+async def test_a_long_wait_continues_as_new_carrying_the_run(
+    env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workflows.pipeline as module
+
+    monkeypatch.setattr(module, "MAX_POLLS", 3)
+    r = Run(env)
+    r.store.holds["staging"] = "held by hand"
+    stages = [
+        {"environment": "dev", "auto_promote": True},
+        {"environment": "staging", "auto_promote": True},
+    ]
+    worker = Worker(
+        r.client,
+        task_queue=r.queue,
+        workflows=[PipelineWorkflow, FakeRelease],
+        activities=r.store.activities(),
+        workflow_runner=UnsandboxedWorkflowRunner(),  # sees the patched bound
+    )
+    async with worker:
+        handle = await r.start(stages)
+        await r.until(handle, waiting("staging", "hold"))
+        first_run = (await handle.describe()).run_id
+        await env.sleep(timedelta(minutes=5))  # more than 3 polls of 30 s
+        assert (await handle.describe()).run_id != first_run
+        status = await r.until(handle, waiting("staging", "hold"))
+        assert stage(status, "dev").state is StageState.VERIFIED  # carried over
+        del r.store.holds["staging"]
+        result = await handle.result()
+    assert result.state is RunState.SUCCEEDED
+    assert [e for e, _ in r.store.released] == ["dev", "staging"]  # dev released once
