@@ -136,7 +136,13 @@ class PipelineService:
 
     async def _idle(self, name: str) -> PipelineRow:
         row = await store.get(self.session, name)
-        active = await store.active_runs(self.session, name)
+        # A run whose workflow was terminated from outside never recorded its end: Temporal
+        # has the last word on whether it is active.
+        active = [
+            run
+            for run in await store.active_runs(self.session, name)
+            if await self.gateway.is_running(run.workflow_id)
+        ]
         if active:
             raise ConflictError(
                 f"pipeline {name!r} has an active run ({active[0].id})",
