@@ -18,7 +18,7 @@ from api.gateway import Gateway
 from api.schemas import WorkflowStartRequest
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
-from api.services.line_stops import refuse_if_stopped
+from api.services.line_stops import HALTED_TYPES, refuse_if_stopped
 from api.services.orchestration import WorkflowService
 from api.services.policy_refusals import record_refusal
 from core import notify
@@ -63,8 +63,11 @@ class ScheduleActivities:
             components = ComponentService(session, self.gateway)
             service = WorkflowService(session, self.gateway, self.settings, deployments, components)
             try:
-                # Stop the line (docs/stop-the-line.md): a schedule is automation, it waits.
-                await refuse_if_stopped(session, None, f"{inp.type} by schedule {inp.schedule}")
+                # Stop the line (docs/stop-the-line.md): a schedule is automation, it waits
+                # (a health check or another read-only type still runs).
+                if inp.type in HALTED_TYPES:
+                    what = f"{inp.type} by schedule {inp.schedule}"
+                    await refuse_if_stopped(session, None, what)
                 started = await service.start(principal, request, run)
             except R2CError as err:
                 if err.http_status >= 500 or err.http_status == 429:
