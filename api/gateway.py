@@ -238,7 +238,7 @@ class Gateway:
         return await handle.query(name, result_type=result_type, rpc_timeout=QUERY_TIMEOUT)
 
     async def update(
-        self, workflow_id: str, run_id: str, name: str, arg: Any, result_type: type
+        self, workflow_id: str, run_id: str | None, name: str, arg: Any, result_type: type
     ) -> Any:
         """Run an update and return its answer; WorkflowUpdateFailedError when the workflow
         rejects it, RPCError as it is (NOT_FOUND: the run has closed)."""

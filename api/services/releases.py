@@ -177,7 +177,9 @@ class ReleaseService:
     async def get(self, principal: Principal, release_id: str) -> ReleaseView:
         row = await self._visible(principal, release_id)
         live: ReleaseStatus | None = None
-        if ReleaseState(row.state) not in FINAL_RELEASE_STATES and row.run_id:
+        # A release a pipeline started has no run id here (its parent started it): its id
+        # names one workflow, so the latest run is the release's.
+        if ReleaseState(row.state) not in FINAL_RELEASE_STATES:
             try:
                 live = await self.gateway.query(
                     row.workflow_id, row.run_id, "status", ReleaseStatus
@@ -189,7 +191,7 @@ class ReleaseService:
     async def abort(self, principal: Principal, release_id: str, reason: str) -> ReleaseView:
         row = await self._visible(principal, release_id)
         self.check_scope(principal, Role.OPERATOR, row)
-        if ReleaseState(row.state) in FINAL_RELEASE_STATES or not row.run_id:
+        if ReleaseState(row.state) in FINAL_RELEASE_STATES:
             raise ConflictError(
                 f"release {release_id} is {row.state}; nothing to abort",
                 hint="GET it to see how it ended",
