@@ -58,6 +58,8 @@ _RULES: list[tuple[str, str, Kind]] = [
     ("GET", "/api/v1/deployments", "list"),
     ("POST", "/api/v1/deployments", "body"),
     ("GET", "/api/v1/deployments/revisions", "component-environment"),
+    # Live updates (docs/live-updates.md): the stream of a deployment, as its GET.
+    ("GET", "/api/v1/deployments/{deployment_id}/events", "deployment"),
     ("*", "/api/v1/deployments/{deployment_id}*", "deployment"),
     ("GET", "/api/v1/insights", "list"),
     ("GET", "/api/v1/policies", "list"),
@@ -73,6 +75,8 @@ _RULES: list[tuple[str, str, Kind]] = [
     # A release names its components and environment in its body (checked, each of them, by
     # the handler); once made, one the caller may not read is answered 404, as if unlisted.
     ("POST", "/api/v1/releases", "body"),
+    # The stream of a release, as its GET: 404 unless the caller may read all of it.
+    ("GET", "/api/v1/releases/{release_id}/events", "list"),
     ("*", "/api/v1/releases*", "list"),
     # A pipeline spans environments, and its runs whatever components they name: global (the
     # handlers check each component x environment too).

@@ -129,6 +129,35 @@ class Settings(BaseSettings):
         validation_alias="R2C_MAX_BODY_BYTES",
         description="larger request bodies are refused with 413 before they are read",
     )
+    live_poll_ms: int = Field(
+        500,
+        ge=100,
+        le=5000,
+        validation_alias="R2C_LIVE_POLL_MS",
+        description="how often one poller per watched deployment or release reads its state "
+        "for the event streams (docs/live-updates.md), whatever the number of watchers",
+    )
+    live_ping_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        validation_alias="R2C_LIVE_PING_SECONDS",
+        description="a `: ping` comment this often keeps proxies from closing an idle stream",
+    )
+    live_max_watchers_per_target: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        validation_alias="R2C_LIVE_MAX_WATCHERS_PER_TARGET",
+        description="event streams of one deployment or release at once (more: 429)",
+    )
+    live_max_watchers: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        validation_alias="R2C_LIVE_MAX_WATCHERS",
+        description="event streams of this API process at once (more: 503)",
+    )
     auth_failures_per_key: int = Field(
         5,
         ge=1,
@@ -536,6 +565,46 @@ class Settings(BaseSettings):
         return value
 
     # -- end of the shared API state block
+
+    # -- web dashboard (issue 14) -- only the dashboard work edits this block
+    ui_session_idle_minutes: int = Field(
+        30,
+        ge=1,
+        le=24 * 60,
+        validation_alias="R2C_UI_SESSION_IDLE_MINUTES",
+        description="a dashboard session unused this long ends (sign in again)",
+    )
+    ui_session_max_hours: int = Field(
+        12,
+        ge=1,
+        le=7 * 24,
+        validation_alias="R2C_UI_SESSION_MAX_HOURS",
+        description="a dashboard session ends this long after sign-in, however busy",
+    )
+    ui_oidc_client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        validation_alias="R2C_UI_OIDC_CLIENT_ID",
+        description="the dashboard's client id at R2C_OIDC_ISSUER (authorization code with"
+        " PKCE); unset: R2C_OIDC_AUDIENCE",
+    )
+    ui_oidc_client_secret: str | None = Field(
+        None,
+        repr=False,
+        max_length=2000,
+        validation_alias="R2C_UI_OIDC_CLIENT_SECRET",
+        description="the client's secret, for an issuer that wants one besides PKCE",
+    )
+    ui_public_url: str | None = Field(
+        None,
+        max_length=500,
+        pattern=r"^https?://[^\s?#]+$",
+        validation_alias="R2C_UI_PUBLIC_URL",
+        description="the API's address as browsers see it (behind a proxy), for the OIDC"
+        " redirect URI; unset: the address of the request",
+    )
+    # -- end of the web dashboard block
 
     @model_validator(mode="after")
     def _tls_pairs(self) -> Settings:
