@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.pipeline_policy import policy_gate
 from api.gateway import Gateway
 from api.services.releases import ReleaseService
 from core.db import audit, line_stops
@@ -119,6 +120,11 @@ class PipelineActivities:
                 if why is not None:
                     held = await _hold(session, req.pipeline, req.environment, why, req.now)
             last = await store.current(session, req.pipeline, req.environment)
+            policy = (
+                await policy_gate(session, req.environment, req.components, req.release_id, req.now)
+                if req.release_id is not None
+                else None
+            )
             await session.commit()
         return GateAnswer(
             verified_at=verified,
@@ -131,6 +137,9 @@ class PipelineActivities:
                 components=dict(last.components) if last else None,
                 rollback=bool(last and last.rollback),
             ),
+            policy_refusal=policy.refusal if policy else None,
+            policy_frozen=policy.frozen if policy else None,
+            policy_until=policy.until if policy else None,
         )
 
     @activity.defn(name=PREPARE_RELEASE_ACTIVITY)
@@ -172,7 +181,9 @@ class PipelineActivities:
                 req.verified_at,
                 rollback=req.rollback,
             )
-            if older and not req.rollback:
+            if req.hold is not None:
+                await _hold(session, req.pipeline, req.environment, req.hold, req.verified_at)
+            elif older and not req.rollback:
                 why = f"run {req.run_id} pinned an older combination"
                 await _hold(session, req.pipeline, req.environment, why, req.verified_at)
             await session.commit()

@@ -99,6 +99,7 @@ class PipelineWorkflow:
             run_id=inp.run_id,
             components=dict(inp.components),
             stages=[StageProgress(environment=s.environment) for s in inp.spec.stages],
+            propagated_from=inp.propagate_from,
         )
         self.paused = self.status.state is RunState.PAUSED
         self.abort_reason: str | None = None
@@ -111,7 +112,11 @@ class PipelineWorkflow:
         s = self.status
         s.started_at = s.started_at or workflow.now()
         try:
+            if inp.propagate_from is not None:
+                await self._propagate(inp.propagate_from)
             for number, stage in enumerate(inp.spec.stages):
+                if inp.propagate_from is not None:
+                    break
                 if s.stages[number].state is StageState.PENDING or (
                     s.stages[number].state is StageState.WAITING
                 ):
@@ -137,6 +142,15 @@ class PipelineWorkflow:
 
     def _conclude(self) -> None:
         states = [p.state for p in self.status.stages]
+        source = self.inp.propagate_from
+        if source is not None:
+            if all(state is StageState.ROLLED_BACK for state in states):
+                moved = ", ".join(p.environment for p in self.status.stages)
+                self._finish(RunState.SUCCEEDED, f"the rollback of {source} reached {moved}")
+                return
+            failed = next(p for p in self.status.stages if p.state is not StageState.ROLLED_BACK)
+            self._finish(RunState.FAILED, f"{failed.environment}: {failed.reason}")
+            return
         if all(state is StageState.VERIFIED for state in states):
             self._finish(RunState.SUCCEEDED, "the combination is verified in every stage")
         elif StageState.ROLLED_BACK in states:
@@ -208,6 +222,7 @@ class PipelineWorkflow:
                     window=g.window,
                     now=workflow.now(),
                     auto_promote=stage.auto_promote,
+                    release_id=stage_release_id(self.inp.run_id, stage.environment),
                 ),
                 result_type=GateAnswer,
                 start_to_close_timeout=_SHORT,
@@ -241,6 +256,11 @@ class PipelineWorkflow:
                 why = f"outside the window {'/'.join(w.days)} {w.start}-{w.end} {w.time_zone}"
                 await self._wait("window", why, ends)
                 continue
+            policy = await self._policy(p, answer)
+            if policy is False:
+                return None
+            if policy:
+                continue
             if answer.line_stop is not None:
                 await self._poll("line_stop", f"the line is stopped: {answer.line_stop}")
                 continue
@@ -259,6 +279,19 @@ class PipelineWorkflow:
                 continue
             self._waiting(p, None, None)
             return answer
+
+    async def _policy(self, p: StageProgress, answer: GateAnswer) -> bool | None:
+        """The environment's configuration policy on the release's deployments: False when
+        it refuses (the stage fails with its message: waiting will not change it), True after
+        waiting out a freeze window (check every gate again), None when it lets them pass."""
+        if answer.policy_refusal is not None:
+            p.state, p.waiting_on, p.why = StageState.FAILED, "policy", answer.policy_refusal
+            p.reason = f"the environment's policy refuses the release: {answer.policy_refusal}"
+            return False
+        if answer.policy_frozen is not None and answer.policy_until is not None:
+            await self._wait("policy", answer.policy_frozen, answer.policy_until)
+            return True
+        return None
 
     def _waiting(self, p: StageProgress, gate: str | None, why: str | None) -> None:
         p.waiting_on, p.why, p.until = gate, why, None
@@ -309,7 +342,7 @@ class PipelineWorkflow:
     async def _release(self, p: StageProgress, components: dict[str, str], kind: str) -> bool:
         """The stage's release of `components`, as a child; whether it succeeded."""
         release_id = stage_release_id(self.inp.run_id, p.environment, kind)
-        if kind == "promote":
+        if kind != "rollback":
             p.release_id, p.released_at = release_id, workflow.now()
         else:
             p.rollback_release_id = release_id
@@ -430,6 +463,66 @@ class PipelineWorkflow:
         else:
             p.state = StageState.FAILED
             p.reason = f"{p.reason}; the automatic rollback failed"
+
+    # ------------------------------------------------------------------ propagation
+
+    async def _propagate(self, source: str) -> None:
+        """A rollback propagated on request: each stage (the environments downstream of
+        `source`, in pipeline order) moved to the combination serving in `source`, which the
+        API checked was verified there before. No gate but the policy's: a person asked for
+        it. Each environment is then held, as a person's rollback would hold it. The first
+        step that fails ends the run; the later ones are not moved."""
+        components = dict(self.inp.components)
+        for p in self.status.stages:
+            if p.state is not StageState.PENDING:
+                continue
+            p.started_at, p.state = workflow.now(), StageState.WAITING
+            await self._record()
+            while True:
+                await self._wait("", None, None)
+                answer: GateAnswer = await workflow.execute_activity(
+                    CHECK_GATES_ACTIVITY,
+                    GateCheck(
+                        pipeline=self.inp.pipeline,
+                        environment=p.environment,
+                        upstream=[],
+                        components=components,
+                        now=workflow.now(),
+                        release_id=stage_release_id(self.inp.run_id, p.environment, "propagate"),
+                    ),
+                    result_type=GateAnswer,
+                    start_to_close_timeout=_SHORT,
+                    retry_policy=_RETRY,
+                )
+                policy = await self._policy(p, answer)
+                if not policy:
+                    break
+            if policy is False:
+                break
+            self._waiting(p, None, None)
+            p.state = StageState.RELEASING
+            if not await self._release(p, components, "propagate"):
+                break
+            p.state, p.verified_at = StageState.ROLLED_BACK, workflow.now()
+            p.reason = f"rolled back to the combination serving in {source}"
+            await workflow.execute_activity(
+                RECORD_VERIFIED_ACTIVITY,
+                VerifiedRecord(
+                    pipeline=self.inp.pipeline,
+                    environment=p.environment,
+                    components=components,
+                    run_id=self.inp.run_id,
+                    verified_at=p.verified_at,
+                    hold=f"run {self.inp.run_id} propagated the rollback of {source} "
+                    f"({self.inp.initiator})",
+                ),
+                start_to_close_timeout=_SHORT,
+                retry_policy=_RETRY,
+            )
+            await self._record()
+        for p in self.status.stages:
+            if p.state is StageState.PENDING:
+                p.state, p.reason = StageState.BLOCKED, "an earlier environment was not moved"
 
     # ------------------------------------------------------------------ query, actions
 

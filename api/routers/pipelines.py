@@ -116,6 +116,30 @@ async def act_on_run(
     return await service.act(principal, name, run_id, action, (body or ActionBody()).reason)
 
 
+@router.post(
+    "/{name}/environments/{environment}/propagate-rollback",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunView,
+    responses=errors(404, 409, 502),
+)
+async def propagate_rollback(
+    name: Name,
+    environment: Environment,
+    principal: Operator,
+    service: Pipelines,
+    body: ActionBody | None = None,
+) -> RunView:
+    """After `environment` was rolled back (by a person, or by a run's automatic rollback),
+    move every environment downstream of it (the stages whose `requires` reach it), in
+    pipeline order, to the combination serving there now: a run whose stages are releases,
+    each environment then held as a person's rollback would hold it. 409 naming why when a
+    run is active, nothing downstream needs it, or the combination was never verified in one
+    of them (nothing moves then). Never automatic."""
+    return await service.propagate_rollback(
+        principal, name, environment, (body or ActionBody()).reason
+    )
+
+
 @router.delete("/{name}/holds/{environment}", response_model=Hold, responses=errors(404))
 async def release_hold(
     name: Name, environment: Environment, principal: Operator, service: Pipelines

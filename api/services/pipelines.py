@@ -35,6 +35,7 @@ from core.models.pipelines import (
     RunRequest,
     RunState,
     RunStatus,
+    Stage,
     pipeline_workflow_id,
 )
 from core.settings import Settings
@@ -265,6 +266,100 @@ class PipelineService:
             "pipeline.run_started",
             f"{name}/{run_id}",
             components=dict(req.components),
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+        )
+        return self.run_view(run, None)
+
+    async def propagate_rollback(
+        self, principal: Principal, name: str, environment: str, reason: str
+    ) -> RunView:
+        """Start a run that moves each environment downstream of `environment` (in pipeline
+        order) to the combination serving there now, where it was verified before; 409 naming
+        why when it cannot (a run active, nothing to move, a combination never verified in
+        one of them: all or nothing, before anything moves)."""
+        row = await self._idle(name)
+        spec = PipelineSpec.model_validate(row.spec)
+        self._check_environments(principal, spec)
+        if environment not in {s.environment for s in spec.stages}:
+            raise NotFoundError(
+                f"{environment} is not a stage of pipeline {name!r}",
+                hint=f"GET /api/v1/pipelines/{name} lists its stages",
+            )
+        downstream = spec.downstream(environment)
+        if not downstream:
+            raise ConflictError(
+                f"no stage of pipeline {name!r} requires {environment}: nothing to propagate to",
+                hint="a rollback propagates to the stages whose `requires` reach it",
+            )
+        serving = await store.serving(self.session, name, environment)
+        if serving is None:
+            raise ConflictError(
+                f"nothing was verified in {environment} by pipeline {name!r}",
+                hint="only a combination the pipeline verified can be propagated",
+            )
+        moves: list[str] = []
+        for env in downstream:
+            now = await store.current(self.session, name, env)
+            if now is not None and dict(now.components) != serving:
+                moves.append(env)  # an environment the pipeline never reached is left alone
+        shown = ", ".join(f"{c} {v}" for c, v in sorted(serving.items()))
+        if not moves:
+            raise ConflictError(
+                f"every environment downstream of {environment} ({', '.join(downstream)}) "
+                f"already has its verified combination ({shown}) or none",
+                hint=f"GET /api/v1/pipelines/{name} shows what is verified where",
+            )
+        verified = await store.verified_at(self.session, name, serving, moves)
+        never = [env for env in moves if env not in verified]
+        if never:
+            raise ConflictError(
+                f"the combination serving in {environment} ({shown}) was never verified in "
+                f"{', '.join(never)}: propagating it would deploy a mix that never passed there",
+                hint=f"promote it instead: POST /api/v1/pipelines/{name}/runs, or roll "
+                "those environments back by hand",
+            )
+        for component in sorted(serving):
+            for env in moves:
+                check(principal, Role.OPERATOR, component, env)
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        run = PipelineRunRow(
+            id=run_id,
+            pipeline=name,
+            components=dict(serving),
+            state=RunState.RUNNING.value,
+            initiator=principal.initiator,
+            workflow_id=pipeline_workflow_id(name, run_id),
+            created_at=utcnow(),
+        )
+        self.session.add(run)
+        await self.session.flush()
+        inp = RunInput(
+            pipeline=name,
+            run_id=run_id,
+            spec=PipelineSpec(stages=[Stage(environment=env) for env in moves]),
+            components=dict(serving),
+            initiator=principal.initiator,
+            propagate_from=environment,
+        )
+        handle = await self.gateway.start(
+            PIPELINE_WORKFLOW,
+            inp,
+            workflow_id=run.workflow_id,
+            policy=StartPolicy.ONCE,
+            tags=Tags(initiator=principal.initiator),
+            summary=f"pipeline {name}: the rollback of {environment} to {', '.join(moves)}",
+        )
+        run.run_id = handle.result_run_id
+        await audit.commit(
+            self.session,
+            principal,
+            "pipeline.rollback_propagated",
+            f"{name}/{environment}",
+            run=run_id,
+            components=dict(serving),
+            environments=moves,
+            reason=reason or None,
             workflow_id=run.workflow_id,
             run_id=run.run_id,
         )

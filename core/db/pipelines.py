@@ -17,7 +17,9 @@ from core.db.pipelines_tables import (
     PipelineRunRow,
     PipelineVerificationRow,
 )
+from core.db.tables import DeploymentRow
 from core.errors import NotFoundError
+from core.models.deployments import DeploymentState
 from core.models.pipelines import FINAL_RUN_STATES, RunStatus
 
 MAX_LISTED = 200
@@ -118,6 +120,31 @@ async def current(
         .limit(1)
     )
     return (await session.execute(query)).scalars().first()
+
+
+async def serving(session: AsyncSession, pipeline: str, environment: str) -> dict[str, str] | None:
+    """The combination serving in the environment now: each component of its verified
+    combination at the version of its newest successful deployment there (a person's rollback
+    shows here, not in the verifications); None when nothing was verified there."""
+    verified = await current(session, pipeline, environment)
+    if verified is None:
+        return None
+    found = dict(verified.components)
+    for component in sorted(found):
+        query = (
+            select(DeploymentRow.version)
+            .where(
+                DeploymentRow.component == component,
+                DeploymentRow.environment == environment,
+                DeploymentRow.state == DeploymentState.SUCCEEDED.value,
+            )
+            .order_by(DeploymentRow.created_at.desc())
+            .limit(1)
+        )
+        version = (await session.execute(query)).scalars().first()
+        if version is not None:
+            found[component] = version
+    return found
 
 
 async def add_verified(

@@ -175,6 +175,17 @@ class PipelineSpec(BaseModel):
             seen.append(stage.environment)
         return self
 
+    def downstream(self, environment: str) -> list[str]:
+        """The environments whose stage requires `environment`, directly or through another
+        stage, in pipeline order (where a rollback there may be propagated)."""
+        reached = {environment}
+        found: list[str] = []
+        for number, stage in enumerate(self.stages):
+            if stage.environment != environment and reached & set(self.upstream(number)[0]):
+                reached.add(stage.environment)
+                found.append(stage.environment)
+        return found
+
     def upstream(self, number: int) -> tuple[list[str], Literal["all", "one"]]:
         """The environments stage `number` requires, and how many of them."""
         stage = self.stages[number]
@@ -266,6 +277,9 @@ class RunStatus(BaseModel):
     stages: list[StageProgress] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    propagated_from: str | None = Field(
+        None, description="a rollback propagation: the environment whose combination it moves"
+    )
 
 
 class RunInput(BaseModel):
@@ -275,6 +289,11 @@ class RunInput(BaseModel):
     components: dict[str, str]
     initiator: str = Field(..., max_length=300)
     carried: RunStatus | None = Field(None, description="the status a continue-as-new carries")
+    propagate_from: str | None = Field(
+        None,
+        description="a rollback propagation: move each stage (all downstream of this "
+        "environment) to `components`, the combination serving there, without the gates",
+    )
 
 
 class RunActionRequest(BaseModel):
@@ -308,6 +327,9 @@ class GateCheck(BaseModel):
     window: Window | None = None
     now: datetime
     auto_promote: bool = False
+    release_id: str | None = Field(
+        None, description="the stage's release, whose deployments the policy gate checks"
+    )
 
 
 class GateAnswer(BaseModel):
@@ -320,6 +342,11 @@ class GateAnswer(BaseModel):
     last_verified: LastVerified = Field(
         default_factory=lambda: LastVerified(), description="the environment's, before this run"
     )
+    policy_refusal: str | None = Field(
+        None, description="what the environment's policy forbids that waiting will not change"
+    )
+    policy_frozen: str | None = Field(None, description="the policy's freeze window in force")
+    policy_until: datetime | None = Field(None, description="when that freeze ends")
 
 
 class PrepareStage(BaseModel):
@@ -342,3 +369,6 @@ class VerifiedRecord(BaseModel):
     run_id: str
     verified_at: datetime
     rollback: bool = Field(False, description="put there by an automatic rollback")
+    hold: str | None = Field(
+        None, description="hold auto-promotion into the environment, for this reason"
+    )
