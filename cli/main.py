@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from cli.audit import audit_app
+from cli.deploy import register as register_deploy
 from cli.entry_settings import entry_settings
+from cli.resources import register as register_resources
 from cli.schedules import app as schedules_app
 from core.logging import setup_logging
 from core.models.apikeys import Role
@@ -34,6 +36,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(demo_app, name="demo")
 app.add_typer(schedules_app, name="schedule")
 app.add_typer(audit_app, name="audit")
+# The people's commands through the API: login, context, get, describe, history, apply,
+# deploy, watch and the actions on a deployment (docs/cli.md).
+register_resources(app)
+register_deploy(app)
 
 
 def _require_secure_transport(settings: Settings, process: str) -> None:

@@ -1,0 +1,135 @@
+"""Named contexts (an API URL and its key) in `$XDG_CONFIG_HOME/r2c/config.toml`.
+
+The file holds keys, so it is written 0600 in a 0700 directory, atomically (a temporary file
+renamed over it). Which API and key a command uses, first found wins: the flags, then
+R2C_URL / R2C_API_URL and R2C_API_KEY, then the current context, then the local `r2c up`
+(http://127.0.0.1:8080 and the admin key it wrote to R2C_HOME/admin.key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli.api_client import DEFAULT_URL, ConfigError, api_key
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAX_FILE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    url: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a command goes and with which key; `source` says where they came from."""
+
+    url: str
+    key: str
+    source: str
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    root = Path(base) if base else Path.home() / ".config"
+    return root / "r2c" / "config.toml"
+
+
+def _load(path: Path) -> tuple[str | None, dict[str, Context]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read ({err.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    current = data.get("current")
+    contexts: dict[str, Context] = {}
+    for name, entry in (data.get("contexts") or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            contexts[name] = Context(name, entry["url"], str(entry.get("key", "")))
+    return (current if isinstance(current, str) else None), contexts
+
+
+def _quote(text: str) -> str:
+    # A JSON string is a valid TOML basic string (same escapes for what json.dumps emits).
+    return json.dumps(text, ensure_ascii=True)
+
+
+def _save(path: Path, current: str | None, contexts: dict[str, Context]) -> None:
+    lines = [f"current = {_quote(current)}", ""] if current else []
+    for ctx in contexts.values():
+        lines += [
+            f"[contexts.{_quote(ctx.name)}]",
+            f"url = {_quote(ctx.url)}",
+            f"key = {_quote(ctx.key)}",
+            "",
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def save_context(name: str, url: str, key: str, *, make_current: bool = True) -> Path:
+    if not NAME.match(name):
+        raise ConfigError(f"context name {name!r}: letters, digits, '.', '_' and '-' only")
+    path = config_path()
+    current, contexts = _load(path)
+    contexts[name] = Context(name, url.rstrip("/"), key)
+    _save(path, name if make_current else current, contexts)
+    return path
+
+
+def list_contexts() -> tuple[str | None, list[Context]]:
+    current, contexts = _load(config_path())
+    return current, list(contexts.values())
+
+
+def use_context(name: str) -> None:
+    path = config_path()
+    current, contexts = _load(path)
+    if name not in contexts:
+        known = ", ".join(contexts) or "none: `r2c login` makes one"
+        raise ConfigError(f"no context {name!r} (known: {known})")
+    _save(path, name, contexts)
+
+
+def resolve(url: str | None = None, key: str | None = None, context: str | None = None) -> Target:
+    """The API and key, by precedence: flags > environment > the context > local `r2c up`."""
+    env_url = (os.environ.get("R2C_URL") or os.environ.get("R2C_API_URL") or "").strip()
+    env_key = os.environ.get("R2C_API_KEY", "").strip()
+    current, contexts = _load(config_path())
+    chosen = context or current
+    ctx: Context | None = None
+    if chosen is not None:
+        ctx = contexts.get(chosen)
+        if ctx is None and context is not None:
+            raise ConfigError(f"no context {context!r} in {config_path()}")
+    # A context named by --context beats the environment; the current one does not.
+    if context is not None and ctx is not None:
+        return Target(url or ctx.url, key or ctx.key, f"context {ctx.name}")
+    final_url = url or env_url or (ctx.url if ctx else "") or DEFAULT_URL
+    if key or env_key:
+        return Target(final_url.rstrip("/"), key or env_key, "flags/environment")
+    # The context's key goes only to the context's own API, never to another URL.
+    if ctx is not None and ctx.key and final_url.rstrip("/") == ctx.url:
+        return Target(ctx.url, ctx.key, f"context {ctx.name}")
+    return Target(final_url.rstrip("/"), api_key(), "local r2c up")

@@ -1,0 +1,327 @@
+"""`r2c login`, `r2c context`, `r2c get`, `r2c describe`, `r2c history` and `r2c apply`:
+reading and declaring through the API. Exit codes: 0 done, 1 the API refused or was away,
+2 a usage error."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import typer
+import yaml
+
+from cli.api_client import ApiClient, ApiError
+from cli.contexts import list_contexts, save_context, use_context
+from cli.output import ContextOpt, Format, KeyOpt, OutputOpt, UrlOpt, client, emit, run, usage
+from cli.render import summary_line, weights_text
+from core.models.components import ComponentSpec
+from core.models.policies import PolicySpec
+
+context_app = typer.Typer(help="Named contexts: an API and its key.", no_args_is_help=True)
+MAX_APPLY_BYTES = 2_000_000
+MAX_DOCUMENTS = 200
+
+
+def _p(part: str) -> str:
+    return quote(part, safe="")
+
+
+# ----------------------------------------------------------------------------- contexts
+
+
+def login(
+    url: Annotated[str, typer.Option("--url", help="the API, e.g. https://r2c.example.com")],
+    key: Annotated[
+        str | None, typer.Option("--key", help="an API key (asked for, hidden, when absent)")
+    ] = None,
+    context: Annotated[str, typer.Option("--context", help="the context's name")] = "default",
+) -> None:
+    """Check the key against the API, then store it as a context (and make it current) in
+    $XDG_CONFIG_HOME/r2c/config.toml (mode 0600). The key is never printed."""
+    if key is None:
+        key = os.environ.get("R2C_API_KEY") or typer.prompt("API key", hide_input=True)
+    key = key.strip()
+    if not key:
+        usage("an empty key")
+
+    def work() -> None:
+        api = ApiClient(url, key)
+        api.request("GET", "/api/v1/components")
+        path = save_context(context, api.url, key)
+        typer.echo(f"logged in to {api.url} as context {context!r} (saved in {path})")
+
+    run(work)
+
+
+@context_app.command("list")
+def context_list(output: OutputOpt = Format.table) -> None:
+    """The contexts (never their keys); `*` marks the current one."""
+    current, contexts = run(list_contexts)
+    rows = [{"current": "*" if c.name == current else "", "name": c.name, "url": c.url}
+            for c in contexts]  # fmt: skip
+    columns = [("", lambda r: r["current"]), ("NAME", lambda r: r["name"]),
+               ("URL", lambda r: r["url"])]  # fmt: skip
+    emit({"current": current, "contexts": [{k: r[k] for k in ("name", "url")} for r in rows]},
+         output, columns, rows)  # fmt: skip
+
+
+@context_app.command("use")
+def context_use(name: Annotated[str, typer.Argument(help="a context's name")]) -> None:
+    """Make a context the current one."""
+    run(lambda: use_context(name))
+    typer.echo(f"using context {name!r}")
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+class Kind(StrEnum):
+    components = "components"
+    deployments = "deployments"
+    releases = "releases"
+    pipelines = "pipelines"
+
+
+def _health(row: dict[str, Any]) -> Any:
+    return (row.get("health") or {}).get("state")
+
+
+def _when(row: dict[str, Any]) -> Any:
+    return str(row.get("created_at", ""))[:19].replace("T", " ")
+
+
+_COLUMNS: dict[Kind, list[tuple[str, Any]]] = {
+    Kind.components: [
+        ("NAME", lambda r: r["name"]),
+        ("OWNER", lambda r: r.get("owner")),
+        ("REVISION", lambda r: r.get("revision")),
+        ("HEALTH", _health),
+        ("DESCRIPTION", lambda r: r.get("description")),
+    ],
+    Kind.deployments: [
+        ("ID", lambda r: r["id"]),
+        ("COMPONENT", lambda r: r["component"]),
+        ("ENV", lambda r: r["environment"]),
+        ("VERSION", lambda r: r["version"]),
+        ("STRATEGY", lambda r: r["strategy"]),
+        ("STATE", lambda r: r["state"]),
+        ("CREATED", _when),
+        ("BY", lambda r: r.get("initiator")),
+    ],
+    Kind.releases: [
+        ("ID", lambda r: r["id"]),
+        ("ENV", lambda r: r["environment"]),
+        ("COMPONENTS", lambda r: " ".join(f"{c}={v}" for c, v in r["components"].items())),
+        ("STATE", lambda r: r["state"]),
+        ("CREATED", _when),
+    ],
+    Kind.pipelines: [
+        ("NAME", lambda r: r["name"]),
+        ("ENVIRONMENTS", lambda r: " -> ".join(e.get("name", "?") for e in r["environments"])),
+        ("RUNS", lambda r: len(r.get("runs") or [])),
+        ("STOPPED", lambda r: "yes" if r.get("stop") else ""),
+    ],
+}
+
+
+def get(
+    kind: Annotated[Kind, typer.Argument(help="components, deployments, releases or pipelines")],
+    component: Annotated[str | None, typer.Option(help="deployments: of this component")] = None,
+    env: Annotated[str | None, typer.Option(help="deployments: in this environment")] = None,
+    state: Annotated[str | None, typer.Option(help="deployments: in this state")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="deployments: at most")] = 50,
+    output: OutputOpt = Format.table,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """List components, deployments (newest first), releases or pipelines."""
+    api = client(url, key, context)
+    path = f"/api/v1/{kind.value}"
+    if kind is Kind.deployments:
+        query = {"component": component, "environment": env, "status": state, "limit": limit}
+        path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+    body = run(lambda: api.request("GET", path))
+    rows = body if isinstance(body, list) else body.get("items", [])
+    emit(body, output, _COLUMNS[kind], rows)
+
+
+def describe(
+    kind: Annotated[str, typer.Argument(help="deployment")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's id")],
+    output: OutputOpt = Format.table,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """A deployment in full: its steps, weights, measurements and approvals."""
+    if kind not in ("deployment", "deployments"):
+        usage(f"describe {kind!r}: only `describe deployment ID`")
+    api = client(url, key, context)
+    body = run(lambda: api.request("GET", f"/api/v1/deployments/{_p(ident)}"))
+    if output is not Format.table:
+        emit(body, output)
+        return
+    typer.echo(describe_text(body))
+
+
+def describe_text(body: dict[str, Any]) -> str:
+    st = body.get("status") or {}
+    lines = [
+        f"id:         {body['id']}",
+        f"target:     {body['component']} in {body['environment']}",
+        f"version:    {body['version']}"
+        + (f" (from {st['previous_version']})" if st.get("previous_version") else ""),
+        f"strategy:   {body['strategy']}",
+        f"state:      {summary_line(body).split(' | ', 1)[-1]}",
+        f"started:    {_when(body)} by {body.get('initiator')}",
+    ]
+    if body.get("finished_at"):
+        lines.append(f"finished:   {str(body['finished_at'])[:19].replace('T', ' ')}")
+    if body.get("reason"):
+        lines.append(f"reason:     {body['reason']}")
+    if st.get("steps"):
+        lines.append(f"step:       {st.get('step')} of {st.get('steps')} ({st.get('phase')})")
+    if st.get("weights"):
+        lines.append(f"weights:    {weights_text(st['weights'])}")
+    if st.get("endpoint"):
+        lines.append(f"endpoint:   {st['endpoint']}")
+    for analysis in st.get("analyses") or []:
+        lines.append(f"analysis:   {analysis.get('phase')} - {analysis.get('reason')}")
+    if st.get("measurements"):
+        lines.append("measurements:")
+        for m in st["measurements"]:
+            value = "-" if m.get("value") is None else f"{m['value']:g}"
+            lines.append(
+                f"  {m['metric']}[{m['index']}] {value} {m['phase']}: {m.get('message', '')}"
+            )
+    if st.get("approvals"):
+        lines.append("approvals:")
+        lines += [f"  step {a['step']} by {a['by']} at {a['at']}" for a in st["approvals"]]
+    if st.get("notices"):
+        lines.append("notices:")
+        lines += [f"  {n}" for n in st["notices"]]
+    links = body.get("links") or {}
+    if links.get("temporal_ui"):
+        lines.append(f"temporal:   {links['temporal_ui']}")
+    return "\n".join(lines)
+
+
+def history(
+    component: Annotated[str, typer.Argument(help="the component")],
+    env: Annotated[str, typer.Option("--env", help="the environment")],
+    output: OutputOpt = Format.table,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """The revisions of a component in an environment: what ran after each successful
+    deployment, newest first (a rollback goes back to one of them)."""
+    api = client(url, key, context)
+    query = urlencode({"component": component, "environment": env})
+    body = run(lambda: api.request("GET", f"/api/v1/deployments/revisions?{query}"))
+    columns = [
+        ("REVISION", lambda r: r["revision"]),
+        ("VERSION", lambda r: r["version"]),
+        ("REPLICAS", lambda r: r["replicas"]),
+        ("CONFIG", lambda r: r.get("config_revision")),
+        ("DEPLOYMENT", lambda r: r["deployment_id"]),
+        ("CREATED", _when),
+    ]
+    emit(body, output, columns, body)
+
+
+# ----------------------------------------------------------------------------- apply
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        raw = path.read_bytes() if str(path) != "-" else typer.get_binary_stream("stdin").read()
+    except OSError as err:
+        usage(f"{path}: {err.strerror}")
+    if len(raw) > MAX_APPLY_BYTES:
+        usage(f"{path} is larger than {MAX_APPLY_BYTES} bytes")
+    try:
+        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
+    except yaml.YAMLError as err:
+        usage(f"{path} is not YAML: {err}")
+    if len(docs) > MAX_DOCUMENTS:
+        usage(f"{path}: at most {MAX_DOCUMENTS} documents")
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
+            usage(f"{path} document {i + 1}: `kind:` and a `spec:` mapping")
+        if doc.get("kind") not in ("Component", "Policy"):
+            usage(f"{path} document {i + 1}: kind {doc.get('kind')!r}; Component or Policy")
+        if doc["kind"] == "Policy" and not isinstance(doc.get("environment"), str):
+            usage(f"{path} document {i + 1}: a Policy names its `environment:`")
+    return docs
+
+
+def _same(model: Any, current: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether what the API holds already is what the file declares (both normalised)."""
+    fields = model.model_fields
+    try:
+        held = model.model_validate({k: v for k, v in current.items() if k in fields})
+        wanted = model.model_validate(desired)
+    except ValueError:
+        return False
+    return bool(held.model_dump(mode="json") == wanted.model_dump(mode="json"))
+
+
+def _apply_one(api: ApiClient, doc: dict[str, Any], dry_run: bool) -> str:
+    spec = doc["spec"]
+    model: type[ComponentSpec] | type[PolicySpec]
+    if doc["kind"] == "Component":
+        name = str(spec.get("name", ""))
+        label, path, model = f"component/{name}", f"/api/v1/components/{_p(name)}", ComponentSpec
+    else:
+        env = doc["environment"]
+        label, path, model = f"policy/{env}", f"/api/v1/policies/{_p(env)}", PolicySpec
+    try:
+        current = api.request("GET", path)
+    except ApiError as err:
+        if err.status != 404:
+            raise
+        current = None
+    if current is not None and _same(model, current, spec):
+        return f"{label} unchanged"
+    verb = "created" if current is None else "updated"
+    if dry_run:
+        return f"{label} would be {verb}"
+    if current is None and doc["kind"] == "Component":
+        api.request("POST", "/api/v1/components", spec)
+    else:
+        api.request("PUT", path, spec)
+    return f"{label} {verb}"
+
+
+def apply(
+    file: Annotated[Path, typer.Option("-f", "--file", help="a YAML file ('-': stdin)")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would change, change nothing")
+    ] = False,
+    url: UrlOpt = None,
+    key: KeyOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """Create or update what a YAML file declares (several documents, `---` between them):
+    `kind: Component` with `spec:` (the body of POST /api/v1/components), `kind: Policy`
+    with `environment:` and `spec:`. Prints created, updated or unchanged per object; stops
+    at the first refusal with the API's message and hint."""
+    docs = _documents(file)
+    api = client(url, key, context)
+    for doc in docs:
+        typer.echo(run(partial(_apply_one, api, doc, dry_run)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(login)
+    app.add_typer(context_app, name="context")
+    app.command()(get)
+    app.command()(describe)
+    app.command()(history)
+    app.command()(apply)
