@@ -35,6 +35,7 @@ from api.routers import (
 )
 from api.shared_auth import SharedAuth
 from api.shared_tokens import SharedTokenVerifier
+from api.ui.app import create_ui_app
 from core.db.engine import make_engine, sessions
 from core.oidc import OidcConfig
 from core.settings import Settings
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         codec,
     ):
         app.include_router(module.router)
+    app.mount("/ui", create_ui_app(app))  # the web dashboard (docs/dashboard.md)
     openapi.document(app)
     _trace(app)
     return app

@@ -1,6 +1,10 @@
 """A real OIDC issuer for the tests, on a free loopback port: discovery document, JWKS and a
 token endpoint (client-credentials grant), signing with keys generated in the test.
 
+It stands in for a real identity provider for the dashboard's sign-in too: an authorization
+endpoint (a one-field sign-in page: the user name, no password, users and their groups set by
+the test in `users`) and the authorization code grant with PKCE (S256) at the token endpoint.
+
 It also mints tokens directly (`mint`), and the forged ones an attacker would try (`unsigned`,
 `hs256_with_public_key`), so each can be presented to the API.
 """
@@ -10,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
+import secrets
 import threading
 import time
 import warnings
@@ -19,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwt
@@ -44,12 +50,24 @@ class Client:
 
 
 @dataclass
+class Grant:
+    """An authorization code, until the token endpoint takes it (once)."""
+
+    user: str
+    client_id: str
+    redirect_uri: str
+    challenge: str
+
+
+@dataclass
 class Issuer:
     url: str
     keys: list[tuple[str, Key]] = field(default_factory=list)  # (alg, key), newest last
     clients: dict[str, Client] = field(default_factory=dict)
     jwks_requests: int = 0
     _serial: int = 0
+    users: dict[str, list[str]] = field(default_factory=dict)  # user name -> groups
+    codes: dict[str, Grant] = field(default_factory=dict)
 
     def new_key(self, alg: str = "RS256") -> Key:
         """A new signing key, published in the JWKS at once; tokens are signed with it now."""
@@ -116,7 +134,10 @@ class Issuer:
             "issuer": self.url,
             "jwks_uri": f"{self.url}/jwks",
             "token_endpoint": f"{self.url}/token",
-            "grant_types_supported": ["client_credentials"],
+            "authorization_endpoint": f"{self.url}/authorize",
+            "grant_types_supported": ["client_credentials", "authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "response_types_supported": ["code"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         }
@@ -125,8 +146,61 @@ class Issuer:
         self.jwks_requests += 1
         return {"keys": [key.as_dict(private=False) for _, key in self.keys]}
 
+    def sign_in_page(self, query: dict[str, str]) -> str:
+        """The authorization endpoint's page: a user name to sign in as (kept as hidden
+        fields: the request's parameters)."""
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in query.items()
+        )
+        return (
+            '<!doctype html><html lang="en"><head><title>Test issuer</title></head><body>'
+            '<h1>Test identity provider</h1><form method="post" action="/authorize">'
+            f'{hidden}<label for="username">User name</label>'
+            '<input id="username" name="username" required>'
+            '<button type="submit">Sign in</button></form></body></html>'
+        )
+
+    def authorize(self, form: dict[str, str]) -> tuple[int, str]:
+        """The sign-in form's answer: a redirect to the client with a code (or an error)."""
+        redirect = form.get("redirect_uri", "")
+        if urlsplit(redirect).scheme not in ("http", "https"):
+            return 400, "bad redirect_uri"
+        user = form.get("username", "")
+        if form.get("response_type") != "code" or form.get("code_challenge_method") != "S256":
+            answer = {"error": "invalid_request", "state": form.get("state", "")}
+        elif user not in self.users:
+            answer = {"error": "access_denied", "state": form.get("state", "")}
+        else:
+            code = secrets.token_urlsafe(24)
+            self.codes[code] = Grant(
+                user, form.get("client_id", ""), redirect, form.get("code_challenge", "")
+            )
+            answer = {"code": code, "state": form.get("state", "")}
+        return 302, f"{redirect}?{urlencode(answer)}"
+
+    def _code_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        grant = self.codes.pop(form.get("code", ""), None)
+        if grant is None:
+            return 400, {"error": "invalid_grant"}
+        verifier = form.get("code_verifier", "")
+        challenge = b64(hashlib.sha256(verifier.encode()).digest())
+        if (
+            grant.client_id != form.get("client_id")
+            or grant.redirect_uri != form.get("redirect_uri")
+            or not hmac.compare_digest(challenge, grant.challenge)
+        ):
+            return 400, {"error": "invalid_grant"}
+        token = self.mint(
+            sub=grant.user, preferred_username=grant.user, groups=self.users[grant.user]
+        )
+        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300}
+
     def token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
-        """The token endpoint: client-credentials grant, client authenticated by secret."""
+        """The token endpoint: client-credentials grant, client authenticated by secret; or
+        the authorization code grant of a public client with PKCE."""
+        if form.get("grant_type") == "authorization_code":
+            return self._code_token(form)
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -153,8 +227,20 @@ def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _form(self) -> dict[str, str]:
+            length = min(int(self.headers.get("Content-Length") or 0), 10_000)
+            return {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+
         def do_GET(self) -> None:
-            if self.path == "/.well-known/openid-configuration":
+            if self.path.startswith("/authorize?"):
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                data = issuer.sign_in_page(query).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            elif self.path == "/.well-known/openid-configuration":
                 self._send(200, issuer.discovery())
             elif self.path == "/jwks":
                 self._send(200, issuer.jwks())
@@ -162,12 +248,17 @@ def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": "not_found"})
 
         def do_POST(self) -> None:
+            if self.path == "/authorize":
+                status, location = issuer.authorize(self._form())
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path != "/token":
                 self._send(404, {"error": "not_found"})
                 return
-            length = min(int(self.headers.get("Content-Length") or 0), 10_000)
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            self._send(*issuer.token(form, self.headers.get("Authorization")))
+            self._send(*issuer.token(self._form(), self.headers.get("Authorization")))
 
     return Handler
 

@@ -1,0 +1,193 @@
+// The live deployment page: renders the deployment's body (as GET /api/v1/deployments/{id}
+// answers it) and follows the event stream. No inline script: the CSP forbids it.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const FINAL = ["succeeded", "rolled_back", "aborted", "failed"];
+  const text = (tag, value, cls) => {
+    const el = document.createElement(tag);
+    el.textContent = value == null ? "" : String(value);
+    if (cls) el.className = cls;
+    return el;
+  };
+  const clear = (el) => { while (el.firstChild) el.removeChild(el.firstChild); };
+
+  function renderWeights(view) {
+    const box = $("weights"), status = view.status || {};
+    clear(box);
+    const weights = status.weights || {};
+    const names = Object.keys(weights);
+    const parts = [];
+    for (const slot of names) {
+      const w = weights[slot];
+      const isNew = slot === status.new_slot;
+      const label = (isNew ? view.version : (status.previous_version || slot)) + " " + w + "%";
+      parts.push(label);
+      if (w <= 0) continue;
+      const bar = text("span", label, isNew ? "canary" : "stable");
+      bar.style.width = w + "%";
+      box.appendChild(bar);
+    }
+    box.setAttribute("aria-label", "traffic: " + (parts.join(", ") || "none yet"));
+    $("weights-text").textContent = parts.length ? parts.join(" · ") : "No traffic split yet.";
+  }
+
+  function renderSteps(view) {
+    const list = $("steps"), status = view.status || {};
+    clear(list);
+    const total = status.steps || 0, current = status.step || 0;
+    for (let i = 1; i <= total; i++) {
+      const done = i < current || (i === current && FINAL.includes(view.state));
+      const li = text("li", "Step " + i + (i === current ? " — " + (status.phase || "") : ""),
+        done ? "done" : i === current ? "current" : "");
+      if (i === current && !done) li.setAttribute("aria-current", "step");
+      list.appendChild(li);
+    }
+    if (!total) list.appendChild(text("li", status.phase || view.state));
+  }
+
+  function renderMeasurements(view) {
+    const body = $("measurements"), ms = (view.status && view.status.measurements) || [];
+    clear(body);
+    for (const m of ms.slice().reverse()) {
+      const tr = document.createElement("tr");
+      tr.appendChild(text("td", new Date(m.at).toLocaleTimeString()));
+      tr.appendChild(text("td", m.metric));
+      tr.appendChild(text("td", m.value == null ? "—" : Number(m.value).toPrecision(3)));
+      tr.appendChild(text("td", m.phase, "verdict " + String(m.phase).toLowerCase()));
+      tr.appendChild(text("td", m.message));
+      body.appendChild(tr);
+    }
+    if (!ms.length) {
+      const tr = document.createElement("tr");
+      const td = text("td", "No measurements yet.");
+      td.colSpan = 5;
+      tr.appendChild(td);
+      body.appendChild(tr);
+    }
+  }
+
+  function renderApprovals(view) {
+    const list = $("approvals"), status = view.status || {};
+    clear(list);
+    for (const a of status.approvals || []) {
+      list.appendChild(text("li", "Step " + a.step + ": approved by " + a.by + " at " +
+        new Date(a.at).toLocaleTimeString() + (a.comment ? " — " + a.comment : "")));
+    }
+    if (status.pause_reason) list.appendChild(text("li", "Waiting: " + (status.paused_reason || status.pause_reason)));
+    if (!list.firstChild) list.appendChild(text("li", "None needed so far."));
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, content) {
+    const el = document.createElementNS(SVG, tag);
+    for (const k in attrs) el.setAttribute(k, attrs[k]);
+    if (content != null) el.textContent = content;
+    return el;
+  }
+  // Error rate (left axis) and latency (right axis) of the new version over time.
+  function renderChart(view) {
+    const box = $("chart"), ms = (view.status && view.status.measurements) || [];
+    clear(box);
+    const series = { err: [], lat: [] };
+    for (const m of ms) {
+      if (m.value == null) continue;
+      const name = String(m.metric).toLowerCase();
+      const kind = name.includes("error") ? "err" : name.includes("lat") || name.includes("p9") ? "lat" : null;
+      if (kind) series[kind].push({ t: Date.parse(m.at), v: Number(m.value) });
+    }
+    const W = 640, H = 220, L = 50, R = 50, T = 15, B = 30;
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img",
+      "aria-label": "error rate and latency of " + view.version + " over time" });
+    const all = series.err.concat(series.lat);
+    const start = view.status && view.status.started_at ? Date.parse(view.status.started_at) : Date.parse(view.created_at);
+    const end = Math.max(Date.now(), ...all.map((p) => p.t), start + 1000);
+    root.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
+    root.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
+    root.appendChild(svg("line", { x1: W - R, y1: T, x2: W - R, y2: H - B, class: "axis" }));
+    const x = (t) => L + ((t - start) / (end - start)) * (W - L - R);
+    const draw = (points, cls, side) => {
+      const max = Math.max(...points.map((p) => p.v), cls === "err" ? 0.01 : 0.001);
+      const y = (v) => H - B - (v / max) * (H - T - B);
+      if (points.length) {
+        root.appendChild(svg("polyline", { class: cls,
+          points: points.map((p) => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") }));
+      }
+      const label = cls === "err" ? (max * 100).toPrecision(2) + "% errors" : (max * 1000).toPrecision(3) + " ms";
+      root.appendChild(svg("text", { x: side === "left" ? 4 : W - R + 4, y: T + 10 }, label));
+    };
+    draw(series.err, "err", "left");
+    draw(series.lat, "lat", "right");
+    const secs = Math.round((end - start) / 1000);
+    root.appendChild(svg("text", { x: L, y: H - 8 }, "start"));
+    root.appendChild(svg("text", { x: W - R - 40, y: H - 8 }, "+" + secs + " s"));
+    root.appendChild(svg("title", {}, "red: error rate; blue dashed: latency"));
+    box.appendChild(root);
+    if (!all.length) box.appendChild(text("p", "No error-rate or latency measurements yet.", "note"));
+  }
+
+  function render(view) {
+    const state = $("state");
+    state.textContent = view.state;
+    state.className = "state " + view.state;
+    $("phase").textContent = view.status ? "(" + view.status.phase + ")" : "";
+    $("reason").textContent = view.reason || (view.status && view.status.paused_reason) || "";
+    renderWeights(view);
+    renderSteps(view);
+    renderMeasurements(view);
+    renderApprovals(view);
+    renderChart(view);
+    const actions = $("actions");
+    if (actions && FINAL.includes(view.state)) actions.hidden = true;
+  }
+
+  function follow(url) {
+    if (!window.EventSource) return;
+    const source = new EventSource(url);
+    source.addEventListener("status", (e) => { $("live").textContent = "live"; render(JSON.parse(e.data)); });
+    source.addEventListener("end", (e) => {
+      render(JSON.parse(e.data));
+      $("live").textContent = "ended";
+      source.close();
+    });
+    source.onerror = () => { $("live").textContent = "reconnecting…"; };
+  }
+
+  // Actions by fetch (the CSRF token in a header), so the page and its stream stay open;
+  // the plain forms work without JS too.
+  function wireActions(csrf) {
+    for (const form of document.querySelectorAll("form.action")) {
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const button = form.querySelector("button");
+        button.disabled = true;
+        const result = $("action-result");
+        try {
+          const resp = await fetch(form.action, {
+            method: "POST", credentials: "same-origin",
+            headers: { "X-CSRF-Token": csrf, "Accept": "application/json" },
+          });
+          if (resp.ok) {
+            const body = await resp.json();
+            result.textContent = button.textContent + ": sent.";
+            if (body.deployment && !location.pathname.endsWith("/" + body.deployment)) {
+              location.assign("/ui/deployments/" + body.deployment);
+            }
+          } else {
+            const page = new DOMParser().parseFromString(await resp.text(), "text/html");
+            const err = page.getElementById("error");
+            result.textContent = button.textContent + " refused (" + resp.status + "): " + (err ? err.textContent : "");
+          }
+        } finally {
+          button.disabled = false;
+        }
+      });
+    }
+  }
+
+  const config = $("config");
+  render(JSON.parse($("initial").textContent));
+  wireActions(config.dataset.csrf);
+  const initial = JSON.parse($("initial").textContent);
+  if (!FINAL.includes(initial.state)) follow(config.dataset.events);
+})();
