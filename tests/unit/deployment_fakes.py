@@ -248,6 +248,10 @@ class Run:
             task_queue=self.queue,
             workflows=[DeploymentWorkflow, BackgroundAnalysisWorkflow],
             activities=self.infra.activities(),
+            # A held fake heartbeats all the time; the SDK sends one at most every 80% of the
+            # heartbeat timeout (8 s), so a cancellation (a deadline, an abort) would reach it
+            # only that late. Real time, not skipped: the tests would wait for it.
+            max_heartbeat_throttle_interval=timedelta(seconds=0.5),
         )
 
     async def start(self, inp: DeploymentInput) -> WorkflowHandle[Any, DeploymentStatus]:
