@@ -18,10 +18,17 @@
     const weights = status.weights || {};
     const names = Object.keys(weights);
     const parts = [];
+    // Once promoted, the new version's slot becomes the stable one (and new_slot is null).
+    const promoted = !status.new_slot && view.state === "succeeded";
+    const versionOf = (slot) => {
+      if (slot === status.new_slot) return view.version;
+      if (slot === status.stable_slot) return promoted ? view.version : (status.previous_version || slot);
+      return promoted ? (status.previous_version || slot) : view.version;
+    };
     for (const slot of names) {
       const w = weights[slot];
-      const isNew = slot === status.new_slot;
-      const label = (isNew ? view.version : (status.previous_version || slot)) + " " + w + "%";
+      const isNew = versionOf(slot) === view.version;
+      const label = versionOf(slot) + " " + w + "%";
       parts.push(label);
       if (w <= 0) continue;
       const bar = text("span", label, isNew ? "canary" : "stable");
