@@ -7,11 +7,11 @@ pipeline's gate check would."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.db.engine import make_engine, sessions
-from core.db.pipelines import set_hold
+from core.db.pipelines import add_verified, set_hold
 from tests.integration.system import System
 from tests.support import wait_for
 
@@ -75,6 +75,24 @@ async def release_hold(s: System) -> Request:
     return "DELETE", f"{url}/holds/staging", None
 
 
+async def propagate_rollback(s: System) -> Request:
+    """dev serves an older combination than staging, which staging verified before. The
+    component is not registered: the run's release fails after the request, unaudited by it."""
+    url = await _pipeline(s)
+    old, new = {"audit-x": "v1"}, {"audit-x": "v2"}
+    at = datetime.now(UTC)
+    engine = make_engine(s.settings)
+    try:
+        async with sessions(engine)() as session:
+            await add_verified(session, "audit", "staging", old, "r1", at - timedelta(hours=2))
+            await add_verified(session, "audit", "staging", new, "r2", at - timedelta(hours=1))
+            await add_verified(session, "audit", "dev", old, "r1", at)
+            await session.commit()
+    finally:
+        await engine.dispose()
+    return "POST", f"{url}/environments/dev/propagate-rollback", {"reason": "audit"}
+
+
 async def stop(s: System) -> Request:
     return "PUT", f"{await _pipeline(s)}/stop", {"reason": "audit"}
 
@@ -93,6 +111,9 @@ SCENARIOS: dict[tuple[str, str], Callable[[System], Awaitable[Request]]] = {
     ("POST", f"{API}/{{name}}/runs"): start_run,
     ("POST", f"{API}/{{name}}/runs/{{run_id}}/{{action}}"): act,
     ("DELETE", f"{API}/{{name}}/holds/{{environment}}"): release_hold,
+    ("POST", f"{API}/{{name}}/environments/{{environment}}/propagate-rollback"): (
+        propagate_rollback
+    ),
     ("PUT", f"{API}/{{name}}/stop"): stop,
     ("DELETE", f"{API}/{{name}}/stop"): restart,
 }

@@ -3,7 +3,10 @@ no-op provider, the session's Temporal server): dev -> staging -> production wit
 approval before production. The run waits at the gate; an operator's approval is refused
 naming `admin`; an admin's passes; the combination ends verified in all three environments.
 Then a person deploys another version by hand in dev: the next run holds auto-promotion into
-dev until the hold is released."""
+dev until the hold is released. Last, dev is put back by hand to the combination the first run
+verified, and the rollback is propagated on request: staging (which has the second run's
+combination) is moved back by a release and held; production, which has it already, is left
+alone."""
 
 from __future__ import annotations
 
@@ -118,3 +121,29 @@ async def test_a_pipeline_promotes_a_verified_combination_through_an_admin_gate(
     abort = await system.http.post(f"{API}/shop/runs/{second}/abort", headers=admin)
     assert abort.status_code == 200, abort.text
     await _until(system, second, lambda r: r["state"] == "aborted", "the abort")
+
+    # dev is put back to v1 by hand; staging has v2 (the second run), production v1.
+    back = await system.http.post(
+        "/api/v1/deployments", json={**by_hand, "version": "v1"}, headers=admin
+    )
+    assert back.status_code == 202, back.text
+    dep = back
+    await wait_for(done, lambda s: s == "succeeded", within=30, what="the rollback by hand")
+    nothing = await system.http.post(
+        f"{API}/shop/environments/staging/propagate-rollback", headers=admin
+    )
+    assert nothing.status_code == 409 and "nothing was verified" not in nothing.text
+    resp = await system.http.post(
+        f"{API}/shop/environments/dev/propagate-rollback",
+        json={"reason": "v2 is bad"},
+        headers=admin,
+    )
+    assert resp.status_code == 202, resp.text
+    propagated = resp.json()["id"]
+    run = await _until(system, propagated, lambda r: r["state"] == "succeeded", "the propagation")
+    assert [s["environment"] for s in run["status"]["stages"]] == ["staging"]
+    assert run["status"]["propagated_from"] == "dev"
+    view = (await system.http.get(f"{API}/shop", headers=admin)).json()
+    staging = view["environments"][1]
+    assert staging["verified"]["components"] == {"demo": "v1"}
+    assert "propagated the rollback of dev" in staging["hold"]["reason"]
