@@ -7,6 +7,7 @@ an action's button is hidden from a viewer and refused (403, audited) anyway.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Annotated, Any, Literal
 
@@ -132,6 +133,7 @@ async def deployment_page(request: Request, deployment_id: str) -> Response:
     session, principal = await _signed_in(request)
     async with request.app.state.sessions() as db:
         view = await _deployments(request, db).get(deployment_id)
+        row = await deployment_store.get(db, deployment_id)
     check(principal, Role.VIEWER, view.component, view.environment)
     may_act = principal.may(Role.OPERATOR, view.component, view.environment, write=True)
     return page(
@@ -142,7 +144,28 @@ async def deployment_page(request: Request, deployment_id: str) -> Response:
         may_act=may_act,
         final=view.state in FINAL_STATES,
         initial=_script_json(view.model_dump_json(by_alias=True)),
+        plan=_script_json(json.dumps(plan_of(row.request or {}))),
     )
+
+
+def plan_of(request: dict[str, Any]) -> list[str]:
+    """The strategy's steps in words ("set weight 20%", "pause 2s"), from the stored request:
+    the status counts steps, the request says what each one is."""
+    strategy = request.get("strategy")
+    steps = strategy.get("steps") if isinstance(strategy, dict) else None
+    if not isinstance(steps, list):
+        return []
+    out = []
+    for step in steps[:200]:
+        kind, value = next(iter(step.items())) if isinstance(step, dict) and step else ("?", None)
+        if kind == "set_weight":
+            out.append(f"set weight {value}%")
+        elif kind == "pause":
+            duration = value.get("duration") if isinstance(value, dict) else None
+            out.append(f"pause {duration}" if duration else "pause until promoted")
+        else:
+            out.append(str(kind).replace("_", " "))
+    return out
 
 
 def _script_json(body: str) -> str:

@@ -184,6 +184,8 @@ async def test_the_dashboard_in_chromium(
     canary = await deploy(system, "v2", CANARY)
     await page.goto(f"{served}/ui/deployments/{canary['id']}")
     await expect(page.locator("#weights-text")).to_contain_text("v2 20%", timeout=WITHIN_MS)
+    await expect(page.locator("#steps")).to_contain_text("set weight 20%")
+    await expect(page.locator("#steps")).to_contain_text("pause 2s")
     await page.screenshot(path=str(shots / "canary-20.png"), full_page=True)
     await accessible(page)
     await expect(page.locator("#weights-text")).to_contain_text("v2 50%", timeout=WITHIN_MS)

@@ -39,13 +39,15 @@
     $("weights-text").textContent = parts.length ? parts.join(" · ") : "No traffic split yet.";
   }
 
+  const PLAN = JSON.parse($("plan").textContent);
   function renderSteps(view) {
     const list = $("steps"), status = view.status || {};
     clear(list);
-    const total = status.steps || 0, current = status.step || 0;
+    const total = status.steps || PLAN.length, current = status.step || 0;
     for (let i = 1; i <= total; i++) {
       const done = i < current || (i === current && FINAL.includes(view.state));
-      const li = text("li", "Step " + i + (i === current ? " — " + (status.phase || "") : ""),
+      const name = PLAN[i - 1] || "step " + i;
+      const li = text("li", name + (i === current && !done ? " — now (" + (status.phase || "") + ")" : ""),
         done ? "done" : i === current ? "current" : "");
       if (i === current && !done) li.setAttribute("aria-current", "step");
       list.appendChild(li);
