@@ -149,7 +149,10 @@ class PipelineActivities:
         principal = pipeline_principal(req.pipeline)
         release = ReleaseRequest(environment=req.environment, components=req.components)
         inp = ReleaseInput(
-            **release.model_dump(), release_id=req.release_id, initiator=principal.initiator
+            **release.model_dump(),
+            release_id=req.release_id,
+            initiator=principal.initiator,
+            ui_actions=self.settings.ui_actions,
         )
         async with self.sessions() as session:
             try:

@@ -357,5 +357,13 @@ class ReleaseWorkflow:
 
     @workflow.signal(name="abort")
     def abort_signal(self, req: ActionRequest | None = None) -> None:
+        # A signal (the Temporal UI's "Send signal") has no sender the workflow can check:
+        # R2C_UI_ACTIONS says whether it is honoured, as for a deployment's (abort is among
+        # the safe actions, so only `none` refuses it). The API's abort is an update.
+        if self.inp.ui_actions == "none":
+            note = "signal abort ignored: R2C_UI_ACTIONS=none does not honour it from the UI"
+            self.status.notices = [*self.status.notices, note][-10:]
+            workflow.logger.warning(note)
+            return
         if self.abort_reason is None and self.status.state not in FINAL_RELEASE_STATES:
             self._abort(req or ActionRequest())

@@ -92,7 +92,12 @@ class ReleaseService:
         self.check_scope(principal, Role.OPERATOR, req)
         await self._refuse_unplannable(req)
         release_id = release_id or f"rel-{uuid.uuid4().hex[:12]}"
-        inp = ReleaseInput(**req.model_dump(), release_id=release_id, initiator=principal.initiator)
+        inp = ReleaseInput(
+            **req.model_dump(),
+            release_id=release_id,
+            initiator=principal.initiator,
+            ui_actions=self.settings.ui_actions,
+        )
         row = ReleaseRow(
             id=release_id,
             environment=req.environment,

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.models.deployments import DeploymentState, Strategy
+from core.models.deployments import DeploymentState, Strategy, UiActions
 from core.models.names import ComponentName, EnvironmentName, VersionLabel
 
 RELEASE_WORKFLOW = "release"
@@ -54,6 +54,11 @@ class ReleaseRequest(BaseModel):
 class ReleaseInput(ReleaseRequest):
     release_id: str = Field(..., min_length=1, max_length=40)
     initiator: str = Field(..., max_length=300)
+    ui_actions: UiActions = Field(
+        "safe",
+        description="R2C_UI_ACTIONS at the start: the `abort` signal (the Temporal UI's) is "
+        "honoured unless it is `none`",
+    )
 
 
 class ReleaseState(StrEnum):
@@ -106,6 +111,7 @@ class ReleaseStatus(BaseModel):
     components: dict[str, ComponentProgress] = Field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    notices: list[str] = Field(default_factory=list, description="signals ignored, and why")
 
 
 # ----------------------------------------------------------------------------- activities

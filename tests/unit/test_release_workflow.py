@@ -246,6 +246,45 @@ async def test_operator_abort_compensates(env: WorkflowEnvironment) -> None:
     assert r.components_rolled_back(status) == ["db"]
 
 
+async def test_the_ui_abort_signal_follows_r2c_ui_actions(env: WorkflowEnvironment) -> None:
+    """R2C_UI_ACTIONS=none: the Temporal UI's abort signal is noted and ignored (the API's
+    abort, an update, still works); under `safe` it aborts."""
+    r = Release(env.client, Fakes(plan={"db": "0.1:succeeded", "api": "600:succeeded"}))
+    async with r.worker():
+        ends: list[ReleaseStatus] = []
+        for actions in ("none", "safe"):
+            release_id = f"r{uuid.uuid4().hex[:8]}"
+            handle = await env.client.start_workflow(
+                ReleaseWorkflow.run,
+                ReleaseInput(
+                    release_id=release_id,
+                    environment=f"e{release_id}",
+                    components={"db": "v2", "api": "v2"},
+                    initiator="apikey:test",
+                    ui_actions=actions,
+                ),
+                id=f"release:{release_id}",
+                task_queue=r.queue,
+                execution_timeout=timedelta(days=1),
+            )
+            await _wait_state(handle, "api", DeploymentState.PROGRESSING)
+            await handle.signal("abort", ActionRequest(by="someone", reason="from the UI"))
+            if actions == "none":
+                status = await handle.query(ReleaseWorkflow.get_status)
+                for _ in range(100):
+                    if status.notices:
+                        break
+                    await asyncio.sleep(0.05)
+                    status = await handle.query(ReleaseWorkflow.get_status)
+                assert "R2C_UI_ACTIONS=none" in status.notices[0]
+                assert status.state is ReleaseState.PROGRESSING
+                await handle.execute_update("abort", ActionRequest(by="apikey:ops"))
+            ends.append(await handle.result())
+    assert ends[0].reason == "aborted by apikey:ops"
+    assert ends[1].state is ReleaseState.ROLLED_BACK
+    assert (ends[1].reason or "").startswith("aborted by someone")
+
+
 async def test_cancel_compensates_and_is_not_swallowed(env: WorkflowEnvironment) -> None:
     r = Release(
         env.client,
