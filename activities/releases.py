@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowFailureError
 
 from api.gateway import Gateway
 from api.services.deployments import DeploymentService
+from core.db import audit
 from core.db import releases as release_store
 from core.db.tables import ComponentRow, DeploymentRow
 from core.errors import R2CError
@@ -115,10 +116,25 @@ class ReleaseActivities:
 
     @activity.defn(name=FORGET_DEPLOYMENT_ACTIVITY)
     async def forget(self, req: ForgetRequest) -> None:
-        """A prepared deployment whose child could not start: it never ran, so no row."""
+        """A prepared deployment whose child could not start: it never ran, so no row. Its
+        `deployment.created` event is in the chain already (written when it was prepared, and
+        the chain is append-only): `deployment.not_started` says, in the same transaction as
+        the row's removal, that it never ran and why."""
         async with self.sessions() as session:
             row = await session.get(DeploymentRow, req.deployment_id)
             if row is not None and row.run_id is None:
+                await audit.record(
+                    session,
+                    actor=row.initiator,
+                    action="deployment.not_started",
+                    target=row.id,
+                    detail={
+                        "component": row.component,
+                        "environment": row.environment,
+                        "version": row.version,
+                        "reason": req.reason or "its release did not start it",
+                    },
+                )
                 await session.delete(row)
                 await session.commit()
 

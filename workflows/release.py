@@ -209,7 +209,7 @@ class ReleaseWorkflow:
             return self._ended(name, DeploymentState.FAILED, prepared.refused or "not prepared")
         child_input = DeploymentInput.model_validate(prepared.input)
         if self.abort_reason is not None or self._stopping:
-            await self._forget(p.deployment_id)
+            await self._forget(p.deployment_id, "the release was stopping")
             return self._ended(name, None, f"not started: {self.abort_reason}")
         try:
             handle = await workflow.start_child_workflow(
@@ -221,7 +221,7 @@ class ReleaseWorkflow:
                 static_summary=f"{name} {child_input.version} (release {inp.release_id})",
             )
         except WorkflowAlreadyStartedError:
-            await self._forget(p.deployment_id)
+            await self._forget(p.deployment_id, "the target is being deployed already")
             return self._ended(
                 name,
                 DeploymentState.FAILED,
@@ -254,10 +254,10 @@ class ReleaseWorkflow:
         p.state, p.reason, p.finished_at = state, reason, workflow.now()
         return _Failure(name, f"{name}: {reason}")
 
-    async def _forget(self, deployment_id: str) -> None:
+    async def _forget(self, deployment_id: str, reason: str) -> None:
         await workflow.execute_activity(
             FORGET_DEPLOYMENT_ACTIVITY,
-            ForgetRequest(deployment_id=deployment_id),
+            ForgetRequest(deployment_id=deployment_id, reason=reason),
             start_to_close_timeout=_SHORT,
             retry_policy=_RETRY,
         )

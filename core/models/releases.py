@@ -144,6 +144,7 @@ class PrepareAnswer(BaseModel):
 
 class ForgetRequest(BaseModel):
     deployment_id: str
+    reason: str = Field("", max_length=500, description="why its child was not started")
 
 
 class RollbackStartRequest(BaseModel):
