@@ -20,11 +20,12 @@ from api.scope_checks import check, readable
 from api.services.component_graph import build as build_graph
 from api.services.components import ComponentService
 from api.services.deployments import DeploymentService
-from api.ui import csrf
+from api.ui import csrf, traffic
 from api.ui import sessions as ui_sessions
 from api.ui.render import page
 from api.ui.sessions import UiSession
 from core.db import deployments as deployment_store
+from core.db.tables import utcnow
 from core.errors import AuthenticationError, PermissionDeniedError
 from core.models.apikeys import Principal, Role
 from core.models.deployments import FINAL_STATES, DeploymentState
@@ -197,6 +198,21 @@ async def deployment_events(
 
     key = ("deployment", deployment_id)
     return await deployment_streams._stream(request, key, fetch, last_event_id)
+
+
+@router.get("/deployments/{deployment_id}/traffic")
+async def deployment_traffic(request: Request, deployment_id: str) -> Response:
+    """Error rate and latency per version over the deployment's time (api/ui/traffic.py),
+    for the page's chart."""
+    _, principal = await _signed_in(request)
+    async with request.app.state.sessions() as db:
+        row = await deployment_store.get(db, deployment_id)
+    check(principal, Role.VIEWER, row.component, row.environment)
+    end = row.finished_at or utcnow()
+    found = await traffic.per_version(
+        request.app.state.settings, row.component, row.environment, row.created_at, end
+    )
+    return JSONResponse(found)
 
 
 @router.post("/deployments/{deployment_id}/actions/{action}")

@@ -94,48 +94,95 @@
     if (content != null) el.textContent = content;
     return el;
   }
-  // Error rate (left axis) and latency (right axis) of the new version over time.
-  function renderChart(view) {
-    const box = $("chart"), ms = (view.status && view.status.measurements) || [];
-    clear(box);
-    const series = { err: [], lat: [] };
-    for (const m of ms) {
+  // Error rate (left axis, solid) and latency (right axis, dashed) per version over the
+  // deployment's time: from Prometheus' router metrics when the API has them (TRAFFIC),
+  // else from the analysis' measurements of the new version.
+  let TRAFFIC = null;
+  const COLOURS = ["#0b57a4", "#4a4a4a", "#7a4b00", "#6a1b9a"];
+  function seriesOf(view) {
+    if (TRAFFIC && Object.keys(TRAFFIC.versions).length) {
+      return Object.entries(TRAFFIC.versions).map(([version, s]) => ({
+        version,
+        err: (s.error_rate || []).map(([t, v]) => ({ t, v })),
+        lat: (s.latency_ms || []).map(([t, v]) => ({ t, v: v / 1000 })),
+      }));
+    }
+    const one = { version: view.version, err: [], lat: [] };
+    for (const m of (view.status && view.status.measurements) || []) {
       if (m.value == null) continue;
       const name = String(m.metric).toLowerCase();
       const kind = name.includes("error") ? "err" : name.includes("lat") || name.includes("p9") ? "lat" : null;
-      if (kind) series[kind].push({ t: Date.parse(m.at), v: Number(m.value) });
+      if (kind) one[kind].push({ t: Date.parse(m.at), v: Number(m.value) / (kind === "lat" ? 1000 : 1) });
     }
-    const W = 640, H = 220, L = 50, R = 50, T = 15, B = 30;
+    return [one];
+  }
+  function renderChart(view) {
+    const box = $("chart");
+    clear(box);
+    const all = seriesOf(view);
+    // The new version first (blue), the one it replaces next (grey).
+    all.sort((a, b) => (b.version === view.version) - (a.version === view.version));
+    const W = 640, H = 220, L = 50, R = 60, T = 15, B = 30;
     const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img",
-      "aria-label": "error rate and latency of " + view.version + " over time" });
-    const all = series.err.concat(series.lat);
+      "aria-label": "error rate and latency per version over the deployment's time" });
+    const points = all.flatMap((s) => s.err.concat(s.lat));
     const start = view.status && view.status.started_at ? Date.parse(view.status.started_at) : Date.parse(view.created_at);
-    const end = Math.max(Date.now(), ...all.map((p) => p.t), start + 1000);
+    const finished = view.finished_at ? Date.parse(view.finished_at) : Date.now();
+    const end = Math.max(finished, ...points.map((p) => p.t), start + 1000);
     root.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
     root.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
     root.appendChild(svg("line", { x1: W - R, y1: T, x2: W - R, y2: H - B, class: "axis" }));
-    const x = (t) => L + ((t - start) / (end - start)) * (W - L - R);
-    const draw = (points, cls, side) => {
-      const max = Math.max(...points.map((p) => p.v), cls === "err" ? 0.01 : 0.001);
+    const x = (t) => L + ((Math.max(t, start) - start) / (end - start)) * (W - L - R);
+    const maxErr = Math.max(0.01, ...all.flatMap((s) => s.err.map((p) => p.v)));
+    const maxLat = Math.max(0.001, ...all.flatMap((s) => s.lat.map((p) => p.v)));
+    const line = (pts, max, colour, dashed) => {
+      if (!pts.length) return;
       const y = (v) => H - B - (v / max) * (H - T - B);
-      if (points.length) {
-        root.appendChild(svg("polyline", { class: cls,
-          points: points.map((p) => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") }));
-      }
-      const label = cls === "err" ? (max * 100).toPrecision(2) + "% errors" : (max * 1000).toPrecision(3) + " ms";
-      root.appendChild(svg("text", { x: side === "left" ? 4 : W - R + 4, y: T + 10 }, label));
+      const attrs = { fill: "none", stroke: colour, "stroke-width": 2,
+        points: pts.map((p) => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" ") };
+      if (dashed) attrs["stroke-dasharray"] = "5 3";
+      root.appendChild(svg("polyline", attrs));
     };
-    draw(series.err, "err", "left");
-    draw(series.lat, "lat", "right");
-    const secs = Math.round((end - start) / 1000);
+    all.forEach((s, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      line(s.err, maxErr, colour, false);
+      line(s.lat, maxLat, colour, true);
+      const legend = svg("text", { x: L + 8 + i * 130, y: T + 12 }, s.version);
+      legend.style.fill = colour; // CSSOM: allowed by the CSP, unlike a style attribute
+      root.appendChild(legend);
+    });
+    root.appendChild(svg("text", { x: 4, y: H - B + 14 }, "errors"));
+    root.appendChild(svg("text", { x: 4, y: T + 10 }, (maxErr * 100).toPrecision(2) + "%"));
+    root.appendChild(svg("text", { x: W - R + 4, y: T + 10 }, (maxLat * 1000).toPrecision(3) + " ms"));
+    root.appendChild(svg("text", { x: W - R + 4, y: H - B + 14 }, "p95"));
     root.appendChild(svg("text", { x: L, y: H - 8 }, "start"));
-    root.appendChild(svg("text", { x: W - R - 40, y: H - 8 }, "+" + secs + " s"));
-    root.appendChild(svg("title", {}, "red: error rate; blue dashed: latency"));
+    root.appendChild(svg("text", { x: W - R - 50, y: H - 8 }, "+" + Math.round((end - start) / 1000) + " s"));
+    root.appendChild(svg("title", {}, "solid: error rate; dashed: p95 latency; one colour per version"));
     box.appendChild(root);
-    if (!all.length) box.appendChild(text("p", "No error-rate or latency measurements yet.", "note"));
+    const source = $("chart-source");
+    if (TRAFFIC && Object.keys(TRAFFIC.versions).length) {
+      source.textContent = "From the router metrics in Prometheus, per version (solid: error rate, dashed: p95 latency).";
+    } else if (!points.length) {
+      source.textContent = "No error-rate or latency data yet" +
+        (TRAFFIC && TRAFFIC.error ? " (Prometheus: " + TRAFFIC.error + ")" : "") + ".";
+    } else {
+      source.textContent = "From the analysis' measurements of " + view.version + " (solid: error rate, dashed: latency).";
+    }
+  }
+
+  let lastTraffic = 0, latest = null;
+  async function refreshTraffic(url, force) {
+    if (!force && Date.now() - lastTraffic < 5000) return;
+    lastTraffic = Date.now();
+    try {
+      const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (resp.ok) TRAFFIC = await resp.json();
+    } catch (e) { /* the chart keeps what it has */ }
+    if (latest) renderChart(latest);
   }
 
   function render(view) {
+    latest = view;
     const state = $("state");
     state.textContent = view.state;
     state.className = "state " + view.state;
@@ -153,9 +200,14 @@
   function follow(url) {
     if (!window.EventSource) return;
     const source = new EventSource(url);
-    source.addEventListener("status", (e) => { $("live").textContent = "live"; render(JSON.parse(e.data)); });
+    source.addEventListener("status", (e) => {
+      $("live").textContent = "live";
+      render(JSON.parse(e.data));
+      refreshTraffic(config.dataset.traffic, false);
+    });
     source.addEventListener("end", (e) => {
       render(JSON.parse(e.data));
+      refreshTraffic(config.dataset.traffic, true);
       $("live").textContent = "ended";
       source.close();
     });
@@ -196,6 +248,7 @@
 
   const config = $("config");
   render(JSON.parse($("initial").textContent));
+  refreshTraffic(config.dataset.traffic, true);
   wireActions(config.dataset.csrf);
   const initial = JSON.parse($("initial").textContent);
   if (!FINAL.includes(initial.state)) follow(config.dataset.events);
