@@ -62,6 +62,7 @@ def build_request(
     analysis_count: int = 3,
     replicas: int | None = None,
     description: str = "",
+    variables: list[str] | None = None,
 ) -> dict[str, Any]:
     """The body of POST /api/v1/deployments; a bad flag is a UsageError."""
     if strategy_file is not None and (canary or pause or analysis):
@@ -82,6 +83,11 @@ def build_request(
         body["replicas"] = replicas
     if description:
         body["description"] = description
+    if variables:
+        pairs = [v.partition("=") for v in variables]
+        if any(not name or not sep for name, sep, _ in pairs):
+            raise UsageError("--var NAME=VALUE, e.g. --var LOG_LEVEL=debug")
+        body["env"] = {name: value for name, _, value in pairs}
     return body
 
 
@@ -175,6 +181,10 @@ def deploy(
     ] = 3,
     replicas: Annotated[int | None, typer.Option(min=1, max=100)] = None,
     description: Annotated[str, typer.Option(help="why, in words")] = "",
+    var: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=VALUE: an environment override of the new version (repeat)"),
+    ] = None,
     watch_: Annotated[
         bool | None,
         typer.Option("--watch/--no-watch", help="follow it to the end (default on a terminal)"),
@@ -205,6 +215,7 @@ def deploy(
             analysis_count=analysis_count,
             replicas=replicas,
             description=description,
+            variables=var,
         )  # fmt: skip
     )
     api = client(url, key, context)

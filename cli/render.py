@@ -26,6 +26,26 @@ def _status(body: dict[str, Any]) -> dict[str, Any]:
     return status if isinstance(status, dict) else {}
 
 
+def version_weights(st: dict[str, Any]) -> dict[str, int]:
+    """The weights by version, the previous version first. The router weighs two slots
+    (blue, green): while it runs the new version is in `new_slot`; once it has succeeded the
+    new version's slot is the `stable_slot`."""
+    new, old = st.get("version"), st.get("previous_version")
+    slot_of_new = st.get("new_slot")
+    done = st.get("state") == "succeeded" or (st.get("steps") and st.get("step") == st["steps"])
+    if slot_of_new is None and done:  # past the last step, the new version's slot is stable
+        slot_of_new = st.get("stable_slot")
+    weights: dict[str, int] = {}
+    items = sorted((st.get("weights") or {}).items(), key=lambda kv: kv[0] == slot_of_new)
+    for slot, weight in items:
+        if slot_of_new is None or not new or not old:
+            label = slot
+        else:
+            label = new if slot == slot_of_new else old
+        weights[str(label)] = int(weight)
+    return weights
+
+
 def weights_text(weights: dict[str, int]) -> str:
     return " ".join(f"{version}={weight}%" for version, weight in weights.items())
 
@@ -52,7 +72,7 @@ def summary_line(body: dict[str, Any]) -> str:
     if st.get("phase"):
         parts.append(str(st["phase"]))
     if st.get("weights"):
-        parts.append(f"weights {weights_text(st['weights'])}")
+        parts.append(f"weights {weights_text(version_weights(st))}")
     reason = st.get("paused_reason") if state == "paused" else None
     reason = reason or (body.get("reason") if state in FINAL else None)
     if reason:
@@ -160,7 +180,7 @@ def live_view(
     if st.get("phase"):
         parts.append(Text(f"phase: {st['phase']}"))
     if st.get("weights"):
-        parts.append(_bar(st["weights"], st.get("previous_version")))
+        parts.append(_bar(version_weights(st), st.get("previous_version")))
     left = clock.remaining(st)
     if left is not None and state not in FINAL:
         parts.append(Text(f"pause: {left:.0f}s left", style="yellow"))

@@ -17,9 +17,7 @@ import yaml
 from cli.api_client import ApiClient, ApiError
 from cli.contexts import list_contexts, save_context, use_context
 from cli.output import ContextOpt, Format, KeyOpt, OutputOpt, UrlOpt, client, emit, run, usage
-from cli.render import summary_line, weights_text
-from core.models.components import ComponentSpec
-from core.models.policies import PolicySpec
+from cli.render import version_weights, weights_text
 
 context_app = typer.Typer(help="Named contexts: an API and its key.", no_args_is_help=True)
 MAX_APPLY_BYTES = 2_000_000
@@ -177,7 +175,7 @@ def describe_text(body: dict[str, Any]) -> str:
         f"version:    {body['version']}"
         + (f" (from {st['previous_version']})" if st.get("previous_version") else ""),
         f"strategy:   {body['strategy']}",
-        f"state:      {summary_line(body).split(' | ', 1)[-1]}",
+        f"state:      {st.get('state') or body['state']}",
         f"started:    {_when(body)} by {body.get('initiator')}",
     ]
     if body.get("finished_at"):
@@ -187,7 +185,7 @@ def describe_text(body: dict[str, Any]) -> str:
     if st.get("steps"):
         lines.append(f"step:       {st.get('step')} of {st.get('steps')} ({st.get('phase')})")
     if st.get("weights"):
-        lines.append(f"weights:    {weights_text(st['weights'])}")
+        lines.append(f"weights:    {weights_text(version_weights(st))}")
     if st.get("endpoint"):
         lines.append(f"endpoint:   {st['endpoint']}")
     for analysis in st.get("analyses") or []:
@@ -273,6 +271,9 @@ def _same(model: Any, current: dict[str, Any], desired: dict[str, Any]) -> bool:
 
 
 def _apply_one(api: ApiClient, doc: dict[str, Any], dry_run: bool) -> str:
+    from core.models.components import ComponentSpec
+    from core.models.policies import PolicySpec
+
     spec = doc["spec"]
     model: type[ComponentSpec] | type[PolicySpec]
     if doc["kind"] == "Component":
