@@ -1,7 +1,8 @@
 """Following a deployment to its end: the server-sent event stream
 GET /api/v1/deployments/{id}/events (`event: status` on connect and on every change, `event:
 end` with the final body, `: ping` comments), resumed with Last-Event-ID after a dropped
-connection; an API without the stream (404) is polled every 2 s instead."""
+connection; an API without the stream (404), or one that serves as many streams as it will
+(429, 503), is polled every 2 s instead."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ def _stream(client: ApiClient, path: str, last_id: list[str | None]) -> Iterator
     ) as resp:
         if resp.status_code == 404 and last_id[0] is None:
             # No stream (an older API), or no such deployment: polling's GET tells which.
+            raise StreamMissing
+        if resp.status_code in (429, 503):
+            # The API serves as many streams as it will (per target or in all): poll.
             raise StreamMissing
         if resp.status_code >= 400:
             resp.read()
