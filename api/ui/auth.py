@@ -26,6 +26,7 @@ from fastapi.responses import RedirectResponse
 
 from api.auth import _oidc
 from api.auth_audit import record_refusal
+from api.key_verifier import KeyEnded
 from api.services import audit
 from api.ui import csrf
 from api.ui import sessions as ui_sessions
@@ -106,7 +107,7 @@ async def login_with_key(
         except RateLimitedError:
             await record_refusal(request, "auth.failed", reason="rate_limited", key=key)
             raise
-        except Exception:  # an ended key (expired, rotated): not signed in
+        except KeyEnded:  # expired, or rotated past its grace: not signed in
             principal = None
     if principal is None:
         if key:

@@ -83,7 +83,7 @@
       list.appendChild(text("li", "Step " + a.step + ": approved by " + a.by + " at " +
         new Date(a.at).toLocaleTimeString() + (a.comment ? " — " + a.comment : "")));
     }
-    if (status.pause_reason) list.appendChild(text("li", "Waiting: " + (status.paused_reason || status.pause_reason)));
+    if (status.pause_reason && !FINAL.includes(view.state)) list.appendChild(text("li", "Waiting: " + (status.paused_reason || status.pause_reason)));
     if (!list.firstChild) list.appendChild(text("li", "None needed so far."));
   }
 
