@@ -42,7 +42,9 @@ GATED = {
         {"set_weight": 100},
     ],
 }
-OUTAGE_SECONDS = 20.0
+# Long enough that the first deliveries meet the outage and are retried (1, 2, 4 s apart);
+# the deployments' later events may arrive during it or after: in order either way.
+OUTAGE_SECONDS = 10.0
 
 
 async def subscribe(system: System, **spec: Any) -> dict[str, Any]:
