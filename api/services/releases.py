@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError
@@ -55,6 +55,9 @@ class ReleaseView(BaseModel):
     finished_at: datetime | None = None
     status: ReleaseStatus | None = None
     links: ReleaseLinks
+    redacted: int = Field(
+        0, description="components left out: the caller may not read them (names hidden too)"
+    )
 
 
 class ReleasePage(BaseModel):
@@ -156,15 +159,10 @@ class ReleaseService:
             raise _invalid(str(err), hint="break the cycle in the components' depends_on") from None
 
     async def page(self, principal: Principal) -> ReleasePage:
+        """The newest releases the caller may read a component of, each redacted to those."""
         rows = await store.newest(self.session)
-        may = readable(principal)
-        return ReleasePage(
-            items=[
-                self.view(r, None)
-                for r in rows
-                if principal.reads_everything or all(may(c, r.environment) for c in r.components)
-            ]
-        )
+        views = (redact(principal, self.view(r, None)) for r in rows)
+        return ReleasePage(items=[v for v in views if v is not None])
 
     async def _visible(self, principal: Principal, release_id: str) -> ReleaseRow:
         """The release, if the caller may read every component of it: else 404, as the list
@@ -180,7 +178,13 @@ class ReleaseService:
         return row
 
     async def get(self, principal: Principal, release_id: str) -> ReleaseView:
-        row = await self._visible(principal, release_id)
+        """The release, live; a caller scoped to some of its components sees it redacted to
+        those (404 when they may read none of them, as the list leaves it out)."""
+        row = await store.get(self.session, release_id)
+        if redact(principal, self.view(row, None)) is None:
+            raise NotFoundError(
+                f"no release {release_id!r}", hint="GET /api/v1/releases lists them"
+            )
         live: ReleaseStatus | None = None
         # A release a pipeline started has no run id here (its parent started it): its id
         # names one workflow, so the latest run is the release's.
@@ -191,7 +195,9 @@ class ReleaseService:
                 )
             except Exception:  # no worker answered (or it just ended): the stored state stands
                 live = None
-        return self.view(row, live)
+        view = redact(principal, self.view(row, live))
+        assert view is not None  # checked above; what it may read does not change in between
+        return view
 
     async def abort(self, principal: Principal, release_id: str, reason: str) -> ReleaseView:
         row = await self._visible(principal, release_id)
@@ -241,3 +247,59 @@ class ReleaseService:
                 self=base, abort=f"{base}/abort", temporal_ui=f"{ui}/{row.workflow_id}"
             ),
         )
+
+
+REDACTED = "(redacted)"
+
+
+def redact(principal: Principal, view: ReleaseView) -> ReleaseView | None:
+    """The release as a caller scoped to some of its components sees it: those it may not read
+    are left out of `components`, of each wave (a placeholder keeps the wave's size) and of the
+    graph, and counted in `redacted`; a reason that names one of them is replaced. Names are
+    hidden, not kept: a scoped caller's component list does not show them either. None when
+    it may read none of them. (Actions on a release need every component: `_visible`.)"""
+    if principal.reads_everything:
+        return view
+    may = readable(principal)
+    hidden = {c for c in view.components if not may(c, view.environment)}
+    if not hidden:
+        return view
+    if len(hidden) == len(view.components):
+        return None
+
+    def clean(text: str | None) -> str | None:
+        if text is None or not any(name in text for name in hidden):
+            return text
+        return "it concerns a component you may not read"
+
+    status = view.status
+    if status is not None:
+        status = status.model_copy(
+            update={
+                "reason": clean(status.reason),
+                "failed_component": None
+                if status.failed_component in hidden
+                else status.failed_component,
+                "graph": {
+                    name: [d for d in deps if d not in hidden]
+                    for name, deps in status.graph.items()
+                    if name not in hidden
+                },
+                "waves": [[REDACTED if c in hidden else c for c in w] for w in status.waves],
+                "components": {
+                    name: p.model_copy(update={"reason": clean(p.reason)})
+                    for name, p in status.components.items()
+                    if name not in hidden
+                },
+                "notices": [n for n in status.notices if clean(n) == n],
+            }
+        )
+    return view.model_copy(
+        update={
+            "components": {c: v for c, v in view.components.items() if c not in hidden},
+            "reason": clean(view.reason),
+            "failed_component": None if view.failed_component in hidden else view.failed_component,
+            "status": status,
+            "redacted": len(hidden),
+        }
+    )
