@@ -4,17 +4,19 @@ against the session's Temporal dev server and this test's own store."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from temporalio.client import Client
 
 from activities.infrastructure.local.provider import LocalProvider
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
+from core.db import apikeys
 from core.db.migrate import upgrade
 from core.settings import Settings
 from tests.integration.openbao_fixture import openbao  # noqa: F401 - a fixture for all tests
@@ -27,6 +29,21 @@ from tests.integration.system import (
 )
 from tests.support import wait_for
 from workers.main import run_worker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_key_hashes() -> Iterator[None]:
+    """API keys made in this process (every test's admin key, the keys tests make through
+    the in-process API) are argon2id hashes at the lowest cost: hashing one, then verifying
+    it on first use, costs about 1 s of CPU at production cost on a busy 2-core machine, in
+    nearly every test. Still argon2id (verification reads the cost from the hash), so every
+    check of a key is the real one. The production cost is what the processes tests start
+    use (`r2c api`, `r2c up`, the CLI), and tests/unit/test_apikeys.py."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            apikeys, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+        )
+        yield
 
 
 @pytest.fixture
