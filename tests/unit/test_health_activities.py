@@ -19,7 +19,15 @@ from tests.support import wait_for
 
 async def _serve(app: object) -> AsyncIterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, lifespan="off"))  # type: ignore[arg-type]
+    # The slow app's request outlives its test: cancelled at shutdown, not waited out (5 s).
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        port=port,
+        log_config=None,
+        lifespan="off",
+        timeout_graceful_shutdown=0.2,
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await wait_for(lambda: asyncio.sleep(0, server.started), what="server started")
     yield f"http://127.0.0.1:{port}"
