@@ -144,23 +144,32 @@ async def test_a_bad_version_rolls_back_and_exits_3(served: System, tmp_path: Pa
     assert "does not hold" in described.stdout  # the failed measurement, with its reason
 
 
-async def test_the_live_view_in_a_real_terminal(served: System) -> None:
+async def test_the_live_view_in_a_real_terminal(served: System, tmp_path: Path) -> None:
+    """A strategy file with a timed pause (counted down) and a pause until promoted: the view
+    says what it waits for, `r2c promote` from another shell moves it on, and it ends."""
     await register_demo(served, replicas=1)
     await first_version(served)
-    args = ["-m", "cli", "deploy", "demo", "v2", "--env", "dev", "--canary", "30,100",
-            "--pause", "2s"]  # fmt: skip
+    strategy = tmp_path / "strategy.yaml"
+    strategy.write_text(yaml.safe_dump({"strategy": {"type": "canary", "steps": [
+        {"set_weight": 30}, {"pause": {"duration": "2s"}}, {"pause": {}}, {"set_weight": 100},
+    ]}}))  # fmt: skip
     child = pexpect.spawn(
-        sys.executable, args, env=_env(served), encoding="utf-8", dimensions=(40, 120),
-        timeout=30,
+        sys.executable, ["-m", "cli", "deploy", "demo", "v2", "--env", "dev", "-f", str(strategy)],
+        env=_env(served), encoding="utf-8", dimensions=(40, 120), timeout=30,
     )  # fmt: skip
-    seen = await asyncio.to_thread(_read_until_end, child)
-    screen = seen.replace("\r", "")
-    assert "set weight 30%" in screen and "pause 2s" in screen and "set weight 100%" in screen
-    assert "▶" in screen  # the current step marked while it ran
-    assert "v1=70% v2=30%" in screen  # the weight split
-    assert "pause: " in screen and "s left" in screen  # the countdown of the timed pause
-    assert "outcome: succeeded" in screen
-    assert child.exitstatus == 0
+    await asyncio.to_thread(child.expect, r"\(canary, (dep-[0-9a-f]+)\)")
+    deployment_id = child.match.group(1)
+    await asyncio.to_thread(child.expect, "waiting: step 3: paused until promoted")
+    running = str(child.before)  # what the view drew until then
+    assert "pause: 2s left" in running or "pause: 1s left" in running  # the countdown
+    assert "▶" in running and "v1=70% v2=30%" in running  # the current step; weights by version
+    promoted = await r2c(served, "promote", deployment_id)
+    assert promoted.stdout.startswith(f"promote: deployment {deployment_id} is "), promoted
+    rest = await asyncio.to_thread(_read_until_end, child)
+    screen = rest.replace("\r", "")
+    assert "✓  1  set weight 30%" in screen and "✓  3  pause until promoted" in screen
+    assert "v1=0% v2=100%" in screen and "outcome: succeeded" in screen
+    assert child.exitstatus == 0, screen
 
 
 def _read_until_end(child: pexpect.spawn) -> str:
