@@ -5,17 +5,23 @@ end as the gate computes it from a policy (one-off and weekly windows, chained).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 
-from activities.pipeline_policy import freeze_end
+from activities.pipeline_policy import MAX_FREEZE_WAIT, PolicyGate, freeze_end, policy_gate
+from core.db import policies as policy_store
+from core.db.engine import make_engine, sessions
+from core.db.migrate import upgrade
 from core.models.pipelines import CHECK_GATES_ACTIVITY, GateAnswer, GateCheck, RunState, StageState
 from core.models.policies import PolicySpec
+from core.settings import Settings
 from tests.unit.test_pipeline_workflow import Run, Store, stage, waiting
 
 
@@ -101,3 +107,38 @@ def test_the_freeze_end_covers_one_off_weekly_and_chained_windows() -> None:
     # Sunday 18:00 runs past midnight to Monday 13:00.
     assert freeze_end(overnight, monday_noon) == datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
     assert freeze_end(overnight, monday_noon + timedelta(hours=2)) is None
+
+
+async def test_the_gate_reads_the_environment_s_policy_as_a_deployment_start_would(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path / "home", postgres_url=None)
+    await asyncio.to_thread(upgrade, settings)
+    engine = make_engine(settings)
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    combo = {"api": "v2", "web": "v5"}
+
+    def freeze(end: str) -> PolicySpec:
+        window = {"start": "2026-01-05T00:00:00Z", "end": end, "reason": "release week"}
+        return PolicySpec.model_validate({"freeze_windows": [window]})
+
+    try:
+        async with sessions(engine)() as session:
+            assert await policy_gate(session, "dev", combo, "rel-x", now) == PolicyGate()
+            await policy_store.put(session, "dev", freeze("2026-01-06T00:00:00Z"), "apikey:a")
+            gate = await policy_gate(session, "dev", combo, "rel-x", now)
+            assert gate.until == datetime(2026, 1, 6, tzinfo=UTC) and gate.refusal is None
+            assert "release week" in (gate.frozen or "") and "dev v" in (gate.frozen or "")
+            # Longer than a stage waits for: refused at once.
+            await policy_store.put(session, "dev", freeze("2026-02-05T00:00:00Z"), "apikey:a")
+            gate = await policy_gate(session, "dev", combo, "rel-x", now)
+            assert gate.frozen is None
+            assert f"beyond the {MAX_FREEZE_WAIT.days} days" in (gate.refusal or "")
+            # A rule that waiting will not change: the deployment's own refusal, word for word.
+            allowed = PolicySpec.model_validate({"allowed_strategies": ["canary"]})
+            await policy_store.put(session, "dev", allowed, "apikey:a")
+            gate = await policy_gate(session, "dev", combo, "rel-x", now)
+            assert gate.frozen is None
+            assert "deploying api to dev: rule allowed_strategies" in (gate.refusal or "")
+    finally:
+        await engine.dispose()
