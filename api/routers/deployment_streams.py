@@ -34,14 +34,31 @@ LastEventId = Annotated[
         description="the id of the last event received: resume from the current state",
     ),
 ]
-_STREAM: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "`text/event-stream`: `status` events (id, and the JSON body GET "
-        "answers) on connect and at each change, then `end` with the final body",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-    },
-    **errors(404),
-}
+
+
+def _documented(view: str) -> dict[int | str, dict[str, Any]]:
+    """The stream's statuses, its 200 a schema of one event (OpenAPI 3.1: the schema of an
+    event stream describes each event): `data` is the JSON of `view`, as GET answers it."""
+    event = {
+        "type": "object",
+        "required": ["event", "id", "data"],
+        "properties": {
+            "event": {"enum": ["status", "end"]},
+            "id": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": f"#/components/schemas/{view}"},
+            },
+        },
+    }
+    ok = {
+        "description": "`text/event-stream`: a `status` event (`id`, and the JSON body GET "
+        "answers) on connect and at each change, then `end` with the final body; `: ping` "
+        "comments between (docs/live-updates.md)",
+        "content": {"text/event-stream": {"schema": event}},
+    }
+    return {200: ok, **errors(404)}
 
 
 def _hub(request: Request) -> LiveHub:
@@ -86,7 +103,7 @@ async def _stream(
 @router.get(
     "/api/v1/deployments/{deployment_id}/events",
     response_class=EventSourceResponse,
-    responses=_STREAM,
+    responses=_documented("DeploymentView"),
 )
 async def deployment_events(
     deployment_id: str,
@@ -115,7 +132,7 @@ async def deployment_events(
 @router.get(
     "/api/v1/releases/{release_id}/events",
     response_class=EventSourceResponse,
-    responses=_STREAM,
+    responses=_documented("ReleaseView"),
 )
 async def release_events(
     release_id: ReleaseId,

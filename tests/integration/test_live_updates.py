@@ -1,24 +1,72 @@
 """Live updates over a real port (uvicorn: ASGI test transports do not stream): twenty
 watchers of one canary each get its state on connect, every change in order, and the end;
-the poller reads it as often as for one watcher; Last-Event-ID resumes; 404 and 403."""
+the poller reads it as often as for one watcher; Last-Event-ID resumes; 404 and 403. A
+release's stream ends with the release; shutting the API down ends open streams and leaves
+no poller running."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from api.app import create_app
 from tests.integration.deploying import FINAL, deploy, register_demo, until
-from tests.integration.schedules_http import served  # noqa: F401 - the fixture
 from tests.integration.system import System
 from tests.support import wait_for
 
 WATCHERS = 20
 WITHIN = 30.0
+
+
+@dataclass
+class Served:
+    system: System  # its `http` speaks ASGI to another app of the same store
+    app: FastAPI
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.system.settings.port}"
+
+
+@pytest.fixture
+async def served(make_system: Callable[..., Any]) -> AsyncIterator[Served]:
+    """The system on the no-op provider, its API also on a real port."""
+    system: System = await make_system(noop=True)
+    app = create_app(system.settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=system.settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+        return server.started
+
+    await wait_for(started, what="uvicorn to listen")
+    try:
+        yield Served(system, app, server, task)
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
@@ -48,18 +96,22 @@ def polls() -> float:
 class Client:
     """One watcher: every event it received, until `end`."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, headers: dict[str, str], *, ends: bool = True
+    ) -> None:
         self.received: list[dict[str, Any]] = []
-        self.task = asyncio.create_task(self._run(http, url, headers))
+        self.task = asyncio.create_task(self._run(http, url, headers, ends))
 
-    async def _run(self, http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+    async def _run(
+        self, http: httpx.AsyncClient, url: str, headers: dict[str, str], ends: bool
+    ) -> None:
         async with http.stream("GET", url, headers=headers) as resp:
             assert resp.status_code == 200, await resp.aread()
             assert resp.headers["content-type"].startswith("text/event-stream")
             async for event in events(resp):
                 event["body"] = json.loads(event["data"])
                 self.received.append(event)
-        assert self.received[-1]["event"] == "end"
+        assert not ends or self.received[-1]["event"] == "end", self.received[-1:]
 
 
 async def refusals(system: System, http: httpx.AsyncClient, deployment_id: str) -> None:
@@ -83,8 +135,8 @@ async def refusals(system: System, http: httpx.AsyncClient, deployment_id: str) 
         assert outside.status_code == 403, outside.headers
 
 
-async def test_many_watchers_of_a_canary_cost_one_poller(served: System) -> None:  # noqa: F811
-    system = await register_demo(served)
+async def test_many_watchers_of_a_canary_cost_one_poller(served: Served) -> None:
+    system = await register_demo(served.system)
     v1 = await deploy(system, "v1")
     await until(system, v1["id"], *FINAL)
     strategy = {
@@ -95,10 +147,9 @@ async def test_many_watchers_of_a_canary_cost_one_poller(served: System) -> None
     paused = await until(system, started["id"], "paused")
     url = f"/api/v1/deployments/{started['id']}/events"
     auth = system.auth()
-    base = f"http://127.0.0.1:{system.settings.port}"
     limits = httpx.Limits(max_connections=WATCHERS + 10)
     clients: list[Client] = []
-    async with httpx.AsyncClient(base_url=base, timeout=WITHIN, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=served.url, timeout=WITHIN, limits=limits) as http:
         await refusals(system, http, started["id"])
         before = polls()
         clock = asyncio.get_running_loop().time
@@ -139,3 +190,37 @@ async def test_many_watchers_of_a_canary_cost_one_poller(served: System) -> None
     read = polls() - before
     assert read <= elapsed / interval + 2, (read, elapsed)
     print(f"{len(clients)} watchers, {elapsed:.1f} s: {read:.0f} polls ({read / elapsed:.1f}/s)")
+
+
+async def test_a_release_stream_ends_with_it_and_shutdown_ends_open_streams(
+    served: Served,
+) -> None:
+    system = await register_demo(served.system)
+    auth = system.auth()
+    async with httpx.AsyncClient(base_url=served.url, timeout=WITHIN) as http:
+        strategy = {"type": "canary", "steps": [{"set_weight": 50}, {"pause": {"duration": "1s"}}]}
+        body = {"environment": "dev", "components": {"demo": "v1"}, "strategy": strategy}
+        made = await http.post("/api/v1/releases", json=body, headers=auth)
+        assert made.status_code == 202, made.text
+        release = Client(http, f"/api/v1/releases/{made.json()['id']}/events", auth)
+        await asyncio.wait_for(release.task, WITHIN)
+        final = await http.get(f"/api/v1/releases/{made.json()['id']}", headers=auth)
+        assert release.received[-1]["body"] == final.json()
+        assert final.json()["state"] == "succeeded"
+        assert (
+            await http.get("/api/v1/releases/rel-000000000000/events", headers=auth)
+        ).status_code == 404
+
+        waiting = {"type": "canary", "steps": [{"set_weight": 20}, {"pause": {}}]}
+        started = await deploy(system, "v2", waiting)
+        await until(system, started["id"], "paused")
+        url = f"/api/v1/deployments/{started['id']}/events"
+        open_streams = [Client(http, url, auth, ends=False) for _ in range(3)]
+        await wait_for(lambda: all_received(*open_streams), what="the open streams' snapshots")
+        hub = served.app.state.live_hub
+        poller = hub.pollers[("deployment", started["id"])]
+        served.server.should_exit = True
+        await asyncio.wait_for(served.task, WITHIN)  # the streams do not hold the server
+        for stream in open_streams:
+            await asyncio.wait_for(asyncio.gather(stream.task, return_exceptions=True), WITHIN)
+        assert poller.task.done() and not hub.pollers
