@@ -6,7 +6,7 @@ Then a person deploys another version by hand in dev: the next run holds auto-pr
 dev until the hold is released. Last, dev is put back by hand to the combination the first run
 verified, and the rollback is propagated on request: staging (which has the second run's
 combination) is moved back by a release and held; production, which has it already, is left
-alone."""
+alone; staging's v2, which production never verified, is refused (409)."""
 
 from __future__ import annotations
 
@@ -129,10 +129,12 @@ async def test_a_pipeline_promotes_a_verified_combination_through_an_admin_gate(
     assert back.status_code == 202, back.text
     dep = back
     await wait_for(done, lambda s: s == "succeeded", within=30, what="the rollback by hand")
-    nothing = await system.http.post(
+    # staging serves v2, which production never verified: refused, naming why.
+    never = await system.http.post(
         f"{API}/shop/environments/staging/propagate-rollback", headers=admin
     )
-    assert nothing.status_code == 409 and "nothing was verified" not in nothing.text
+    assert never.status_code == 409, never.text
+    assert "was never verified in production" in never.json()["error"]["message"], never.text
     resp = await system.http.post(
         f"{API}/shop/environments/dev/propagate-rollback",
         json={"reason": "v2 is bad"},
