@@ -185,7 +185,7 @@ def live_view(
     if left is not None and state not in FINAL:
         parts.append(Text(f"pause: {left:.0f}s left", style="yellow"))
     if state == "paused" and st.get("paused_reason"):
-        parts.append(Text(f"waiting: {st['paused_reason']}", style="yellow"))
+        parts.append(Text(f"⏸ {st['paused_reason']}", style="bold yellow"))
     measurements = st.get("measurements") or []
     if measurements:
         table = Table("metric", "#", "value", "verdict", "reason", box=None)
@@ -201,6 +201,10 @@ def live_view(
                 str(m.get("message") or ""),
             )
         parts.append(table)
+    for result in (st.get("analyses") or [])[-2:]:
+        verdict = str(result.get("phase"))
+        style = {"successful": "green", "failed": "red"}.get(verdict, "yellow")
+        parts.append(Text(f"analysis {verdict}: {result.get('reason')}", style=style))
     for a in st.get("approvals") or []:
         parts.append(Text(f"approved step {a.get('step')} by {a.get('by')}", style="green"))
     if state in FINAL:

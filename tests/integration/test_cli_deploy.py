@@ -159,7 +159,7 @@ async def test_the_live_view_in_a_real_terminal(served: System, tmp_path: Path) 
     )  # fmt: skip
     await asyncio.to_thread(child.expect, r"\(canary, (dep-[0-9a-f]+)\)")
     deployment_id = child.match.group(1)
-    await asyncio.to_thread(child.expect, "waiting: step 3: paused until promoted")
+    await asyncio.to_thread(child.expect, "⏸ step 3: paused until promoted")
     running = str(child.before)  # what the view drew until then
     assert "pause: 2s left" in running or "pause: 1s left" in running  # the countdown
     assert "▶" in running and "v1=70% v2=30%" in running  # the current step; weights by version
