@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         validation_alias="R2C_LIVE_MAX_WATCHERS",
         description="event streams of this API process at once (more: 503)",
     )
+    live_max_stream_seconds: int = Field(
+        1800,
+        ge=10,
+        le=86_400,
+        validation_alias="R2C_LIVE_MAX_STREAM_SECONDS",
+        description="an event stream is closed after this long (the client reconnects with "
+        "Last-Event-ID and authenticates again: a revoked key stops being served)",
+    )
     auth_failures_per_key: int = Field(
         5,
         ge=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,31 @@ class LiveHub:
             if not poller.watchers:
                 self._forget(poller)
                 await poller.stop()
+
+    async def snapshots(
+        self,
+        key: tuple[str, str],
+        fetch: Fetch,
+        resume_id: int | None = None,
+        *,
+        max_seconds: float,
+    ) -> AsyncIterator[Snapshot]:
+        """One stream's snapshots, until the final one; or until `max_seconds` have passed,
+        so a long watch authenticates again (a revoked key stops being served) on the
+        reconnect with Last-Event-ID that follows."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_seconds
+        async with self.watch(key, fetch, resume_id) as watcher:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    snapshot = await asyncio.wait_for(watcher.next(), remaining)
+                except TimeoutError:
+                    return
+                if snapshot is None:
+                    return
+                yield snapshot
+                if snapshot.final:
+                    return
 
     def _forget(self, poller: Poller) -> None:
         if self.pollers.get(poller.key) is poller:

@@ -83,14 +83,13 @@ async def _stream(
     hub.admit(key)  # before the response starts: a refusal is a plain error answer
     resume = sse.last_event_id(last_event_id)
 
-    async def events() -> AsyncIterator[Any]:
-        async with hub.watch(key, fetch, resume) as watcher:
-            while (snapshot := await watcher.next()) is not None:
-                yield sse.event_of(snapshot)
-                if snapshot.final:
-                    return
-
     settings: Settings = request.app.state.settings
+    limit = settings.live_max_stream_seconds
+
+    async def events() -> AsyncIterator[Any]:
+        async for snapshot in hub.snapshots(key, fetch, resume, max_seconds=limit):
+            yield sse.event_of(snapshot)
+
     return EventSourceResponse(
         events(),
         ping=settings.live_ping_seconds,

@@ -42,7 +42,7 @@ class Served:
 @pytest.fixture
 async def served(make_system: Callable[..., Any]) -> AsyncIterator[Served]:
     """The system on the no-op provider, its API also on a real port."""
-    system: System = await make_system(noop=True)
+    system: System = await make_system(noop=True, live_ping_seconds=0.5)
     app = create_app(system.settings)
     config = uvicorn.Config(
         app,
@@ -70,14 +70,17 @@ async def served(make_system: Callable[..., Any]) -> AsyncIterator[Served]:
 
 
 async def events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The events of a server-sent event stream, as {"event", "id", "data"} (pings skipped)."""
+    """The events of a server-sent event stream, as {"event", "id", "data"}; a comment as
+    {"comment": text}."""
     event: dict[str, Any] = {}
     async for line in response.aiter_lines():
         if not line:
             if "data" in event:
                 yield event
             event = {}
-        elif not line.startswith(":"):
+        elif line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+        else:
             name, _, value = line.partition(":")
             event[name] = value.removeprefix(" ")
 
@@ -87,6 +90,10 @@ async def all_received(*clients: Client) -> bool:
         if client.task.done():
             client.task.result()  # a failed watcher fails the test with its own error
     return all(client.received for client in clients)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def polls() -> float:
@@ -100,6 +107,7 @@ class Client:
         self, http: httpx.AsyncClient, url: str, headers: dict[str, str], *, ends: bool = True
     ) -> None:
         self.received: list[dict[str, Any]] = []
+        self.pings = 0
         self.task = asyncio.create_task(self._run(http, url, headers, ends))
 
     async def _run(
@@ -109,6 +117,9 @@ class Client:
             assert resp.status_code == 200, await resp.aread()
             assert resp.headers["content-type"].startswith("text/event-stream")
             async for event in events(resp):
+                if event.get("comment") == "ping":
+                    self.pings += 1
+                    continue
                 event["body"] = json.loads(event["data"])
                 self.received.append(event)
         assert not ends or self.received[-1]["event"] == "end", self.received[-1:]
@@ -217,6 +228,10 @@ async def test_a_release_stream_ends_with_it_and_shutdown_ends_open_streams(
         url = f"/api/v1/deployments/{started['id']}/events"
         open_streams = [Client(http, url, auth, ends=False) for _ in range(3)]
         await wait_for(lambda: all_received(*open_streams), what="the open streams' snapshots")
+        # Nothing changes while it waits for promote: the pings keep the streams alive.
+        await wait_for(
+            lambda: _true(all(s.pings for s in open_streams)), what="a ping on every stream"
+        )
         hub = served.app.state.live_hub
         poller = hub.pollers[("deployment", started["id"])]
         served.server.should_exit = True

@@ -159,6 +159,18 @@ async def test_close_stops_every_poller() -> None:
         assert await next_of(watcher) is None
 
 
+async def test_a_stream_ends_at_its_final_snapshot_or_its_time_limit() -> None:
+    live, target = hub(), Target()
+    stream = live.snapshots(KEY, target.fetch, max_seconds=20 * TICK)
+    assert (await anext(stream)).final is False
+    with pytest.raises(StopAsyncIteration):  # nothing changed within the limit
+        await asyncio.wait_for(anext(stream), 5)
+    assert not live.pollers
+    target.state = "succeeded"
+    ended = [s async for s in live.snapshots(KEY, target.fetch, max_seconds=5)]
+    assert [s.final for s in ended] == [True]
+
+
 def test_events_on_the_wire() -> None:
     body = json.dumps({"state": "paused"})
     assert sse.event_of(Snapshot(7, body, False)).encode() == (
