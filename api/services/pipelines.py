@@ -67,6 +67,9 @@ class RunSummary(BaseModel):
     reason: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
+    propagated_from: str | None = Field(
+        None, description="a rollback propagation: the environment whose combination it moved"
+    )
 
 
 class PipelineView(PipelineRequest):
@@ -200,6 +203,7 @@ class PipelineService:
                 reason=r.reason,
                 created_at=r.created_at,
                 finished_at=r.finished_at,
+                propagated_from=(r.status or {}).get("propagated_from"),
             )
             for r in await store.runs(self.session, row.name)
         ]

@@ -146,6 +146,7 @@ async def test_a_pipeline_promotes_a_verified_combination_through_an_admin_gate(
     assert [s["environment"] for s in run["status"]["stages"]] == ["staging"]
     assert run["status"]["propagated_from"] == "dev"
     view = (await system.http.get(f"{API}/shop", headers=admin)).json()
+    assert view["runs"][0]["propagated_from"] == "dev"
     staging = view["environments"][1]
     assert staging["verified"]["components"] == {"demo": "v1"}
     assert "propagated the rollback of dev" in staging["hold"]["reason"]
