@@ -1,10 +1,11 @@
-"""A small HTTP client of the API for the CLI commands that go through it (`r2c schedule`).
+"""A small HTTP client of the API for the CLI commands that go through it (`r2c schedule`,
+`r2c get`, `r2c deploy`, ...).
 
-Where: R2C_API_URL (default http://127.0.0.1:8080, what `r2c up` serves). Which key:
-R2C_API_KEY, else the admin key `r2c up` wrote to R2C_HOME/admin.key (default .r2c). An https
-API is verified with R2C_CA_FILE when set (`r2c up --tls` prints it: R2C_HOME/tls/ca.pem),
-else the system's CAs (SSL_CERT_FILE). A refusal is an `ApiError` that carries the API's own
-message and hint.
+Where and which key: as cli/contexts.py resolves them (flags, R2C_URL / R2C_API_URL and
+R2C_API_KEY, the current context, else http://127.0.0.1:8080 with the admin key `r2c up`
+wrote to R2C_HOME/admin.key). An https API is verified with R2C_CA_FILE when set (`r2c up
+--tls` prints it: R2C_HOME/tls/ca.pem), else the system's CAs (SSL_CERT_FILE). A refusal is an
+`ApiError` that carries the API's own message and hint.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ class ApiClient:
     """Sends one request at a time and answers the decoded JSON body (None when empty)."""
 
     def __init__(self, url: str | None = None, key: str | None = None) -> None:
+        if url is None and key is None:
+            # Neither given: the same choice as every API command (cli/contexts.py).
+            from cli.contexts import resolve
+
+            target = resolve()
+            url, key = target.url, target.key
         self.url = (url or os.environ.get("R2C_API_URL") or DEFAULT_URL).rstrip("/")
         self.key = key or api_key()
         self.verify = verify()
@@ -85,8 +92,9 @@ class ApiClient:
         except httpx.HTTPError as err:
             raise ApiError(
                 f"the API at {self.url} did not answer ({err})",
-                hint="is `r2c up` running? R2C_API_URL says where the API is; for https,"
-                " R2C_CA_FILE names the CA that signed its certificate",
+                hint="is `r2c up` running? --url, R2C_URL or the context (`r2c context"
+                " list`) say where the API is; for https, R2C_CA_FILE names the CA that signed"
+                " its certificate",
             ) from None
         if resp.status_code >= 400:
             raise _refusal(resp)
