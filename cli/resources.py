@@ -119,7 +119,10 @@ _COLUMNS: dict[Kind, list[tuple[str, Any]]] = {
     ],
     Kind.pipelines: [
         ("NAME", lambda r: r["name"]),
-        ("ENVIRONMENTS", lambda r: " -> ".join(e.get("name", "?") for e in r["environments"])),
+        (
+            "ENVIRONMENTS",
+            lambda r: " -> ".join(str(e.get("environment")) for e in r["environments"]),
+        ),
         ("RUNS", lambda r: len(r.get("runs") or [])),
         ("STOPPED", lambda r: "yes" if r.get("stop") else ""),
     ],
