@@ -172,6 +172,8 @@ async def measure(
         many = [Stream(http, url, auth) for _ in range(watchers)]
         await _until(lambda: all(s.events for s in many), "every stream's snapshot")
         phases.append(await phase(f"{watchers} watchers", watchers, lambda: watch(many)))
+        # Nothing changed while it waited for promote: one snapshot each, no repeats.
+        report(f"events per stream while paused: {sorted({s.events for s in many})}")
 
         async def poll_each() -> None:
             stop = time.perf_counter() + seconds

@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import Gauge
 
-from api.live.poller import Fetch, Poller, Snapshot, Watcher
+from api.live.poller import Fetch, Mark, Poller, Snapshot, Watcher
 from core.errors import DependencyUnavailableError, RateLimitedError
 
 WATCHERS = Gauge("r2c_live_watchers", "Open live-update event streams of this API process")
 POLLERS = Gauge("r2c_live_pollers", "Targets this API process polls for its event streams")
 
-# Last snapshots of targets no longer watched, so a returning client keeps its place.
+# The last snapshot (its id and a digest) of targets no longer watched, so a returning
+# client keeps its place.
 _REMEMBERED = 4096
 
 
@@ -25,7 +26,7 @@ class LiveHub:
         self.per_target = per_target
         self.total = total
         self.pollers: dict[tuple[str, str], Poller] = {}
-        self._remembered: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+        self._remembered: OrderedDict[tuple[str, str], Mark] = OrderedDict()
         self._watchers = 0
 
     def admit(self, key: tuple[str, str]) -> None:
@@ -99,7 +100,7 @@ class LiveHub:
         if self.pollers.get(poller.key) is poller:
             del self.pollers[poller.key]
             if poller.latest is not None:
-                self._remembered[poller.key] = poller.latest
+                self._remembered[poller.key] = poller.latest.mark()
                 self._remembered.move_to_end(poller.key)
                 while len(self._remembered) > _REMEMBERED:
                     self._remembered.popitem(last=False)

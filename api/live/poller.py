@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -35,10 +36,26 @@ MAILBOX = 4
 
 
 @dataclass(frozen=True)
+class Mark:
+    """What a hub keeps of a target no longer watched: enough to recognise its last body."""
+
+    id: int
+    digest: bytes
+    final: bool
+
+
+@dataclass(frozen=True)
 class Snapshot:
     id: int
     body: str  # the JSON body GET answers
     final: bool
+
+    def mark(self) -> Mark:
+        return Mark(self.id, _digest(self.body), self.final)
+
+
+def _digest(body: str) -> bytes:
+    return hashlib.sha256(body.encode()).digest()
 
 
 # The target's JSON body as GET answers it, and whether its state is final.
@@ -86,7 +103,7 @@ class Poller:
         key: tuple[str, str],
         fetch: Fetch,
         interval: float,
-        remembered: Snapshot | None,
+        remembered: Mark | None,
     ) -> None:
         self.key = key
         self.watchers: set[Watcher] = set()
@@ -128,9 +145,9 @@ class Poller:
                 watcher.close()
 
     def _publish(self, body: str, final: bool) -> None:
-        before = self.latest or self._remembered
-        if before is not None and before.body == body and before.final == final:
-            snapshot = before
+        before = self.latest.mark() if self.latest is not None else self._remembered
+        if before is not None and before.final == final and before.digest == _digest(body):
+            snapshot = Snapshot(before.id, body, final)
         else:
             floor = before.id + 1 if before is not None else 0
             # Milliseconds: ids keep increasing across pollers (a restart, another replica).

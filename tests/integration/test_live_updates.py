@@ -192,6 +192,8 @@ async def test_many_watchers_of_a_canary_cost_one_poller(served: Served) -> None
     for client in clients:
         ids = [int(e["id"]) for e in client.received]
         assert ids == sorted(set(ids)), ids  # increasing, never repeated
+        bodies = [e["data"] for e in client.received]
+        assert len(set(bodies)) == len(bodies), "an unchanged state was sent again"
         assert [e["event"] for e in client.received].count("end") == 1
         assert client.received[-1]["body"] == final  # the body GET answers
     assert int(level.received[0]["id"]) > int(first["id"])
