@@ -121,7 +121,7 @@ class Poller:
             watcher.put(self.latest)
 
     async def _run(self) -> None:
-        kind = self.key[0]
+        kind, failing = self.key[0], False
         try:
             while True:
                 try:
@@ -130,11 +130,14 @@ class Poller:
                     return
                 except Exception:
                     POLL_FAILURES.labels(kind).inc()
-                    log.warning("live poll of %s %s failed", *self.key, exc_info=True)
+                    if not failing:  # once per outage, not at every tick
+                        log.warning("live poll of %s %s failed", *self.key, exc_info=True)
+                    failing = True
                     await asyncio.sleep(self._interval)
                     continue
                 finally:
                     POLLS.labels(kind).inc()
+                failing = False
                 if self.latest is None or body != self.latest.body:
                     self._publish(body, final)
                 if final:
