@@ -88,6 +88,10 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             # Last-use writes still in flight finish on the store before it is closed.
             await app.state.keys.drain()
+            # The live-update pollers and the dashboard's Redis sessions, made on first use.
+            for made in ("live_hub", "ui_sessions"):
+                if (owner := getattr(app.state, made, None)) is not None:
+                    await owner.close()
             if shared is not None:
                 await shared.stop()
             await engine.dispose()

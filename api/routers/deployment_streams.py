@@ -9,8 +9,7 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse
 
 from api.auth import Viewer
-from api.live.poller import Fetch
-from api.live.streams import deployment_stream, event_response, release_stream
+from api.live.streams import deployment_stream, release_stream
 from api.openapi import errors
 from api.routers.releases import ReleaseId
 
@@ -76,10 +75,3 @@ async def release_events(
     """The release's state as server-sent events, as for a deployment. 404 for an unknown
     id, or a release the caller may not read every component of."""
     return await release_stream(request, principal, release_id, last_event_id)
-
-
-async def _stream(
-    request: Request, key: tuple[str, str], fetch: Fetch, last_event_id: str | None
-) -> EventSourceResponse:
-    """Kept for the dashboard's stream (api/ui/pages.py); new code calls api.live.streams."""
-    return event_response(request, key, fetch, last_event_id)

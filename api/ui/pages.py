@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from api.auth_audit import record_refusal
-from api.routers import deployment_streams
+from api.live.streams import event_response
 from api.scope_checks import check, readable
 from api.services.component_graph import build as build_graph
 from api.services.components import ComponentService
@@ -197,7 +197,7 @@ async def deployment_events(
         return view.model_dump_json(by_alias=True), view.state in FINAL_STATES
 
     key = ("deployment", deployment_id)
-    return await deployment_streams._stream(request, key, fetch, last_event_id)
+    return event_response(request, key, fetch, last_event_id)
 
 
 @router.get("/deployments/{deployment_id}/traffic")
