@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -178,3 +179,17 @@ async def temporal_client(temporal_target: str) -> AsyncIterator[Client]:
 
 
 __all__ = ["need", "wait_for", "IN_CI", "DATABASE"]
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Every test leaves the process's SIGINT and SIGTERM handlers as it found them. A uvicorn
+    server run in-process installs its own and puts back what it found when it stops; servers
+    stopped in the wrong order leave a stopped server's handler behind, and sse-starlette then
+    takes that server's `should_exit` for the API's shutdown and ends every event stream of
+    the later tests within half a second."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) is not handler:
+            signal.signal(sig, handler)

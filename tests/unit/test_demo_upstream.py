@@ -28,9 +28,12 @@ async def upstreams() -> AsyncIterator[tuple[str, str]]:
     for server in servers:
         await wait_for(lambda s=server: asyncio.sleep(0, s.started), what="upstream started")
     yield urls[0], urls[1]
-    for server in servers:
+    # Each server put its own signal handlers over the last one's and puts back what it
+    # found as it stops: stopped last-started first, the process gets its own handlers back
+    # (a stopped server's handler left behind makes sse-starlette end every later stream).
+    for server, task in reversed(list(zip(servers, tasks, strict=True))):
         server.should_exit = True
-    await asyncio.gather(*tasks)
+        await task
 
 
 async def call(app: DemoApp) -> httpx.Response:
