@@ -35,6 +35,11 @@ EXIT_HELP = (
 )
 
 
+AbortOnInterruptOpt = Annotated[
+    bool, typer.Option(help="Ctrl-C aborts the deployment instead of detaching")
+]
+
+
 def _strategy_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
@@ -189,9 +194,7 @@ def deploy(
         bool | None,
         typer.Option("--watch/--no-watch", help="follow it to the end (default on a terminal)"),
     ] = None,
-    abort_on_interrupt: Annotated[
-        bool, typer.Option(help="Ctrl-C aborts the deployment instead of detaching")
-    ] = False,
+    abort_on_interrupt: AbortOnInterruptOpt = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
     context: ContextOpt = None,
@@ -240,9 +243,7 @@ def deploy(
 def watch_command(
     kind: Annotated[str, typer.Argument(help="deployment")],
     ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's id")],
-    abort_on_interrupt: Annotated[
-        bool, typer.Option(help="Ctrl-C aborts the deployment instead of detaching")
-    ] = False,
+    abort_on_interrupt: AbortOnInterruptOpt = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
     context: ContextOpt = None,

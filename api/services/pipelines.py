@@ -255,15 +255,7 @@ class PipelineService:
             components=dict(req.components),
             initiator=principal.initiator,
         )
-        handle = await self.gateway.start(
-            PIPELINE_WORKFLOW,
-            inp,
-            workflow_id=run.workflow_id,
-            policy=StartPolicy.ONCE,
-            tags=Tags(initiator=principal.initiator),
-            summary=f"pipeline {name}: {len(req.components)} components",
-        )
-        run.run_id = handle.result_run_id
+        await self._start(run, inp, f"pipeline {name}: {len(req.components)} components")
         await audit.commit(
             self.session,
             principal,
@@ -346,15 +338,8 @@ class PipelineService:
             initiator=principal.initiator,
             propagate_from=environment,
         )
-        handle = await self.gateway.start(
-            PIPELINE_WORKFLOW,
-            inp,
-            workflow_id=run.workflow_id,
-            policy=StartPolicy.ONCE,
-            tags=Tags(initiator=principal.initiator),
-            summary=f"pipeline {name}: the rollback of {environment} to {', '.join(moves)}",
-        )
-        run.run_id = handle.result_run_id
+        summary = f"pipeline {name}: the rollback of {environment} to {', '.join(moves)}"
+        await self._start(run, inp, summary)
         await audit.commit(
             self.session,
             principal,
@@ -368,6 +353,18 @@ class PipelineService:
             run_id=run.run_id,
         )
         return self.run_view(run, None)
+
+    async def _start(self, run: PipelineRunRow, inp: RunInput, summary: str) -> None:
+        """Start the run's workflow (once: its id is the run's) and keep its run id."""
+        handle = await self.gateway.start(
+            PIPELINE_WORKFLOW,
+            inp,
+            workflow_id=run.workflow_id,
+            policy=StartPolicy.ONCE,
+            tags=Tags(initiator=inp.initiator),
+            summary=summary,
+        )
+        run.run_id = handle.result_run_id
 
     async def get_run(self, name: str, run_id: str) -> RunView:
         run = await store.run(self.session, name, run_id)
