@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cli.api_client import DEFAULT_URL, ConfigError, api_key
@@ -22,10 +23,24 @@ MAX_FILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
+class OidcSignIn:
+    """A person's sign-in at an OIDC issuer (`r2c login --oidc`): where to refresh it."""
+
+    issuer: str
+    client_id: str
+    token_endpoint: str
+    refresh_token: str = field(default="", repr=False)
+    expires_at: int = 0  # seconds since the epoch; 0: unknown
+
+
+@dataclass(frozen=True)
 class Context:
+    """`key` is an API key, or the access token of `oidc` (sent the same way)."""
+
     name: str
     url: str
-    key: str
+    key: str = field(repr=False)
+    oidc: OidcSignIn | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +75,40 @@ def _load(path: Path) -> tuple[str | None, dict[str, Context]]:
     contexts: dict[str, Context] = {}
     for name, entry in (data.get("contexts") or {}).items():
         if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-            contexts[name] = Context(name, entry["url"], str(entry.get("key", "")))
+            contexts[name] = _context(name, entry)
     return (current if isinstance(current, str) else None), contexts
+
+
+def _context(name: str, entry: dict[str, object]) -> Context:
+    url = str(entry["url"])
+    if entry.get("auth") != "oidc":
+        return Context(name, url, str(entry.get("key", "")))
+    expires = entry.get("expires_at")
+    sign_in = OidcSignIn(
+        issuer=str(entry.get("issuer", "")),
+        client_id=str(entry.get("client_id", "")),
+        token_endpoint=str(entry.get("token_endpoint", "")),
+        refresh_token=str(entry.get("refresh_token", "")),
+        expires_at=expires if isinstance(expires, int) else 0,
+    )
+    return Context(name, url, str(entry.get("access_token", "")), sign_in)
+
+
+def _entry_lines(ctx: Context) -> list[str]:
+    lines = [f"[contexts.{_quote(ctx.name)}]", f"url = {_quote(ctx.url)}"]
+    if ctx.oidc is None:
+        return [*lines, f"key = {_quote(ctx.key)}", ""]
+    o = ctx.oidc
+    lines += [
+        'auth = "oidc"',
+        f"issuer = {_quote(o.issuer)}",
+        f"client_id = {_quote(o.client_id)}",
+        f"token_endpoint = {_quote(o.token_endpoint)}",
+        f"access_token = {_quote(ctx.key)}",
+    ]
+    if o.refresh_token:
+        lines.append(f"refresh_token = {_quote(o.refresh_token)}")
+    return [*lines, f"expires_at = {int(o.expires_at)}", ""]
 
 
 def _quote(text: str) -> str:
@@ -72,12 +119,7 @@ def _quote(text: str) -> str:
 def _save(path: Path, current: str | None, contexts: dict[str, Context]) -> None:
     lines = [f"current = {_quote(current)}", ""] if current else []
     for ctx in contexts.values():
-        lines += [
-            f"[contexts.{_quote(ctx.name)}]",
-            f"url = {_quote(ctx.url)}",
-            f"key = {_quote(ctx.key)}",
-            "",
-        ]
+        lines += _entry_lines(ctx)
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     tmp = path.with_name(path.name + ".tmp")
@@ -88,14 +130,58 @@ def _save(path: Path, current: str | None, contexts: dict[str, Context]) -> None
     os.replace(tmp, path)
 
 
-def save_context(name: str, url: str, key: str, *, make_current: bool = True) -> Path:
+def save_context(
+    name: str, url: str, key: str, *, make_current: bool = True, oidc: OidcSignIn | None = None
+) -> Path:
+    """Store an API key (or with `oidc`, the access token of a person's sign-in)."""
     if not NAME.match(name):
         raise ConfigError(f"context name {name!r}: letters, digits, '.', '_' and '-' only")
     path = config_path()
     current, contexts = _load(path)
-    contexts[name] = Context(name, url.rstrip("/"), key)
+    contexts[name] = Context(name, url.rstrip("/"), key, oidc)
     _save(path, name if make_current else current, contexts)
     return path
+
+
+# An access token this close to its expiry is refreshed before it is sent.
+REFRESH_MARGIN_SECONDS = 30
+
+
+def _fresh(ctx: Context) -> Context:
+    """The context with an access token that is still valid: refreshed with the refresh
+    token when it has (nearly) expired, and saved; without one, a ConfigError that says
+    how to sign in again."""
+    sign_in = ctx.oidc
+    if sign_in is None or not sign_in.expires_at:
+        return ctx
+    if sign_in.expires_at - REFRESH_MARGIN_SECONDS > time.time():
+        return ctx
+    again = f"run `r2c login --url {ctx.url} --oidc --context {ctx.name}` again"
+    if not sign_in.refresh_token:
+        raise ConfigError(f"the sign-in of context {ctx.name!r} has expired: {again}")
+    from cli.oidc_login import SignInError, refresh
+
+    try:
+        tokens = refresh(sign_in)
+    except SignInError as err:
+        raise ConfigError(
+            f"the sign-in of context {ctx.name!r} has expired and could not be refreshed"
+            f" ({err}): {again}"
+        ) from None
+    renewed = replace(
+        ctx,
+        key=tokens.access_token,
+        oidc=replace(
+            sign_in,
+            refresh_token=tokens.refresh_token or sign_in.refresh_token,
+            expires_at=tokens.expires_at,
+        ),
+    )
+    path = config_path()
+    current, contexts = _load(path)
+    contexts[ctx.name] = renewed
+    _save(path, current, contexts)
+    return renewed
 
 
 def list_contexts() -> tuple[str | None, list[Context]]:
@@ -125,11 +211,13 @@ def resolve(url: str | None = None, key: str | None = None, context: str | None 
             raise ConfigError(f"no context {context!r} in {config_path()}")
     # A context named by --context beats the environment; the current one does not.
     if context is not None and ctx is not None:
-        return Target(url or ctx.url, key or ctx.key, f"context {ctx.name}")
+        if key:
+            return Target(url or ctx.url, key, f"context {ctx.name}")
+        return Target(url or ctx.url, _fresh(ctx).key, f"context {ctx.name}")
     final_url = url or env_url or (ctx.url if ctx else "") or DEFAULT_URL
     if key or env_key:
         return Target(final_url.rstrip("/"), key or env_key, "flags/environment")
     # The context's key goes only to the context's own API, never to another URL.
     if ctx is not None and ctx.key and final_url.rstrip("/") == ctx.url:
-        return Target(ctx.url, ctx.key, f"context {ctx.name}")
+        return Target(ctx.url, _fresh(ctx).key, f"context {ctx.name}")
     return Target(final_url.rstrip("/"), api_key(), "local r2c up")

@@ -16,6 +16,7 @@ import yaml
 
 from cli.api_client import ApiClient, ApiError
 from cli.contexts import list_contexts, save_context, use_context
+from cli.oidc_login import DEFAULT_SCOPE
 from cli.output import ContextOpt, Format, KeyOpt, OutputOpt, UrlOpt, client, emit, run, usage
 from cli.render import version_weights, weights_text
 
@@ -37,9 +38,37 @@ def login(
         str | None, typer.Option("--key", help="an API key (asked for, hidden, when absent)")
     ] = None,
     context: Annotated[str, typer.Option("--context", help="the context's name")] = "default",
+    oidc: Annotated[
+        bool, typer.Option("--oidc", help="sign in as a person at the OIDC issuer (browser)")
+    ] = False,
+    issuer: Annotated[
+        str | None,
+        typer.Option(help="--oidc: the API's issuer (default: R2C_OIDC_ISSUER)"),
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            help="--oidc: the client id at the issuer (default: R2C_OIDC_CLIENT_ID, else"
+            " R2C_UI_OIDC_CLIENT_ID, else R2C_OIDC_AUDIENCE: the dashboard's)"
+        ),
+    ] = None,
+    scope: Annotated[str, typer.Option(help="--oidc: the scopes asked for")] = DEFAULT_SCOPE,
+    browser: Annotated[
+        bool, typer.Option("--browser/--no-browser", help="--oidc: open the browser")
+    ] = True,
+    timeout: Annotated[
+        int, typer.Option(min=10, max=1800, help="--oidc: seconds to wait for the sign-in")
+    ] = 300,
 ) -> None:
     """Check the key against the API, then store it as a context (and make it current) in
-    $XDG_CONFIG_HOME/r2c/config.toml (mode 0600). The key is never printed."""
+    $XDG_CONFIG_HOME/r2c/config.toml (mode 0600). The key is never printed. With --oidc,
+    sign in at the issuer in the browser instead (authorization code with PKCE) and store the
+    tokens; an expired one is refreshed when the issuer gave a refresh token."""
+    if oidc:
+        if key is not None:
+            usage("give --key or --oidc, not both")
+        _login_oidc(url, context, issuer, client_id, scope, browser, timeout)
+        return
     if key is None:
         key = os.environ.get("R2C_API_KEY") or typer.prompt("API key", hide_input=True)
     key = key.strip()
@@ -55,16 +84,59 @@ def login(
     run(work)
 
 
+def _login_oidc(
+    url: str,
+    context: str,
+    issuer: str | None,
+    client_id: str | None,
+    scope: str,
+    browser: bool,
+    timeout: int,
+) -> None:
+    from cli.oidc_login import SignInError, sign_in
+
+    issuer = (issuer or os.environ.get("R2C_OIDC_ISSUER", "")).strip()
+    client_id = (
+        client_id
+        or os.environ.get("R2C_OIDC_CLIENT_ID")
+        or os.environ.get("R2C_UI_OIDC_CLIENT_ID")
+        or os.environ.get("R2C_OIDC_AUDIENCE")
+        or ""
+    ).strip()
+    if not issuer:
+        usage("--oidc needs the API's issuer: --issuer URL (its R2C_OIDC_ISSUER)")
+    if not client_id:
+        usage("--oidc needs a client id at the issuer: --client-id ID")
+
+    def work() -> None:
+        try:
+            tokens, signed_in = sign_in(
+                issuer, client_id, scope=scope, timeout=timeout, open_browser=browser,
+                say=lambda text: typer.echo(text, err=True),
+            )  # fmt: skip
+        except SignInError as err:
+            raise ApiError(
+                str(err), hint="check --issuer and --client-id, then try again"
+            ) from None
+        api = ApiClient(url, tokens.access_token)
+        api.request("GET", "/api/v1/components")  # the API accepts the token (audience, role)
+        path = save_context(context, api.url, tokens.access_token, oidc=signed_in)
+        renew = "refreshed when it expires" if tokens.refresh_token else "not renewable"
+        typer.echo(f"signed in to {api.url} as context {context!r} (saved in {path}; {renew})")
+
+    run(work)
+
+
 @context_app.command("list")
 def context_list(output: OutputOpt = Format.table) -> None:
     """The contexts (never their keys); `*` marks the current one."""
     current, contexts = run(list_contexts)
-    rows = [{"current": "*" if c.name == current else "", "name": c.name, "url": c.url}
-            for c in contexts]  # fmt: skip
+    rows = [{"current": "*" if c.name == current else "", "name": c.name, "url": c.url,
+             "auth": "oidc" if c.oidc else "key"} for c in contexts]  # fmt: skip
     columns = [("", lambda r: r["current"]), ("NAME", lambda r: r["name"]),
-               ("URL", lambda r: r["url"])]  # fmt: skip
-    emit({"current": current, "contexts": [{k: r[k] for k in ("name", "url")} for r in rows]},
-         output, columns, rows)  # fmt: skip
+               ("URL", lambda r: r["url"]), ("AUTH", lambda r: r["auth"])]  # fmt: skip
+    shown = [{k: r[k] for k in ("name", "url", "auth")} for r in rows]
+    emit({"current": current, "contexts": shown}, output, columns, rows)
 
 
 @context_app.command("use")

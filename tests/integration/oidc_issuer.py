@@ -68,6 +68,12 @@ class Issuer:
     _serial: int = 0
     users: dict[str, list[str]] = field(default_factory=dict)  # user name -> groups
     codes: dict[str, Grant] = field(default_factory=dict)
+    # The code grant's tokens: how long an access token lives, and whether a refresh token
+    # (one use each, rotated) comes with it.
+    access_seconds: int = 300
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
+    issue_refresh_tokens: bool = True
+    refreshed: int = 0
 
     def new_key(self, alg: str = "RS256") -> Key:
         """A new signing key, published in the JWKS at once; tokens are signed with it now."""
@@ -135,7 +141,7 @@ class Issuer:
             "jwks_uri": f"{self.url}/jwks",
             "token_endpoint": f"{self.url}/token",
             "authorization_endpoint": f"{self.url}/authorize",
-            "grant_types_supported": ["client_credentials", "authorization_code"],
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
             "response_types_supported": ["code"],
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
@@ -191,16 +197,36 @@ class Issuer:
             or not hmac.compare_digest(challenge, grant.challenge)
         ):
             return 400, {"error": "invalid_grant"}
+        return 200, self._user_tokens(grant)
+
+    def _user_tokens(self, grant: Grant) -> dict[str, Any]:
         token = self.mint(
-            sub=grant.user, preferred_username=grant.user, groups=self.users[grant.user]
+            sub=grant.user,
+            preferred_username=grant.user,
+            groups=self.users[grant.user],
+            exp=int(time.time()) + self.access_seconds,
         )
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 300}
+        answer = {"access_token": token, "token_type": "Bearer", "expires_in": self.access_seconds}
+        if self.issue_refresh_tokens:
+            refresh_token = secrets.token_urlsafe(24)
+            self.refresh_tokens[refresh_token] = grant
+            answer["refresh_token"] = refresh_token
+        return answer
+
+    def _refresh_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        grant = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+        if grant is None or grant.client_id != form.get("client_id"):
+            return 400, {"error": "invalid_grant"}
+        self.refreshed += 1
+        return 200, self._user_tokens(grant)
 
     def token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
         """The token endpoint: client-credentials grant, client authenticated by secret; or
         the authorization code grant of a public client with PKCE."""
         if form.get("grant_type") == "authorization_code":
             return self._code_token(form)
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh_token(form)
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         client_id, secret = form.get("client_id"), form.get("client_secret")
