@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import typer
-import yaml
 
 from cli.api_client import ApiClient, ApiError
 from cli.contexts import list_contexts, save_context, use_context
@@ -21,8 +20,6 @@ from cli.output import ContextOpt, Format, KeyOpt, OutputOpt, UrlOpt, client, em
 from cli.render import version_weights, weights_text
 
 context_app = typer.Typer(help="Named contexts: an API and its key.", no_args_is_help=True)
-MAX_APPLY_BYTES = 2_000_000
-MAX_DOCUMENTS = 200
 
 
 def _p(part: str) -> str:
@@ -311,70 +308,6 @@ def history(
 # ----------------------------------------------------------------------------- apply
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_bytes() if str(path) != "-" else typer.get_binary_stream("stdin").read()
-    except OSError as err:
-        usage(f"{path}: {err.strerror}")
-    if len(raw) > MAX_APPLY_BYTES:
-        usage(f"{path} is larger than {MAX_APPLY_BYTES} bytes")
-    try:
-        docs = [d for d in yaml.safe_load_all(raw) if d is not None]
-    except yaml.YAMLError as err:
-        usage(f"{path} is not YAML: {err}")
-    if len(docs) > MAX_DOCUMENTS:
-        usage(f"{path}: at most {MAX_DOCUMENTS} documents")
-    for i, doc in enumerate(docs):
-        if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
-            usage(f"{path} document {i + 1}: `kind:` and a `spec:` mapping")
-        if doc.get("kind") not in ("Component", "Policy"):
-            usage(f"{path} document {i + 1}: kind {doc.get('kind')!r}; Component or Policy")
-        if doc["kind"] == "Policy" and not isinstance(doc.get("environment"), str):
-            usage(f"{path} document {i + 1}: a Policy names its `environment:`")
-    return docs
-
-
-def _same(model: Any, current: dict[str, Any], desired: dict[str, Any]) -> bool:
-    """Whether what the API holds already is what the file declares (both normalised)."""
-    fields = model.model_fields
-    try:
-        held = model.model_validate({k: v for k, v in current.items() if k in fields})
-        wanted = model.model_validate(desired)
-    except ValueError:
-        return False
-    return bool(held.model_dump(mode="json") == wanted.model_dump(mode="json"))
-
-
-def _apply_one(api: ApiClient, doc: dict[str, Any], dry_run: bool) -> str:
-    from core.models.components import ComponentSpec
-    from core.models.policies import PolicySpec
-
-    spec = doc["spec"]
-    model: type[ComponentSpec] | type[PolicySpec]
-    if doc["kind"] == "Component":
-        name = str(spec.get("name", ""))
-        label, path, model = f"component/{name}", f"/api/v1/components/{_p(name)}", ComponentSpec
-    else:
-        env = doc["environment"]
-        label, path, model = f"policy/{env}", f"/api/v1/policies/{_p(env)}", PolicySpec
-    try:
-        current = api.request("GET", path)
-    except ApiError as err:
-        if err.status != 404:
-            raise
-        current = None
-    if current is not None and _same(model, current, spec):
-        return f"{label} unchanged"
-    verb = "created" if current is None else "updated"
-    if dry_run:
-        return f"{label} would be {verb}"
-    if current is None and doc["kind"] == "Component":
-        api.request("POST", "/api/v1/components", spec)
-    else:
-        api.request("PUT", path, spec)
-    return f"{label} {verb}"
-
-
 def apply(
     file: Annotated[Path, typer.Option("-f", "--file", help="a YAML file ('-': stdin)")],
     dry_run: Annotated[
@@ -385,13 +318,16 @@ def apply(
     context: ContextOpt = None,
 ) -> None:
     """Create or update what a YAML file declares (several documents, `---` between them):
-    `kind: Component` with `spec:` (the body of POST /api/v1/components), `kind: Policy`
-    with `environment:` and `spec:`. Prints created, updated or unchanged per object; stops
-    at the first refusal with the API's message and hint."""
-    docs = _documents(file)
+    `Component`, `Policy`, `ConfigurationEntry` and `Schedule` (docs/cli.md). Every document
+    is checked first: one invalid and nothing is applied. Components go first; one line per
+    object: created, configured or unchanged. Stops at the first refusal with the API's
+    message and hint."""
+    from cli.apply import apply_item, check_documents, read_documents
+
+    items = run(lambda: check_documents(read_documents(file)))
     api = client(url, key, context)
-    for doc in docs:
-        typer.echo(run(partial(_apply_one, api, doc, dry_run)))
+    for item in items:
+        typer.echo(run(partial(apply_item, api, item, dry_run)))
 
 
 def register(app: typer.Typer) -> None:

@@ -127,7 +127,7 @@ async def test_a_bad_version_rolls_back_and_exits_3(served: System, tmp_path: Pa
     files = _file(tmp_path, _spec(), _spec(description="new words"), _spec("other"))
     dry = await r2c(served, "apply", "-f", files, "--dry-run")
     assert dry.stdout.splitlines() == [
-        "component/demo unchanged", "component/demo would be updated",
+        "component/demo unchanged", "component/demo would be configured",
         "component/other would be created",
     ], dry.stdout + dry.stderr  # fmt: skip
     endpoint = await first_version(served)
