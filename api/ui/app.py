@@ -1,7 +1,8 @@
 """The dashboard as an application mounted at /ui by the API (api/app.py).
 
-A mounted application of its own: its pages are not API operations (no OpenAPI entries, no
-bearer keys: a session cookie instead), and it answers errors as HTML pages. It shares the
+A mounted application of its own: its pages are not API operations (not in the API's OpenAPI
+document but in their own, /ui/openapi.json: api/ui/openapi.py; no bearer keys: a session
+cookie instead), and it answers errors as HTML pages. It shares the
 API's state (store, Temporal gateway, key verifier, settings), so every action goes through
 the same services, role and scope checks, and audit trail as the API's routes.
 """
@@ -14,13 +15,18 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.service import RPCError
 
 from api.auth_audit import record_forbidden
+from api.gateway import rpc_error
 from api.ui import auth, pages
+from api.ui import openapi as ui_openapi
 from api.ui import sessions as ui_sessions
 from api.ui.render import page
 from core.errors import R2CError
@@ -75,6 +81,12 @@ def create_ui_app(parent: FastAPI) -> FastAPI:
     ui.include_router(auth.router)
     ui.include_router(pages.router)
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @ui.get("/openapi.json")
+    async def openapi() -> Response:
+        """This document: every dashboard route and every status it answers."""
+        return JSONResponse(ui_openapi.build(ui))
+
     ui.add_middleware(SecurityHeaders)
 
     @ui.exception_handler(R2CError)
@@ -94,6 +106,17 @@ def create_ui_app(parent: FastAPI) -> FastAPI:
     async def _invalid(request: Request, err: RequestValidationError) -> Response:
         fields = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in err.errors())
         return await _error_page(request, 422, f"invalid input: {fields}", "check the form")
+
+    @ui.exception_handler(RPCError)
+    async def _temporal(request: Request, err: RPCError) -> Response:
+        return await _domain(request, rpc_error(err, "the request"))
+
+    # The API answers these as 503 (api/errors.py); here too, as a page, never a 500.
+    @ui.exception_handler(OperationalError)
+    @ui.exception_handler(PoolTimeoutError)
+    async def _store(request: Request, err: Exception) -> Response:
+        log.warning("store unavailable: %s", getattr(err, "orig", None) or type(err).__name__)
+        return await _error_page(request, 503, "the store is not reachable", "retry shortly")
 
     @ui.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> Response:
