@@ -289,7 +289,7 @@ class OidcVerifier:
                 "token grants no role: none of its groups is in R2C_OIDC_ROLE_MAP",
                 f"ask an admin to add one of your groups (claim {cfg.roles_claim!r}) to the map",
             )
-        role = max((g.role for g in grants), key=lambda r: r.rank)
+        role, scoped = role_and_grants(grants)
         username = claims.get("preferred_username")
         name = (
             next(
@@ -298,23 +298,30 @@ class OidcVerifier:
             )
             or "sub-" + base64.b32encode(str(sub).encode()[:20]).decode().rstrip("=").lower()
         )
-        # All groups unscoped: the highest role alone, as before scopes. Any scoped group:
-        # the union of the groups' grants, so an unscoped group still reaches everything.
-        scoped = None if all(g.unscoped for g in grants) else tuple(grants[:MAX_GRANTS])
         return OidcPrincipal(key_id=f"oidc:{sub}", name=name, role=role, grants=scoped)
 
     def _grants(self, value: Any) -> list[Grant]:
-        """What the token's groups map to: a role (on everything) or a scoped grant each."""
-        groups = value.split() if isinstance(value, str) else value
-        if not isinstance(groups, list):
-            return []
-        mapped = [
-            self.config.role_map[g]
-            for g in groups[:MAX_GROUPS]
-            if isinstance(g, str) and g in self.config.role_map
-        ]
-        grants = [m if isinstance(m, Grant) else Grant(role=m) for m in mapped]
-        return list(dict.fromkeys(grants))  # one of each, in the order of the groups
+        return grants_of_groups(value, self.config.role_map)
+
+
+def grants_of_groups(value: Any, role_map: dict[str, Role | Grant]) -> list[Grant]:
+    """What a person's groups map to: a role (on everything) or a scoped grant each. Shared by
+    OIDC tokens and the dashboard's SAML sign-in (api/ui/saml.py)."""
+    groups = value.split() if isinstance(value, str) else value
+    if not isinstance(groups, list):
+        return []
+    mapped = [role_map[g] for g in groups[:MAX_GROUPS] if isinstance(g, str) and g in role_map]
+    grants = [m if isinstance(m, Grant) else Grant(role=m) for m in mapped]
+    return list(dict.fromkeys(grants))  # one of each, in the order of the groups
+
+
+def role_and_grants(grants: list[Grant]) -> tuple[Role, tuple[Grant, ...] | None]:
+    """The principal's role and grants from its groups' grants (at least one)."""
+    role = max((g.role for g in grants), key=lambda r: r.rank)
+    # All groups unscoped: the highest role alone, as before scopes. Any scoped group:
+    # the union of the groups' grants, so an unscoped group still reaches everything.
+    scoped = None if all(g.unscoped for g in grants) else tuple(grants[:MAX_GRANTS])
+    return role, scoped
 
 
 async def _get_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:

@@ -612,6 +612,79 @@ class Settings(BaseSettings):
         description="the API's address as browsers see it (behind a proxy), for the OIDC"
         " redirect URI; unset: the address of the request",
     )
+    # SAML 2.0 sign-in (api/ui/saml.py, docs/dashboard.md#saml-20)
+    ui_saml_idp_metadata: str | None = Field(
+        None,
+        max_length=500,
+        validation_alias="R2C_UI_SAML_IDP_METADATA",
+        description="the SAML IdP's metadata: a file path, or an https:// URL (http:// only on"
+        " loopback); unset: no SAML sign-in",
+    )
+    ui_saml_entity_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        validation_alias="R2C_UI_SAML_ENTITY_ID",
+        description="the dashboard's SAML entity id; unset: <R2C_UI_PUBLIC_URL>/ui/saml/metadata",
+    )
+    ui_saml_sp_key_file: Path | None = Field(
+        None,
+        validation_alias="R2C_UI_SAML_SP_KEY_FILE",
+        description="PEM private key the dashboard signs its AuthnRequests with (optional)",
+    )
+    ui_saml_sp_cert_file: Path | None = Field(
+        None,
+        validation_alias="R2C_UI_SAML_SP_CERT_FILE",
+        description="PEM certificate of R2C_UI_SAML_SP_KEY_FILE, published in the SP metadata",
+    )
+    ui_saml_name_attribute: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.:/-]{1,200}$",
+        validation_alias="R2C_UI_SAML_NAME_ATTRIBUTE",
+        description="the attribute (Name or FriendlyName) naming the person; unset: the NameID",
+    )
+    ui_saml_groups_attribute: str = Field(
+        "groups",
+        pattern=r"^[A-Za-z0-9_.:/-]{1,200}$",
+        validation_alias="R2C_UI_SAML_GROUPS_ATTRIBUTE",
+        description="the attribute (Name or FriendlyName) listing the person's groups",
+    )
+    ui_saml_role_map: Annotated[dict[str, Role | Grant], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias="R2C_UI_SAML_ROLE_MAP",
+        description="JSON object group -> role or scoped role, as R2C_OIDC_ROLE_MAP; unset:"
+        " R2C_OIDC_ROLE_MAP",
+    )
+
+    @field_validator(
+        "ui_saml_idp_metadata",
+        "ui_saml_entity_id",
+        "ui_saml_sp_key_file",
+        "ui_saml_sp_cert_file",
+        "ui_saml_name_attribute",
+        mode="before",
+    )
+    @classmethod
+    def _ui_saml_empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("ui_saml_role_map", mode="before")
+    @classmethod
+    def _ui_saml_role_map_json(cls, value: Any) -> Any:
+        # The same JSON, limits and per-group messages as R2C_OIDC_ROLE_MAP.
+        return cls._oidc_role_map_json(value)
+
+    @model_validator(mode="after")
+    def _ui_saml_complete(self) -> Settings:
+        if self.ui_saml_idp_metadata is not None:
+            _check_saml(self)
+        return self
+
+    @property
+    def ui_saml_roles(self) -> dict[str, Role | Grant]:
+        """The SAML groups' roles: R2C_UI_SAML_ROLE_MAP, else R2C_OIDC_ROLE_MAP."""
+        return dict(self.ui_saml_role_map or self.oidc_role_map)
+
     # -- end of the web dashboard block
 
     @model_validator(mode="after")
@@ -776,6 +849,60 @@ class _AppJsonSource(PydanticBaseSettingsSource):
 
 class SettingsError(Exception):
     """A setting has a value the system cannot start with; the message says which and why."""
+
+
+def _check_saml(settings: Settings) -> None:
+    """SAML sign-in's start-up checks (R2C_UI_SAML_*): what pysaml2 needs, before a browser
+    finds out at sign-in."""
+    import shutil  # only here: SAML is the one setting that needs a program on PATH
+
+    if shutil.which("xmlsec1") is None:
+        raise ValueError(
+            "R2C_UI_SAML_IDP_METADATA is set but xmlsec1 is not on PATH: SAML signatures are"
+            " checked with it (Debian: apt-get install xmlsec1)"
+        )
+    if settings.ui_public_url is None:
+        raise ValueError(
+            "R2C_UI_PUBLIC_URL is required with R2C_UI_SAML_IDP_METADATA: the IdP posts its"
+            " answer to <R2C_UI_PUBLIC_URL>/ui/saml/acs, an address it must know in advance"
+        )
+    source = settings.ui_saml_idp_metadata or ""
+    if source.startswith(("https://", "http://")):
+        parsed = urlsplit(source)
+        loopback = parsed.hostname in ("127.0.0.1", "::1", "localhost")
+        # Metadata carries the IdP's signing certificate: fetched in clear, it could be swapped.
+        if parsed.scheme != "https" and not loopback:
+            raise ValueError(
+                "R2C_UI_SAML_IDP_METADATA: expected an https:// URL (http:// only on loopback)"
+            )
+    else:
+        path = Path(source).expanduser()
+        try:
+            head = path.read_bytes()[: 2 * 1024 * 1024]
+        except OSError as err:
+            raise ValueError(
+                f"R2C_UI_SAML_IDP_METADATA: cannot read {path} ({err.strerror or err})"
+            ) from None
+        if b"IDPSSODescriptor" not in head:
+            raise ValueError(
+                f"R2C_UI_SAML_IDP_METADATA: {path} is not an IdP's SAML metadata (no"
+                " IDPSSODescriptor)"
+            )
+    if (settings.ui_saml_sp_key_file is None) != (settings.ui_saml_sp_cert_file is None):
+        raise ValueError(
+            "R2C_UI_SAML_SP_KEY_FILE and R2C_UI_SAML_SP_CERT_FILE go together; set both or neither"
+        )
+    for name, file in (
+        ("R2C_UI_SAML_SP_KEY_FILE", settings.ui_saml_sp_key_file),
+        ("R2C_UI_SAML_SP_CERT_FILE", settings.ui_saml_sp_cert_file),
+    ):
+        if file is not None and not os.access(file, os.R_OK):
+            raise ValueError(f"{name}: cannot read {file}")
+    if not settings.ui_saml_roles:
+        raise ValueError(
+            "R2C_UI_SAML_ROLE_MAP (or R2C_OIDC_ROLE_MAP) is required with"
+            ' R2C_UI_SAML_IDP_METADATA: map at least one group to a role, e.g. {"admins": "admin"}'
+        )
 
 
 def _oidc_mapping(group: str, mapped: Any) -> Role | Grant:

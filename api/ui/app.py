@@ -25,7 +25,7 @@ from temporalio.service import RPCError
 
 from api.auth_audit import record_forbidden
 from api.gateway import rpc_error
-from api.ui import auth, pages
+from api.ui import auth, pages, saml
 from api.ui import openapi as ui_openapi
 from api.ui import sessions as ui_sessions
 from api.ui.render import page
@@ -79,6 +79,7 @@ def create_ui_app(parent: FastAPI) -> FastAPI:
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     ui.state = parent.state
     ui.include_router(auth.router)
+    ui.include_router(saml.router)  # SAML 2.0 sign-in (docs/dashboard.md#saml-20)
     ui.include_router(pages.router)
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -82,6 +82,7 @@ async def login_page(request: Request, next: Annotated[str | None, Query()] = No
         session=None,
         next=safe_next(next),
         oidc=oidc_enabled(request.app.state.settings),
+        saml=request.app.state.settings.ui_saml_idp_metadata is not None,  # api/ui/saml.py
         csrf_token=session.csrf,
     )
     if made is not None:

@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.ui.saml_principal import SamlPrincipal
 from core.db import apikeys
 from core.db import ui_sessions as store
 from core.db.tables import ApiKeyRow, utcnow
@@ -51,8 +52,8 @@ class UiSession:
     seen_at: datetime
     expires_at: datetime
     principal: Principal | None = None
-    via: str | None = None  # "key" or "oidc"
-    login: dict[str, str] = field(default_factory=dict)  # OIDC sign-in under way
+    via: str | None = None  # "key", "oidc" or "saml"
+    login: dict[str, str] = field(default_factory=dict)  # OIDC or SAML sign-in under way
 
     def data(self) -> dict[str, Any]:
         return {
@@ -242,6 +243,8 @@ class Sessions:
                 return apikeys.principal(row)
             if data.get("kind") == "oidc":
                 return OidcPrincipal.model_validate(raw)
+            if data.get("kind") == "saml":
+                return SamlPrincipal.model_validate(raw)
             return Principal.model_validate(raw)
         except (ValidationError, KeyError):
             return None
