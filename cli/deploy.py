@@ -241,23 +241,43 @@ def deploy(
 
 
 def watch_command(
-    kind: Annotated[str, typer.Argument(help="deployment")],
-    ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's id")],
+    kind: Annotated[str, typer.Argument(help="deployment or release")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's or release's id")],
     abort_on_interrupt: AbortOnInterruptOpt = False,
     url: UrlOpt = None,
     key: KeyOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """Follow a deployment to its end: the live view on a terminal, else plain lines.
+    """Follow a deployment (or a release: its waves, each component's deployment with its
+    state and weights) to its end: the live view on a terminal, else plain lines.
 
     Exit codes: 0 succeeded, 3 rolled back, 4 aborted, 5 failed, 1 the API refused or was
     away, 2 usage error, 130 detached."""
-    if kind not in ("deployment", "deployments"):
-        usage(f"watch {kind!r}: only `watch deployment ID`")
+    if kind not in ("deployment", "deployments", "release", "releases"):
+        usage(f"watch {kind!r}: `watch deployment ID` or `watch release ID`")
     api = client(url, key, context)
+    if kind in ("release", "releases"):
+        raise typer.Exit(run(lambda: _watch_release(api, ident, abort_on_interrupt)))
     raise typer.Exit(
         run(lambda: watch(api, ident, tty=_is_tty(), abort_on_interrupt=abort_on_interrupt))
     )
+
+
+def _watch_release(api: ApiClient, release_id: str, abort_on_interrupt: bool) -> int:
+    from cli.release_watch import watch_release
+
+    tty = _is_tty()
+    try:
+        return watch_release(api, release_id, tty=tty)
+    except KeyboardInterrupt:
+        if not abort_on_interrupt:
+            typer.echo(f"\ndetached; re-attach: r2c watch release {release_id}", err=True)
+            return DETACHED
+    typer.echo(f"\naborting {release_id} ...", err=True)
+    api.request(
+        "POST", f"/api/v1/releases/{_p(release_id)}/abort", {"reason": "interrupted from r2c"}
+    )
+    return watch_release(api, release_id, tty=tty)
 
 
 # ----------------------------------------------------------------------------- actions

@@ -221,17 +221,27 @@ def get(
 
 
 def describe(
-    kind: Annotated[str, typer.Argument(help="deployment")],
-    ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's id")],
+    kind: Annotated[str, typer.Argument(help="deployment or release")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the deployment's or release's id")],
     output: OutputOpt = Format.table,
     url: UrlOpt = None,
     key: KeyOpt = None,
     context: ContextOpt = None,
 ) -> None:
-    """A deployment in full: its steps, weights, measurements and approvals."""
-    if kind not in ("deployment", "deployments"):
-        usage(f"describe {kind!r}: only `describe deployment ID`")
+    """A deployment in full: its steps, weights, measurements and approvals; or a release:
+    its waves and each component's deployment."""
+    if kind not in ("deployment", "deployments", "release", "releases"):
+        usage(f"describe {kind!r}: `describe deployment ID` or `describe release ID`")
     api = client(url, key, context)
+    if kind in ("release", "releases"):
+        from cli.release_watch import describe_release_text
+
+        body = run(lambda: api.request("GET", f"/api/v1/releases/{_p(ident)}"))
+        if output is not Format.table:
+            emit(body, output)
+        else:
+            typer.echo(describe_release_text(body))
+        return
     body = run(lambda: api.request("GET", f"/api/v1/deployments/{_p(ident)}"))
     if output is not Format.table:
         emit(body, output)
