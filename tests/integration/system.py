@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.infrastructure.local.provider import LocalProvider
+from activities.infrastructure.provider import InfrastructureProvider
 from core.db.engine import make_engine, sessions
 from core.settings import Settings
 from core.temporal import connect
@@ -73,8 +74,14 @@ class System:
         )
 
 
-async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -> None:
-    """The real workflows and activities on the no-op provider, until `stop` is set."""
+async def run_noop_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    ready: Any,
+    provider: InfrastructureProvider | None = None,
+) -> None:
+    """The real workflows and activities on the no-op provider (or `provider`, another fake:
+    tests/shared_noop_provider.py for several worker processes), until `stop` is set."""
     client = await connect(settings)
     engine = make_engine(settings)
     try:
@@ -86,7 +93,7 @@ async def run_noop_worker(settings: Settings, stop: asyncio.Event, ready: Any) -
                 activities=activities(
                     sessions(engine),
                     http,
-                    NoopProvider(),
+                    provider or NoopProvider(),
                     secrets=open_secret_store(settings),
                     client=client,
                     settings=settings,
