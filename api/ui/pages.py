@@ -163,6 +163,8 @@ def plan_of(request: dict[str, Any]) -> list[str]:
             out.append(f"set weight {value}%")
         elif kind == "pause":
             duration = value.get("duration") if isinstance(value, dict) else None
+            if isinstance(duration, int | float) and not isinstance(duration, bool):
+                duration = f"{duration:g}s"  # stored in seconds: "2s" is kept as 2.0
             out.append(f"pause {duration}" if duration else "pause until promoted")
         else:
             out.append(str(kind).replace("_", " "))
