@@ -229,9 +229,6 @@ def check_documents(docs: list[dict[str, Any]]) -> list[Item]:
             problems.append(f"document {i} ({doc.get('kind')}): {_problems(err)}")
     if problems:
         raise UsageError("nothing applied:\n  " + "\n  ".join(problems))
-    labels = [item.label for _, _, item in items]
-    if duplicates := sorted({label for label in labels if labels.count(label) > 1}):
-        raise UsageError(f"nothing applied: declared twice: {', '.join(duplicates)}")
     return [item for _, _, item in sorted(items, key=lambda t: (t[0], t[1]))]
 
 

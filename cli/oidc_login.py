@@ -15,7 +15,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import sys
 import threading
 import time
 import webbrowser
@@ -187,6 +189,15 @@ def _tokens(body: dict[str, Any]) -> Tokens:
     )
 
 
+def graphical() -> bool:
+    """Whether a browser can open here without taking over the terminal: on a Linux machine
+    without a display, webbrowser would start a text browser (lynx, w3m) in the foreground.
+    BROWSER names one explicitly."""
+    if sys.platform in ("darwin", "win32") or os.environ.get("BROWSER"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def sign_in(
     issuer: str,
     client_id: str,
@@ -218,7 +229,7 @@ def sign_in(
     thread.start()
     try:
         say(f"Sign in at {issuer} in the browser; if none opens, visit this URL:\n  {url}")
-        if open_browser:
+        if open_browser and graphical():
             try:
                 webbrowser.open(url)
             except webbrowser.Error:

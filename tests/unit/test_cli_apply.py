@@ -67,5 +67,3 @@ def test_every_problem_is_told_at_once() -> None:
     text = str(err.value)
     for i in range(1, 6):
         assert f"document {i}" in text, text
-    with pytest.raises(UsageError, match="declared twice: component/aa"):
-        check_documents([{"kind": "Component", "spec": demo_spec("aa", 1)}] * 2)

@@ -78,5 +78,5 @@ def test_apply_refuses_an_unknown_kind_as_a_usage_error(api: Canned, tmp_path: P
     path.write_text("kind: Component\nspec: {name: a}\n---\nkind: Gadget\nspec: {}\n")
     out = CliRunner().invoke(app, ["apply", "-f", str(path)])
     assert out.exit_code == 2
-    assert "document 2: kind 'Gadget'; Component or Policy" in out.output
+    assert "document 2: kind 'Gadget'; one of Component, Policy, ConfigurationEntry" in out.output
     assert api.sent == []  # nothing applied from a file with a bad document
