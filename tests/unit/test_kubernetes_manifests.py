@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -78,6 +79,16 @@ CUSTOM_SPECS: dict[tuple[str, str], dict[str, Any]] = {
         },
     },
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _schemas_read_once() -> Iterator[None]:
+    # kubernetes-validate reads its 1 MB of definitions again for every object; the schemas
+    # are the same files each time.
+    with pytest.MonkeyPatch.context() as patch:
+        read = kubernetes_validate.utils.schema_contents
+        patch.setattr(kubernetes_validate.utils, "schema_contents", cache(read))
+        yield
 
 
 @cache
@@ -277,3 +288,33 @@ def test_the_workers_grace_period_covers_drain_and_the_longest_heartbeat() -> No
         assert grace <= drain + heartbeat + 30, "not much longer either: rollouts wait for it"
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert compose["services"]["worker"]["stop_grace_period"] == f"{grace}s"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_settings_production_needs_are_wired(overlay: str) -> None:
+    # The same derivation as for docker-compose.yml: from core/settings.py, not a list here.
+    from tests.unit.test_compose import (
+        ALTERNATIVES,
+        NOT_READ_BY,
+        production_needs,
+        variables_read_by_code,
+    )
+
+    config_maps = by_kind(overlay, "ConfigMap")
+    (secret,) = by_kind(overlay, "ExternalSecret").values()
+    from_secret = {item["secretKey"] for item in secret["spec"]["data"]}
+    for name, deployment in by_kind(overlay, "Deployment").items():
+        process = name.removeprefix("r2c-")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        names = {e["name"] for e in container.get("env", [])} | from_secret
+        for ref in container["envFrom"]:
+            if "configMapRef" in ref:
+                names |= set(config_maps[ref["configMapRef"]["name"]]["data"])
+        assert not names - variables_read_by_code(), names - variables_read_by_code()
+        missing = {
+            alias
+            for alias in production_needs()
+            if not ({alias} | ALTERNATIVES.get(alias, set())) & names
+            and (process, alias) not in NOT_READ_BY
+        }
+        assert not missing, f"{overlay} {name} lacks {missing}"
