@@ -50,11 +50,15 @@ CANARY = {
 }
 HELD = {"type": "canary", "steps": [{"set_weight": 30}, {"pause": {}}, {"set_weight": 100}]}
 
-# axe-core's WCAG 2.0 and 2.1 rules, levels A and AA (axe-playwright-python bundles axe-core:
-# nothing is fetched). Keyboard order is not among them: checked by hand below.
+# axe-core's WCAG 2.0 and 2.1 rules, levels A and AA, and its best practices
+# (axe-playwright-python bundles axe-core: nothing is fetched). Keyboard order is not among
+# them: checked by hand below.
 AXE = Axe()
 AXE_OPTIONS = {
-    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "runOnly": {
+        "type": "tag",
+        "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"],
+    },
     "resultTypes": ["violations"],
 }
 
