@@ -7,7 +7,7 @@ ui            = true
 disable_mlock = true
 
 storage "raft" {
-  path    = "/openbao/data"
+  path    = "/openbao/file"
   node_id = "r2c-vault-1"
 }
 
