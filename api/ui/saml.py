@@ -43,7 +43,6 @@ METADATA_MAX_BYTES = 2 * 1024 * 1024
 METADATA_MAX_AGE = 3600.0  # seconds: a rotated IdP certificate is picked up within the hour
 FETCH_TIMEOUT = httpx.Timeout(10.0)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,199}$")
-_lock = asyncio.Lock()
 
 
 def saml_enabled(settings: Settings) -> bool:
@@ -73,7 +72,10 @@ async def provider(request: Request) -> ServiceProvider:
     cached = cast(tuple[ServiceProvider, float] | None, getattr(state, "ui_saml", None))
     if cached is not None and time.monotonic() - cached[1] < METADATA_MAX_AGE:
         return cached[0]
-    async with _lock:
+    lock = getattr(state, "ui_saml_lock", None)
+    if lock is None:  # one per app (and so per event loop): one metadata fetch at a time
+        lock = state.ui_saml_lock = asyncio.Lock()
+    async with lock:
         cached = cast(tuple[ServiceProvider, float] | None, getattr(state, "ui_saml", None))
         if cached is not None and time.monotonic() - cached[1] < METADATA_MAX_AGE:
             return cached[0]

@@ -170,6 +170,10 @@ async def test_saml_sign_in_maps_groups_and_refuses_forged_answers(
             action, response = idp.respond(saml_request, user, variant)
             assert action == ACS
             await refused(http, {"SAMLResponse": response}, says)
+    async with browser(system) as http:  # not even XML: a clear refusal, not a 500
+        await start(http, idp, "/ui/components")
+        await refused(http, {"SAMLResponse": "PCFET0NUWVBF"}, "could not be verified")
+
     # Unsolicited: an answer to a request another browser made, posted where none was made.
     async with browser(system) as http, browser(system) as asker:
         _, response = idp.respond(await start(asker, idp, "/ui/components"), "alice")
@@ -178,7 +182,7 @@ async def test_saml_sign_in_maps_groups_and_refuses_forged_answers(
     reasons = [e["detail"]["reason"] for e in await audited(system, "auth.failed")]
     # The race's loser found the sign-in taken already, or the assertion used already.
     race = "ui_saml_replayed" if "ui_saml_replayed" in reasons else "ui_saml_unknown_request"
-    expected = ["audience", "expired", "no_role", "signature", "signature"] + [
+    expected = ["audience", "expired", "malformed", "no_role", "signature", "signature"] + [
         "unknown_request"
     ] * 4
     assert sorted(reasons) == sorted([f"ui_saml_{r}" for r in expected[:-1]] + [race])
