@@ -38,12 +38,6 @@ async def test_every_kind_in_one_file(make_system: Callable[..., Any], tmp_path:
     ]  # fmt: skip
     file = _write(tmp_path, docs)
     async with served_over_http(system):
-        dry = await r2c(system, "apply", "-f", file, "--dry-run")
-        assert dry.returncode == 0, dry.stderr
-        assert dry.stdout.splitlines()[0] == "component/shop would be created"
-        assert (await system.http.get("/api/v1/components/shop", headers=system.auth())
-                ).status_code == 404  # fmt: skip
-
         done = await r2c(system, "apply", "-f", file)
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.splitlines() == [
