@@ -41,6 +41,7 @@ router = APIRouter(prefix="/saml")
 log = logging.getLogger(__name__)
 METADATA_MAX_BYTES = 2 * 1024 * 1024
 METADATA_MAX_AGE = 3600.0  # seconds: a rotated IdP certificate is picked up within the hour
+RETRY_SECONDS = 300.0  # after a failed refresh
 FETCH_TIMEOUT = httpx.Timeout(10.0)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,199}$")
 
@@ -94,6 +95,9 @@ async def provider(request: Request) -> ServiceProvider:
         except Exception as err:
             if cached is not None:  # the IdP's metadata is away: keep the one we have
                 log.warning("SAML IdP metadata not refreshed (%s)", type(err).__name__)
+                # ... and try again in RETRY_SECONDS, not on every sign-in meanwhile.
+                retry_at = time.monotonic() - METADATA_MAX_AGE + RETRY_SECONDS
+                state.ui_saml = (cached[0], retry_at)
                 return cached[0]
             log.error("SAML IdP metadata unusable: %s", str(err)[:300])
             raise DependencyUnavailableError(

@@ -183,7 +183,7 @@ class ServiceProvider:
 
     def _checked(self, resp: Any, request_id: str) -> Assertion:
         # What pysaml2 lets through when the element is absent.
-        if not hmac.compare_digest(str(resp.in_response_to or ""), request_id):
+        if not hmac.compare_digest(str(resp.in_response_to or "").encode(), request_id.encode()):
             _refuse("unknown_request", "the IdP's answer does not answer this sign-in")
         if resp.response.destination != self.acs_url:
             _refuse(
