@@ -1,14 +1,22 @@
-"""`r2c watch release ID`, `r2c get releases` and `r2c describe release ID` against the API
+"""`r2c watch release ID` (plain lines, and the live view in a real terminal) and
+`r2c describe release ID` against the API
 served over HTTP (the release's event stream included), on the provider that starts nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import pexpect
+
 from cli.demo import demo_spec
-from tests.integration.cli_served import r2c, served_over_http
+from tests.integration.cli_served import cli_env, r2c, served_over_http
 from tests.integration.system import System
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, the cursor
 
 
 async def test_a_release_watched_to_its_end_in_plain_lines(
@@ -40,8 +48,19 @@ async def test_a_release_watched_to_its_end_in_plain_lines(
         assert lines[-1].startswith(f"{release_id} succeeded | dev | wave 2/2"), lines
         assert len(lines) == len(set(lines))  # one line per change
 
-        listed = await r2c(system, "get", "releases")
-        assert release_id in listed.stdout and "succeeded" in listed.stdout
+        # On a terminal: the live table, then the outcome.
+        child = pexpect.spawn(
+            sys.executable, ["-m", "cli", "watch", "release", release_id], env=cli_env(system),
+            encoding="utf-8", dimensions=(30, 160), timeout=30,
+        )  # fmt: skip
+        await asyncio.to_thread(child.expect, pexpect.EOF)
+        child.close()
+        screen = ANSI.sub("", str(child.before)).replace("\r", "")
+        assert f"release {release_id} → dev  SUCCEEDED  wave 2 of 2" in screen, screen
+        assert "outcome: succeeded" in screen and child.exitstatus == 0
+        for row in ("1     store", "2     shop"):
+            assert row in screen, screen
+
         described = await r2c(system, "describe", "release", release_id)
         assert described.returncode == 0, described.stderr
         assert "wave 1:      store" in described.stdout
