@@ -84,13 +84,15 @@ DESCRIPTIONS = {
     303: "redirect: after a form (to the page it changed, or to where the sign-in was going), "
     "or to /ui/login?next=... when not signed in (the dashboard's 401)",
     400: "the request cannot be served as sent (a sign-in method that is not configured, an "
-    "unreadable answer)",
+    "unreadable answer; on a POST, a Content-Length that is not a number: JSON, from the "
+    "API's request guard)",
     401: "the sign-in failed: an invalid key, a refused or foreign answer of the identity "
     "provider (the page says which)",
     403: "no CSRF token, or another session's; the person's role is below the action's, or the "
     "target is out of their scope (audited as auth.denied)",
     404: "the deployment named in the path does not exist (or the feature is not configured)",
     409: "the deployment's current state does not allow the action",
+    413: "the body is over R2C_MAX_BODY_BYTES (JSON, from the API's request guard)",
     422: "invalid parameters or form fields (the page names them)",
     429: "too many failed sign-ins from this address or key: wait and retry",
     502: "Temporal failed the action",
@@ -108,8 +110,8 @@ def ui_routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
     return found
 
 
-def statuses(method: str, path: str, route: APIRoute) -> dict[int, str | None]:
-    """Every status the route can answer, with its content type (None: a redirect)."""
+def statuses(method: str, path: str, route: APIRoute) -> dict[int, tuple[str, ...]]:
+    """Every status the route can answer, with its content types (none: a redirect)."""
     # A route not (yet) in KINDS is documented by its shape alone; the contract test fails on
     # it, the served document does not.
     doc = KINDS.get((method, path), UNKNOWN)
@@ -133,7 +135,13 @@ def statuses(method: str, path: str, route: APIRoute) -> dict[int, str | None]:
         errors.add(int(declared))
     for status in errors:
         found.setdefault(status, HTML)  # errors are the dashboard's error page
-    return dict(sorted(found.items()))
+    contents = {status: (content,) if content else () for status, content in found.items()}
+    if method == "POST":
+        # The API's request guard (api/guard.py) answers before the dashboard, in JSON: a body
+        # over R2C_MAX_BODY_BYTES, a Content-Length that is not a number.
+        for status in (400, 413):
+            contents[status] = tuple(dict.fromkeys((*contents.get(status, ()), JSON)))
+    return dict(sorted(contents.items()))
 
 
 def _validated(param: ModelField, may_miss: bool) -> bool:
@@ -178,8 +186,8 @@ def build(app: FastAPI) -> dict[str, Any]:
             continue
         doc = KINDS.get((method, path))
         operation["responses"] = {
-            str(status): _response(status, content)
-            for status, content in statuses(method, path, route).items()
+            str(status): _response(status, contents)
+            for status, contents in statuses(method, path, route).items()
         }
         if doc is not None and doc.access == "signed-in":
             operation["security"] = [{SESSION_SCHEME: []}]
@@ -190,12 +198,12 @@ def build(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _response(status: int, content: str | None) -> dict[str, Any]:
+def _response(status: int, contents: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"description": DESCRIPTIONS.get(status, str(status))}
-    if content is None:
+    if not contents:
         out["headers"] = {"Location": {"schema": {"type": "string"}, "description": "where to"}}
     else:
-        out["content"] = {content: {"schema": {"type": "string"} if content != JSON else {}}}
+        out["content"] = {c: {"schema": {"type": "string"} if c != JSON else {}} for c in contents}
     return out
 
 

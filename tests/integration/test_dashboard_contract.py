@@ -124,6 +124,15 @@ async def test_every_dashboard_status_is_documented(system: System, issuer: Issu
                     await http.aclose()
     for http, _ in sessions.values():
         await http.aclose()
+    # Every POST: the API's request guard answers an oversized body or a Content-Length that
+    # is not a number before the dashboard reads either.
+    over = b"x" * (system.settings.max_body_bytes + 1)
+    async with browser(system) as http:
+        for method, path, route in routes:
+            if method == "POST":
+                url = _request(method, path, route, good, None, False)["url"]
+                await probe(http, method, path, url=url, content=over)
+                await probe(http, method, path, url=url, headers={"Content-Length": "abc"})
 
     # The paths only a flow reaches: sign-ins, OIDC off, actions that succeed.
     async with browser(system) as http:
