@@ -1,7 +1,9 @@
 """Named contexts (an API URL and its key) in `$XDG_CONFIG_HOME/r2c/config.toml`.
 
-The file holds keys, so it is written 0600 in a 0700 directory, atomically (a temporary file
-renamed over it). Which API and key a command uses, first found wins: the flags, then
+A context holds an API key, or a person's OIDC sign-in (`r2c login --oidc`, cli/oidc_login.py):
+its access token, sent as the key, and the refresh token that renews it when it has expired.
+The file holds keys and tokens, so it is written 0600 in a 0700 directory, atomically (a
+temporary file renamed over it). Which API and key a command uses, first found wins: the flags, then
 R2C_URL / R2C_API_URL and R2C_API_KEY, then the current context, then the local `r2c up`
 (http://127.0.0.1:8080 and the admin key it wrote to R2C_HOME/admin.key).
 """

@@ -1,6 +1,6 @@
-"""`r2c watch release ID` (plain lines, and the live view in a real terminal) and
-`r2c describe release ID` against the API
-served over HTTP (the release's event stream included), on the provider that starts nothing."""
+"""`r2c watch release ID` (plain lines, and the live view in a real terminal) and `r2c describe
+release ID` against the API served over HTTP (the release's event stream included), on the
+provider that starts nothing."""
 
 from __future__ import annotations
 
