@@ -68,20 +68,46 @@ def verify() -> ssl.SSLContext | bool:
 class ApiClient:
     """Sends one request at a time and answers the decoded JSON body (None when empty)."""
 
-    def __init__(self, url: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, key: str | None = None, oidc_context: str | None = None
+    ) -> None:
         if url is None and key is None:
             # Neither given: the same choice as every API command (cli/contexts.py).
             from cli.contexts import resolve
 
             target = resolve()
-            url, key = target.url, target.key
+            url, key, oidc_context = target.url, target.key, target.oidc_context
         self.url = (url or os.environ.get("R2C_API_URL") or DEFAULT_URL).rstrip("/")
         self.key = key or api_key()
         self.verify = verify()
+        # The context of a person's sign-in: a 401 renews its token once (it may expire
+        # during a long watch) and the request is sent again.
+        self.oidc_context = oidc_context
+
+    def renew(self) -> bool:
+        """A new access token from the context's refresh token, after a 401; False when
+        there is no sign-in to renew (a ConfigError when it cannot be renewed). A request is
+        sent again once: a second 401 is the API's answer."""
+        if self.oidc_context is None:
+            return False
+        from cli.contexts import renew_token
+
+        self.key = renew_token(self.oidc_context)
+        return True
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
+        resp = self._send(method, path, body)
+        if resp.status_code == 401 and self.renew():
+            resp = self._send(method, path, body)
+        if resp.status_code >= 400:
+            raise _refusal(resp)
+        if not resp.content:
+            return None
+        return resp.json()
+
+    def _send(self, method: str, path: str, body: Any) -> httpx.Response:
         try:
-            resp = httpx.request(
+            return httpx.request(
                 method,
                 f"{self.url}{path}",
                 json=body,
@@ -96,11 +122,6 @@ class ApiClient:
                 " list`) say where the API is; for https, R2C_CA_FILE names the CA that signed"
                 " its certificate",
             ) from None
-        if resp.status_code >= 400:
-            raise _refusal(resp)
-        if not resp.content:
-            return None
-        return resp.json()
 
 
 def _refusal(resp: httpx.Response) -> ApiError:

@@ -47,11 +47,13 @@ class Context:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a command goes and with which key; `source` says where they came from."""
+    """Where a command goes and with which key; `source` says where they came from;
+    `oidc_context`: the context of a sign-in whose token may be renewed (renew_token)."""
 
     url: str
-    key: str
+    key: str = field(repr=False)
     source: str
+    oidc_context: str | None = None
 
 
 def config_path() -> Path:
@@ -149,14 +151,14 @@ def save_context(
 REFRESH_MARGIN_SECONDS = 30
 
 
-def _fresh(ctx: Context) -> Context:
+def _fresh(ctx: Context, *, now: bool = False) -> Context:
     """The context with an access token that is still valid: refreshed with the refresh
-    token when it has (nearly) expired, and saved; without one, a ConfigError that says
-    how to sign in again."""
+    token when it has (nearly) expired — or `now`, as the API just refused it — and saved;
+    without one, a ConfigError that says how to sign in again."""
     sign_in = ctx.oidc
-    if sign_in is None or not sign_in.expires_at:
+    if sign_in is None or not (sign_in.expires_at or now):
         return ctx
-    if sign_in.expires_at - REFRESH_MARGIN_SECONDS > time.time():
+    if not now and sign_in.expires_at - REFRESH_MARGIN_SECONDS > time.time():
         return ctx
     again = f"run `r2c login --url {ctx.url} --oidc --context {ctx.name}` again"
     if not sign_in.refresh_token:
@@ -200,6 +202,16 @@ def use_context(name: str) -> None:
     _save(path, name, contexts)
 
 
+def renew_token(context: str) -> str:
+    """A new access token for the context's sign-in, after the API refused the one it had
+    (expired during a long watch); a ConfigError when it cannot be renewed."""
+    _, contexts = _load(config_path())
+    ctx = contexts.get(context)
+    if ctx is None or ctx.oidc is None:
+        raise ConfigError(f"no OIDC sign-in in context {context!r} to renew")
+    return _fresh(ctx, now=True).key
+
+
 def resolve(url: str | None = None, key: str | None = None, context: str | None = None) -> Target:
     """The API and key, by precedence: flags > environment > the context > local `r2c up`."""
     env_url = (os.environ.get("R2C_URL") or os.environ.get("R2C_API_URL") or "").strip()
@@ -215,11 +227,13 @@ def resolve(url: str | None = None, key: str | None = None, context: str | None 
     if context is not None and ctx is not None:
         if key:
             return Target(url or ctx.url, key, f"context {ctx.name}")
-        return Target(url or ctx.url, _fresh(ctx).key, f"context {ctx.name}")
+        oidc = ctx.name if ctx.oidc else None
+        return Target(url or ctx.url, _fresh(ctx).key, f"context {ctx.name}", oidc)
     final_url = url or env_url or (ctx.url if ctx else "") or DEFAULT_URL
     if key or env_key:
         return Target(final_url.rstrip("/"), key or env_key, "flags/environment")
     # The context's key goes only to the context's own API, never to another URL.
     if ctx is not None and ctx.key and final_url.rstrip("/") == ctx.url:
-        return Target(ctx.url, _fresh(ctx).key, f"context {ctx.name}")
+        oidc = ctx.name if ctx.oidc else None
+        return Target(ctx.url, _fresh(ctx).key, f"context {ctx.name}", oidc)
     return Target(final_url.rstrip("/"), api_key(), "local r2c up")

@@ -47,7 +47,7 @@ def usage(message: str) -> NoReturn:
 def client(url: str | None, key: str | None, context: str | None) -> ApiClient:
     try:
         target = resolve(url, key, context)
-        return ApiClient(target.url, target.key)
+        return ApiClient(target.url, target.key, target.oidc_context)
     except ConfigError as err:
         usage(str(err))
 

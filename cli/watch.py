@@ -90,10 +90,11 @@ def follow(
     path = f"/api/v1/{kind}/{deployment_id}"
     last_id: list[str | None] = [None]
     failures = 0
+    renewed = False
     while True:
         try:
             for body in _stream(client, path + "/events", last_id):
-                failures = 0
+                failures, renewed = 0, False
                 yield body
                 if str(body.get("state")) in FINAL:
                     return
@@ -104,6 +105,11 @@ def follow(
                 return
         except StreamMissing:
             break
+        except ApiError as err:
+            # A person's token expired during a long watch: renewed once, then resumed.
+            if err.status != 401 or renewed or not client.renew():
+                raise
+            renewed = True
         except (httpx.HTTPError, json.JSONDecodeError):
             failures += 1
             if failures > RECONNECTS:

@@ -9,6 +9,7 @@ import html
 import re
 import stat
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,22 @@ async def test_sign_in_in_the_browser_then_an_expired_token_is_refreshed(
             assert renewed["access_token"] not in listed.stdout + listed.stderr
             contexts = await r2c(system, "context", "list", local_api=False)
             assert "sso" in contexts.stdout and "oidc" in contexts.stdout
+
+            # A token the API refuses (401) though the file says it is still valid (it ran out
+            # during a long watch): renewed with the refresh token, and the request sent again.
+            stale = issuer.mint(sub="alice", preferred_username="alice", exp=int(time.time()) - 600)
+            path.write_text(
+                path.read_text()
+                .replace(renewed["access_token"], stale)
+                .replace(
+                    f"expires_at = {renewed['expires_at']}",
+                    f"expires_at = {int(time.time()) + 3600}",
+                )
+            )
+            again = await r2c(system, "get", "components", local_api=False)
+            assert again.returncode == 0 and issuer.refreshed == 2, again.stderr
+            renewed = tomllib.loads(path.read_text())["contexts"]["sso"]
+            assert renewed["access_token"] != stale
 
             # Without a refresh token, an expired sign-in says what to do (a usage error).
             path.write_text(
