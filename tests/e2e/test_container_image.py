@@ -49,12 +49,14 @@ def podman() -> Podman:
 def image(podman: Podman, tmp_path: Path) -> Iterator[str]:
     """The image, built from the repository as it is now; removed at the end (the cached
     base and the build's layers stay, so the next build reuses them)."""
+    began = time.monotonic()
     try:
         base = base_image(podman)
         wheels = dependency_wheels(base)
     except ImageBuildError as err:
         pytest.fail(f"cannot prepare the image's build here: {err}")
     context = build_context(wheels, tmp_path / "context")
+    print(f"\nbase image, wheels and context ready in {time.monotonic() - began:.1f} s")
     tag = f"localhost/r2c:test-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     # docker format: the OCI format has no HEALTHCHECK.
@@ -64,7 +66,7 @@ def image(podman: Podman, tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     seconds = time.monotonic() - started
     size = int(podman.run("image", "inspect", tag, "--format", "{{.Size}}").stdout)
-    print(f"\nimage {tag}: {size / 1e6:.0f} MB, built in {seconds:.1f} s on {base.tag}")
+    print(f"image {tag}: {size / 1e6:.0f} MB, built in {seconds:.1f} s on {base.tag}")
     try:
         yield tag
     finally:
@@ -103,6 +105,7 @@ def test_image_serves_api_and_worker_and_stops_on_sigterm(
         common += ["-e", f"{name}={value}"]
     suffix = uuid.uuid4().hex[:8]
     api, worker = f"r2c-api-{suffix}", f"r2c-worker-{suffix}"
+    began = time.monotonic()
     try:
         # The CLI from the same image: the admin key (it applies the migrations first).
         made = podman.run("run", "--rm", *common, image, "apikey", "create", "admin",
@@ -122,6 +125,7 @@ def test_image_serves_api_and_worker_and_stops_on_sigterm(
                 what="the API container's /ready",
             )
             assert ready is not None and ready.json()["status"] == "ready"
+            print(f"admin key made, API ready in {time.monotonic() - began:.1f} s")
             spec = demo_spec("demo", replicas=1)
             spec["runtime"]["health_check"]["interval_seconds"] = 0.5
             assert http.post("/api/v1/components", json=spec).status_code == 201
@@ -141,6 +145,7 @@ def test_image_serves_api_and_worker_and_stops_on_sigterm(
             # The demo's router and instance run in the worker's container and serve.
             served = httpx.get(done["status"]["endpoint"] + "/", timeout=5)
             assert served.headers["x-component-version"] == "v1"
+            print(f"demo v1 deployed and serving at {time.monotonic() - began:.1f} s")
         # The image's HEALTHCHECK, for each kind of container.
         for container in (api, worker):
             check = podman.run("healthcheck", "run", container, check=False)
