@@ -122,7 +122,7 @@
     const all = seriesOf(view);
     // The new version first (blue), the one it replaces next (grey).
     all.sort((a, b) => (b.version === view.version) - (a.version === view.version));
-    const W = 640, H = 220, L = 50, R = 60, T = 15, B = 30;
+    const W = 640, H = 235, L = 50, R = 60, T = 30, B = 30;
     const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img",
       "aria-label": "error rate and latency per version over the deployment's time" });
     const points = all.flatMap((s) => s.err.concat(s.lat));
@@ -147,7 +147,7 @@
       const colour = COLOURS[i % COLOURS.length];
       line(s.err, maxErr, colour, false);
       line(s.lat, maxLat, colour, true);
-      const legend = svg("text", { x: L + 8 + i * 130, y: T + 12 }, s.version);
+      const legend = svg("text", { x: L + 8 + i * 130, y: 16 }, s.version); // above the plot
       legend.style.fill = colour; // CSSOM: allowed by the CSP, unlike a style attribute
       root.appendChild(legend);
     });
