@@ -71,7 +71,9 @@ def image(podman: Podman, tmp_path: Path) -> Iterator[str]:
         yield tag
     finally:
         # Its layers stay, untagged, as the next build's cache (without --no-prune, the
-        # runtime stage would be built afresh each run); those older than a week go.
+        # runtime stage would be built afresh each run). Builds older than a week go: they
+        # may have been this one's cache too (a reused layer keeps its date), so at most one
+        # build a week is made afresh.
         podman.run("rmi", "--no-prune", "--force", tag, check=False)
         podman.run("image", "prune", "--force", "--filter", "until=168h", check=False)
 
