@@ -5,7 +5,8 @@ API by the containerised worker (local provider: its instances run in the worker
 both containers stopped with SIGTERM, exiting 0 promptly.
 
 The base image and the wheels are cached across runs (tests/e2e/container_image.py); the first
-run on a machine makes them (about 1.5 minutes more). Image size and build time are printed.
+run on a machine makes them (a few minutes more; warm, the test takes about 25 s). Image
+size and build time are printed.
 """
 
 from __future__ import annotations
