@@ -31,6 +31,7 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError, SecurityWarning
 from joserfc.jwk import Key, import_key
 
+from core.bounded_read import read_at_most
 from core.models.apikeys import Principal, Role
 from core.models.scopes import MAX_GRANTS, Grant
 from core.settings import Settings
@@ -330,17 +331,15 @@ async def _get_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, A
         async with http.stream("GET", url, headers={"Accept": "application/json"}) as resp:
             if resp.status_code != 200:
                 raise IssuerUnavailable(f"the issuer's {what} answered HTTP {resp.status_code}")
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise IssuerUnavailable(f"the issuer's {what} is over {MAX_DOCUMENT_BYTES} B")
+            body = await read_at_most(resp, MAX_DOCUMENT_BYTES)
+            if body is None:
+                raise IssuerUnavailable(f"the issuer's {what} is over {MAX_DOCUMENT_BYTES} B")
     except httpx.HTTPError as err:
         raise IssuerUnavailable(
             f"the issuer's {what} cannot be fetched ({type(err).__name__})"
         ) from err
     try:
-        value = json.loads(bytes(body))
+        value = json.loads(body)
     except ValueError:
         value = None
     if not isinstance(value, dict):

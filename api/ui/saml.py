@@ -33,6 +33,7 @@ from api.ui import sessions as ui_sessions
 from api.ui.auth import HOME, _signed_in, safe_next
 from api.ui.saml_principal import SamlPrincipal
 from api.ui.saml_sp import SamlRefused, ServiceProvider
+from core.bounded_read import read_at_most
 from core.errors import AuthenticationError, DependencyUnavailableError, NotFoundError
 from core.oidc import grants_of_groups, role_and_grants
 from core.settings import Settings
@@ -116,12 +117,10 @@ async def _metadata(source: str) -> str:
         ):
             if resp.status_code != 200:
                 raise ValueError(f"the metadata URL answered HTTP {resp.status_code}")
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > METADATA_MAX_BYTES:
-                    raise ValueError(f"the metadata is over {METADATA_MAX_BYTES} bytes")
-        return bytes(body).decode()
+            body = await read_at_most(resp, METADATA_MAX_BYTES)
+            if body is None:
+                raise ValueError(f"the metadata is over {METADATA_MAX_BYTES} bytes")
+        return body.decode()
     data = await asyncio.to_thread(Path(source).expanduser().read_bytes)
     if len(data) > METADATA_MAX_BYTES:
         raise ValueError(f"the metadata is over {METADATA_MAX_BYTES} bytes")
