@@ -14,7 +14,6 @@ the live page mid-canary, weights at 50% and the chart drawn.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -32,6 +30,7 @@ from tests.integration.conftest import make_system  # noqa: F401 - the fixture, 
 from tests.integration.deploying import deploy, register_demo, until
 from tests.integration.oidc_issuer import AUDIENCE, Issuer, running_issuer
 from tests.integration.system import System
+from tests.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -96,20 +95,8 @@ async def system(
 async def served(system: System) -> AsyncIterator[str]:
     """The system's API on a real port (a browser cannot use the in-process transport)."""
     app = system.http._transport.app  # type: ignore[attr-defined]
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-            timeout_graceful_shutdown=1,
-        )
-    )  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serving(app, free_port(), lifespan="off", timeout_graceful_shutdown=1) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,34 +10,16 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
-
 from api.app import create_app
 from tests.integration.system import System
-from tests.support import wait_for
+from tests.serving import serving
 
 
 @asynccontextmanager
 async def served_over_http(system: System) -> AsyncIterator[str]:
     """The system's API on http://127.0.0.1:<its port> for the block; yields that URL."""
-    config = uvicorn.Config(
-        create_app(system.settings), host="127.0.0.1", port=system.settings.port,
-        log_config=None, access_log=False, lifespan="on",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        if task.done():
-            task.result()
-        return bool(server.started)
-
-    await wait_for(started, what="uvicorn to listen")
-    try:
-        yield f"http://127.0.0.1:{system.settings.port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(create_app(system.settings), system.settings.port) as url:
+        yield url
 
 
 def cli_env(system: System, *, local_api: bool = True) -> dict[str, str]:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pexpect
 import pytest
-import uvicorn
 import yaml
 
 from api.app import create_app
@@ -22,7 +21,7 @@ from cli.demo import demo_spec
 from cli.load import run_load
 from tests.integration.deploying import first_version, register_demo
 from tests.integration.system import System
-from tests.support import wait_for
+from tests.serving import serving
 
 CANARY = ["--canary", "50,100", "--analysis", "error_rate<0.05", "--analysis-interval", "1s",
           "--analysis-count", "2"]  # fmt: skip
@@ -32,24 +31,8 @@ CANARY = ["--canary", "50,100", "--analysis", "error_rate<0.05", "--analysis-int
 async def served(make_system: Callable[..., Any]) -> AsyncIterator[System]:
     """The system with a worker on the local provider, its API also on a real port."""
     system: System = await make_system()
-    config = uvicorn.Config(
-        create_app(system.settings), host="127.0.0.1", port=system.settings.port,
-        log_config=None, access_log=False, lifespan="on",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: _started(server, task), what="uvicorn to listen")
-    try:
+    async with serving(create_app(system.settings), system.settings.port):
         yield system
-    finally:
-        server.should_exit = True
-        await task
-
-
-async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
-    if task.done():
-        task.result()
-    return bool(server.started)
 
 
 @asynccontextmanager

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from cli.processes import free_port
 from tests.conftest import need
 from tests.integration.dashboard_browser import signed_in
 from tests.integration.system import System
+from tests.serving import serving
 
 PHASES = "examples,coverage,fuzzing"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
@@ -39,18 +39,8 @@ async def served(system: System) -> AsyncIterator[str]:
     """The system's API on a real port, for schemathesis' own HTTP client."""
     app = system.http._transport.app  # type: ignore[attr-defined]
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-        timeout_graceful_shutdown=1,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serving(app, port, lifespan="off", timeout_graceful_shutdown=1) as url:
+        yield url
 
 
 @pytest.mark.timeout(RUN_WITHIN + 60)

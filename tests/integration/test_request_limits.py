@@ -13,13 +13,12 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import uvicorn
 
 from api.app import create_app
 from cli.bootstrap import ensure_admin_key
 from core.db.migrate import upgrade
 from core.settings import Settings
-from tests.support import wait_for
+from tests.serving import serving
 
 LIMIT = 256 * 1024
 ANSWER_WITHIN = 10.0
@@ -31,31 +30,14 @@ async def served(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[
     settings = make_settings(max_body_bytes=LIMIT)
     await asyncio.to_thread(upgrade, settings)
     key_file, _ = await ensure_admin_key(settings)
-    config = uvicorn.Config(
+    async with serving(
         create_app(settings),
-        host="127.0.0.1",
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
+        settings.port,
         http="httptools",
         ws="none",
         timeout_graceful_shutdown=2,  # a request still waiting for its body must not hold it
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        if task.done():
-            task.result()
-        return server.started
-
-    await wait_for(started, what="uvicorn to listen")
-    try:
+    ):
         yield settings.port, key_file.read_text().strip()
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _status_and_body(reader: asyncio.StreamReader) -> tuple[int, dict[str, object]]:
