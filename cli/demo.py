@@ -3,7 +3,12 @@
 `/` answers JSON with the version (and an `X-Component-Version` header), `/health` answers
 200, `/metrics` counts requests by status in Prometheus format. `--error-rate` (or
 `DEMO_ERROR_RATE`) fails that share of `/` requests with 500; `--latency-ms` (or
-`DEMO_LATENCY_MS`) delays each one, so a bad version can be shown.
+`DEMO_LATENCY_MS`) delays each one, so a bad version can be shown. `--latency-jitter-ms` (or
+`DEMO_LATENCY_JITTER_MS`) makes that delay vary like a real service's: each request waits a
+lognormal draw whose mean is the latency and whose standard deviation is the jitter (right
+skewed, never negative), so two identical versions differ only by noise, as a statistical
+judge needs them to. Failures are drawn independently per request, so small rates (0.01) come
+out right on average: 1 in 100, not every hundredth.
 
 With an upstream (`--upstream-url`, or `--upstream-env API_URL` naming the variable that holds
 it, such as the `<NAME>_URL` the local provider sets for each dependency, or
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import socket
@@ -37,10 +43,19 @@ class DemoApp:
     """The demo service as a raw ASGI app (no framework: it sits on the hot path of benchmarks)."""
 
     def __init__(
-        self, version: str, error_rate: float, latency_ms: float, upstream: str | None = None
+        self,
+        version: str,
+        error_rate: float,
+        latency_ms: float,
+        upstream: str | None = None,
+        latency_jitter_ms: float = 0.0,
     ) -> None:
         if not 0 <= error_rate <= 1:
             raise ValueError("error rate must be between 0 and 1")
+        if not 0 <= latency_ms <= 60_000 or not 0 <= latency_jitter_ms <= 60_000:
+            raise ValueError("latency and its jitter must be between 0 and 60000 ms")
+        if latency_jitter_ms > 0 and latency_ms <= 0:
+            raise ValueError("a latency jitter needs a latency (--latency-ms) to vary around")
         if upstream is not None and not upstream.startswith(("http://", "https://")):
             raise ValueError(f"the upstream must be an http(s) URL, got {upstream[:100]!r}")
         self.upstream = upstream.rstrip("/") + "/" if upstream else None
@@ -48,6 +63,7 @@ class DemoApp:
         self.version = version
         self.error_rate = error_rate
         self.latency = latency_ms / 1000
+        self.lognormal = _lognormal(latency_ms / 1000, latency_jitter_ms / 1000)
         self.instance = os.environ.get("R2C_INSTANCE", socket.gethostname())
         self.counts: Counter[int] = Counter()
         self._headers = [
@@ -68,7 +84,9 @@ class DemoApp:
         elif path == "/metrics":
             await self._metrics(send)
         else:
-            if self.latency:
+            if self.lognormal is not None:
+                await asyncio.sleep(random.lognormvariate(*self.lognormal))  # noqa: S311
+            elif self.latency:
                 await asyncio.sleep(self.latency)
             failed = self.error_rate > 0 and random.random() < self.error_rate  # noqa: S311
             status = 500 if failed else 200
@@ -122,6 +140,14 @@ class DemoApp:
             }
         )
         await send({"type": "http.response.body", "body": ("\n".join(lines) + "\n").encode()})
+
+
+def _lognormal(mean: float, std: float) -> tuple[float, float] | None:
+    """(mu, sigma) of the lognormal with this mean and standard deviation; None if std is 0."""
+    if std <= 0 or mean <= 0:
+        return None
+    sigma2 = math.log1p((std / mean) ** 2)
+    return math.log(mean) - sigma2 / 2, math.sqrt(sigma2)
 
 
 def resolve_upstream(given: str | None, env_name: str | None) -> str | None:

@@ -263,6 +263,13 @@ def demo_serve(
     latency_ms: Annotated[
         float | None, typer.Option(help="added latency per request [DEMO_LATENCY_MS]")
     ] = None,
+    latency_jitter_ms: Annotated[
+        float | None,
+        typer.Option(
+            help="standard deviation of a lognormal latency around --latency-ms "
+            "[DEMO_LATENCY_JITTER_MS]"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     upstream_url: Annotated[
         str | None,
@@ -284,6 +291,7 @@ def demo_serve(
             env_float("DEMO_ERROR_RATE", error_rate, 0.0),
             env_float("DEMO_LATENCY_MS", latency_ms, 0.0),
             resolve_upstream(upstream_url, upstream_env),
+            env_float("DEMO_LATENCY_JITTER_MS", latency_jitter_ms, 0.0),
         )
     except ValueError as err:
         typer.echo(f"error: {err}", err=True)

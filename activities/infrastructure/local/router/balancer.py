@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from activities.infrastructure.local.router.metrics import RouterMetrics
+from activities.infrastructure.local.router.samples import (
+    QueryError,
+    RouterSamples,
+    bucket_seconds_from_env,
+)
 from activities.infrastructure.local.router.table import RouteTable, read_table
 from activities.infrastructure.local.router.upstream import (
     MAX_IDLE_PER_BACKEND,
@@ -55,6 +60,8 @@ class Router:
         self.tracing = tracing  # None: tracing off, and no work for it on any request
         self.table = RouteTable(component=component, environment=environment)
         self.metrics = RouterMetrics(component, environment)
+        # Latency samples and counts per version and time bucket, for the judge's baselines.
+        self.samples = RouterSamples(bucket_seconds_from_env())
         self.backends: dict[str, BackendState] = {}
         self.slots: dict[str, list[BackendState]] = {}
         self._current: dict[str, int] = {}
@@ -207,13 +214,17 @@ class Router:
                 self._passive_failure(state)
                 # Never replay a request that may have been processed, unless it is idempotent.
                 if err.sent and req.method not in _IDEMPOTENT:
-                    self.metrics.observe(state.backend.version, 502, time.perf_counter() - started)
+                    took = time.perf_counter() - started
+                    self.metrics.observe(state.backend.version, 502, took)
+                    self.samples.observe(state.backend.version, 502, took)
                     return error_answer(502, f"upstream {state.backend.instance_id} failed: {err}")
                 continue
             finally:
                 state.in_flight -= 1
             state.failures = 0
-            self.metrics.observe(state.backend.version, conn.status, time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.observe(state.backend.version, conn.status, took)
+            self.samples.observe(state.backend.version, conn.status, took)
             return conn.status, conn.headers, b"".join(conn.body)
         return error_answer(503, "no healthy instance to route to")
 
@@ -237,14 +248,21 @@ class Router:
     # ------------------------------------------------------------------ own endpoints
 
     def own(self, path: bytes) -> Answer:
-        """The admin port's answers: `/status` (JSON) and `/metrics` (Prometheus text)."""
-        path = path.split(b"?", 1)[0]
+        """The admin port's answers: `/status` (JSON), `/metrics` (Prometheus text) and
+        `/samples?version=V&since=S&until=U` (JSON, see samples.py)."""
+        path, _, query = path.partition(b"?")
+        if path == b"/samples":
+            try:
+                found = self.samples.answer(query)
+            except QueryError as err:
+                return error_answer(400, str(err))
+            return 200, [(b"content-type", b"application/json")], json.dumps(found).encode()
         if path == b"/metrics":
             body = self.metrics.render().encode()
             return 200, [(b"content-type", b"text/plain; version=0.0.4")], body
         if path == b"/status":
             return 200, [(b"content-type", b"application/json")], json.dumps(self.status()).encode()
-        return error_answer(404, "unknown router path: use /status or /metrics")
+        return error_answer(404, "unknown router path: use /status, /metrics or /samples")
 
     def status(self) -> dict[str, Any]:
         return {
