@@ -14,7 +14,8 @@ turn (a canary of 10 `set_weight` steps, no pauses: 24 activities) and waits for
 to end. Throughput is N / the block's wall time. Blocks run in the order 1 3 3 1 workers
 (ABBA), so the dev server's drift as histories pile up cancels out of the ratio; an
 unmeasured first block deploys every target once (a target's first deployment skips its
-steps). During each block the CPU time of every process is read from /proc: the Temporal
+steps). `run_block` also runs at the end of tests/e2e/test_scale_out.py, on its cluster.
+During each block the CPU time of every process is read from /proc: the Temporal
 server, PostgreSQL (all its backends), the APIs, the workers and this process, and the
 machine's busy cores, which say what limits the run.
 """
@@ -101,9 +102,10 @@ class Block:
 
 
 class Meter:
-    """CPU time of every process of the run, by group, over one block."""
+    """CPU time of every process of the run, by group, over one block. Without the server's
+    or PostgreSQL's pid (servers this process did not start), that group is left out."""
 
-    def __init__(self, cluster: Cluster, server_pid: int, pg_pid: int) -> None:
+    def __init__(self, cluster: Cluster, server_pid: int | None, pg_pid: int | None) -> None:
         self.cluster, self.server_pid, self.pg_pid = cluster, server_pid, pg_pid
 
     def sample(self) -> dict[str, float]:
@@ -114,13 +116,15 @@ class Meter:
                     total += cpu_ms(pid)
             return total
 
-        return {
-            "temporal": ms([self.server_pid]),
-            "postgres": cpu_with_reaped_ms(self.pg_pid) + ms(children(self.pg_pid)),
-            "apis": ms([a.pid for a in self.cluster.apis if a.alive()]),
-            "workers": ms([w.pid for w in self.cluster.workers if w.alive()]),
-            "bench": ms([os.getpid()]),
-        }
+        found = {}
+        if self.server_pid is not None:
+            found["temporal"] = ms([self.server_pid])
+        if self.pg_pid is not None:
+            found["postgres"] = cpu_with_reaped_ms(self.pg_pid) + ms(children(self.pg_pid))
+        found["apis"] = ms([a.pid for a in self.cluster.apis if a.alive()])
+        found["workers"] = ms([w.pid for w in self.cluster.workers if w.alive()])
+        found["bench"] = ms([os.getpid()])
+        return found
 
 
 async def set_workers(cluster: Cluster, count: int) -> None:

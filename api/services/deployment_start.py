@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.gateway import Gateway, StartPolicy, Tags
 from api.services import audit, dependency_checks, exclusion, policies, slo
 from core.contracts import DEPLOYMENT_WORKFLOW, STATUS_QUERY
+from core.db import audit as audit_store
 from core.db import components, configuration, deployments
 from core.db.tables import ComponentRow, DeploymentRow, utcnow
 from core.deployment_plan import plan_markdown, summary
@@ -85,7 +87,10 @@ async def start_deployment(
     if deployment_id is not None:
         existing = await deployments.find(session, deployment_id)
         if existing is not None:
-            return Started(_same_request(existing, req), created=False)
+            row = _same_request(existing, req)
+            if await _interrupted(session, row, action):
+                await _finish_start(session, gateway, principal, row, req, action, start_workflow)
+            return Started(row, created=False)
     detail |= policies.enforce_deployment(policy, principal, req, rollback_of=rollback_of)
     # The exclusive section (api.services.exclusion): the lock, the retire check, the row.
     component = await _component(session, component.id, lock=True)
@@ -119,6 +124,63 @@ async def start_deployment(
         **detail,
     )
     return Started(row, created=True)
+
+
+# A start that recorded its row this long ago and still has no audit event was interrupted
+# (its process died between the two); a younger one may still be under way in another request.
+INTERRUPTED_AFTER = timedelta(seconds=15)
+
+
+async def _interrupted(session: AsyncSession, row: DeploymentRow, action: str) -> bool:
+    """The attempt that recorded `row` died before it audited the start (a worker SIGKILLed
+    in a scheduled start's activity, whose retry comes here with the same id)."""
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    if utcnow() - created < INTERRUPTED_AFTER:
+        return False
+    where = audit_store.EventFilter(action=action, target=row.id)
+    return not await audit_store.find(session, where, limit=1)
+
+
+async def _finish_start(
+    session: AsyncSession,
+    gateway: Gateway,
+    principal: Principal,
+    row: DeploymentRow,
+    req: DeploymentRequest,
+    action: str,
+    start_workflow: bool,
+) -> None:
+    """Do what the interrupted attempt left undone: start the workflow unless it runs (or
+    ran: the workflow records its run id), then audit the start, once."""
+    if start_workflow and row.run_id is None:
+        row.run_id = await _run_of(gateway, row) or (
+            (await _start_workflow(session, gateway, row, req)).result_run_id
+        )
+    await audit.commit(
+        session,
+        principal,
+        action,
+        row.id,
+        component=row.component,
+        environment=row.environment,
+        version=row.version,
+        workflow_id=row.workflow_id,
+        run_id=row.run_id,
+        rollback_of=row.rollback_of,
+        resumed_after_interruption=True,
+    )
+
+
+async def _run_of(gateway: Gateway, row: DeploymentRow) -> str | None:
+    """The run of the target's workflow id that is this deployment, if it is the latest."""
+    try:
+        desc = await gateway.describe(row.workflow_id)
+        memo = await desc.memo()
+    except NotFoundError:
+        return None
+    except R2CError:  # a memo this system cannot read is not one it wrote
+        return None
+    return desc.run_id if memo.get(DEPLOYMENT_MEMO) == row.id else None
 
 
 async def _config_revision(session: AsyncSession, req: DeploymentRequest) -> int:

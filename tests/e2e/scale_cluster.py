@@ -5,9 +5,10 @@ task queue of their own. Used by tests/e2e/test_scale_out.py and benchmarks/benc
 
 `Balancer` is the client side of a load balancer: it spreads requests over the APIs in turn and
 sends a request that an API refused to connect to (stopped, or not listening yet) to the next
-one. Only a refused connection is retried: the request never reached the API, so retrying
-cannot do anything twice. Deployments are started with an Idempotency-Key all the same, so
-even a retry of a request that did arrive answers the deployment it started."""
+one: the request never reached the API, so retrying cannot do anything twice. A connection
+that the API closed with a request on its way (it was stopping) is retried only for requests
+that are safe to repeat: reads, and deployment starts, which carry an Idempotency-Key so that
+a repeat answers the deployment the first one started."""
 
 from __future__ import annotations
 
@@ -230,6 +231,7 @@ class Balancer:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         apis = self.cluster.apis
         first = next(self.turn)
+        repeatable = method == "GET" or "Idempotency-Key" in kwargs.get("headers", {})
         for attempt in range(len(apis) * 3):
             api = apis[(first + attempt) % len(apis)]
             try:
@@ -237,6 +239,13 @@ class Balancer:
             except httpx.ConnectError:
                 self.refused += 1
                 await asyncio.sleep(0.05 * (attempt // len(apis)))
+                continue
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # The API closed a kept-alive connection as it stopped, with this request on
+                # its way: it may have arrived. Only a request that is safe to repeat is.
+                if not repeatable:
+                    raise
+                self.refused += 1
                 continue
             self.served[api.name] += 1
             return resp

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from benchmarks.bench_scale_out import Meter, run_block
 from core.contracts import DEPLOYMENT_WORKFLOW
 from core.temporal import connect
 from tests.e2e.scale_cluster import Balancer, Cluster, register, start_cluster
@@ -105,7 +106,7 @@ async def deploy_component(
 ) -> list[dict[str, Any]]:
     """ROUNDS deployments of one component to staging, each after the previous has ended
     (a target takes one at a time)."""
-    done = []
+    done: list[dict[str, Any]] = []
     for n in range(ROUNDS):
         body = {
             "component": component,
@@ -189,10 +190,16 @@ async def test_two_apis_and_three_workers_survive_kills_and_a_stopped_api(
             await killer
             await stopper
         elapsed = time.monotonic() - began
-        chains: list[list[dict[str, Any]]] = results[: len(COMPONENTS)]  # type: ignore[assignment]
+        chains: list[list[dict[str, Any]]] = results[: len(COMPONENTS)]
         deployments = [d for chain in chains for d in chain]
-        by_schedule: list[dict[str, Any]] = results[len(COMPONENTS) :]  # type: ignore[assignment]
+        by_schedule: list[dict[str, Any]] = results[len(COMPONENTS) :]
         await _check(cluster, lb, deployments, by_schedule)
+        # The throughput benchmark's block (benchmarks/bench_scale_out.py) on this cluster, as
+        # its smoke test: a deployment of every component to a new environment at once.
+        block = await run_block(
+            lb, await connect(cluster.settings), Meter(cluster, None, None), COMPONENTS, 3, "b1"
+        )
+        assert block.throughput > 0 and min(block.cores.values()) >= 0, block
     finally:
         await lb.aclose()
     failures = sum(d["state"] != "succeeded" for d in deployments + by_schedule)
@@ -209,7 +216,7 @@ async def test_two_apis_and_three_workers_survive_kills_and_a_stopped_api(
         f"and sent to the other API, served {lb.served}; {lb.busy} 409s for a "
         f"target whose last deployment had ended but not yet closed; a deployment took "
         f"{statistics.median(took):.1f} s (median), {took[-1]:.1f} s (max); failures {failures}; "
-        f"{elapsed:.1f} s"
+        f"{elapsed:.1f} s; then {len(COMPONENTS)} at once in {block.seconds:.1f} s"
     )
     # A kill waits for the last victim to be back (one worker down at a time): on a loaded
     # machine a restart takes its import time, so fewer kills fit into the run.
