@@ -1,0 +1,111 @@
+"""Hostile input to the judge is refused with the field and a reason; big input stays fast."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from core.judge import MAX_SAMPLES, JudgeConfig, JudgeRequest, LatencyData, judge
+
+CONFIG = {"metrics": [{"name": "latency", "kind": "latency"}]}
+
+
+def _refusal(payload: dict[str, object]) -> tuple[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        JudgeRequest.model_validate(payload)
+    error = caught.value.errors()[0]
+    return ".".join(str(p) for p in error["loc"]), error["msg"]
+
+
+def _latency(baseline: list[object], canary: list[object] | None = None) -> dict[str, object]:
+    data = {"kind": "latency", "baseline": baseline, "canary": canary or [0.02]}
+    return {"config": CONFIG, "data": {"latency": data}}
+
+
+@pytest.mark.parametrize(
+    ("payload", "where", "words"),
+    [
+        (_latency([0.02, float("nan")]), "data.latency.latency.baseline.1", "finite number"),
+        (_latency([float("inf")]), "data.latency.latency.baseline.0", "finite number"),
+        (_latency([-0.001]), "data.latency.latency.baseline.0", "greater than or equal to 0"),
+        (_latency([0.02] * (MAX_SAMPLES + 1)), "data.latency.latency.baseline", "at most 10000"),
+        (
+            {
+                "config": {"metrics": [{"name": "errors", "kind": "errors"}]},
+                "data": {
+                    "errors": {
+                        "kind": "errors",
+                        "baseline": {"requests": 10, "errors": 11},
+                        "canary": {"requests": 10, "errors": 0},
+                    }
+                },
+            },
+            "data.errors.errors.baseline",
+            "errors are counted among the requests",
+        ),
+        (
+            {"config": CONFIG, "data": {"other": {"kind": "series", "baseline": [], "canary": []}}},
+            "",
+            "not a metric of the configuration",
+        ),
+        (
+            {
+                "config": CONFIG,
+                "data": {"latency": {"kind": "series", "baseline": [], "canary": []}},
+            },
+            "",
+            "its data is 'series'",
+        ),
+        (
+            {"config": {"metrics": [{"name": "a", "kind": "latency"}] * 2}},
+            "config",
+            "unique",
+        ),
+        (
+            {"config": {"metrics": [{"name": "e", "kind": "errors", "tolerance": 2}]}},
+            "config.metrics.0",
+            "absolute error rate, at most 1",
+        ),
+        (
+            {"config": {"metrics": [{"name": "s", "kind": "series", "tail_quantile": 0.99}]}},
+            "config.metrics.0",
+            "belongs to latency metrics",
+        ),
+        (
+            {"config": {**CONFIG, "thresholds": {"pass": 70, "warning": 80}}},
+            "config.thresholds",
+            "must not be above the pass threshold",
+        ),
+        (
+            {"config": {"metrics": [{"name": "l", "kind": "latency", "confidence": 1}]}},
+            "config.metrics.0.confidence",
+            "less than or equal to 0.9999",
+        ),
+        (
+            {"config": {"metrics": [{"name": f"m{i}", "kind": "latency"} for i in range(21)]}},
+            "config.metrics",
+            "at most 20",
+        ),
+    ],
+)
+def test_hostile_input_is_refused_with_its_field(
+    payload: dict[str, object], where: str, words: str
+) -> None:
+    field, message = _refusal(payload)
+    assert field == where
+    assert words in message
+
+
+def test_the_largest_input_is_judged_in_well_under_a_second() -> None:
+    config = JudgeConfig.model_validate(CONFIG)
+    baseline = [0.02 + (i % 97) * 1e-4 for i in range(MAX_SAMPLES)]
+    canary = [0.025 + (i % 89) * 1e-4 for i in range(MAX_SAMPLES)]
+    started = time.perf_counter()
+    result = judge(
+        JudgeRequest(config=config, data={"latency": LatencyData(baseline=baseline, canary=canary)})
+    )
+    assert time.perf_counter() - started < 1.0
+    assert result.metrics[0].verdict == "fail"
+    assert "10,000 vs 10,000 requests" in result.metrics[0].reason
