@@ -61,14 +61,17 @@ def judge_samples(
     if not np.isfinite(p):  # every sample equal on both sides: no evidence of any shift
         p = 1.0
     shift = hodges_lehmann(canary, baseline, metric.confidence)
-    deviation = _beyond(metric, shift) if p < alpha else None
+    moved = _beyond(metric, shift) if p < alpha else None
+    deviation = moved
     tails = _tails(metric, canary, baseline, alpha) if latency else []
     failed_tail = next((t for t in tails if t.failed), None)
     if deviation is None and failed_tail is not None:
         deviation = "high" if failed_tail.quantile >= 0.5 else "low"
     shown_tail = failed_tail or (tails[0] if tails else None)
     sizes = (canary.size, baseline.size)
-    reason = _words(metric, shift, p, shown_tail, deviation, sizes, (canary_label, baseline_label))
+    failures = [w for w, f in (("shift", moved), ("tail", failed_tail)) if f is not None]
+    labels = (canary_label, baseline_label)
+    reason = _words(metric, shift, p, shown_tail, failures, deviation, sizes, labels)
     return MetricJudgement(
         metric=metric.name,
         kind=metric.kind,
@@ -91,6 +94,7 @@ def _words(
     shift: Shift,
     p: float,
     tail: TailCheck | None,
+    failures: list[str],
     deviation: Deviation | None,
     sizes: tuple[int, int],
     labels: tuple[str, str],
@@ -116,5 +120,5 @@ def _words(
     tolerance = f"{wording.percent(metric.allowed)} tolerance"
     if deviation is None:
         return f"{text}; passes: no significant change beyond the {tolerance}"
-    what = "tail" if tail is not None and tail.failed else "shift"
+    what = " and ".join(failures)
     return f"{text}; fails: {what} {'above' if deviation == 'high' else 'below'} the {tolerance}"

@@ -47,7 +47,7 @@ def test_thirty_percent_slower_fails_and_says_so() -> None:
     assert "% above v1's (median " in metric.reason
     assert "200 vs 200 requests" in metric.reason
     assert "Mann-Whitney p<0.0001" in metric.reason
-    assert metric.reason.endswith("above the 10% tolerance")
+    assert metric.reason.endswith("fails: shift and tail above the 10% tolerance")
 
 
 def test_a_grown_tail_with_the_same_median_fails() -> None:
