@@ -48,8 +48,8 @@ def judge_errors(
         elif rates.difference < -metric.allowed and metric.direction != "increase":
             deviation = "low"
     text = (
-        f"{metric.name} of {canary_label} is {wording.rate(rates.canary_rate)} against"
-        f" {baseline_label}'s {wording.rate(rates.baseline_rate)}"
+        f"{metric.name}: {canary_label} failed {wording.rate(rates.canary_rate)} of its requests,"
+        f" {baseline_label} {wording.rate(rates.baseline_rate)}"
         f" ({wording.count(c.errors)} of {wording.count(c.requests)} vs"
         f" {wording.count(b.errors)} of {wording.count(b.requests)} requests);"
         f" Fisher's exact {wording.p_value(p)}"

@@ -75,7 +75,7 @@ def test_one_percent_errors_against_a_clean_stable_version_fail() -> None:
     metric = judge(_one(ERRORS, data)).metrics[0]
     assert (metric.verdict, metric.deviation, metric.test) == ("fail", "high", "Fisher's exact")
     assert metric.reason == (
-        "errors of v2 is 1.00% against v1's 0.00% (10 of 1,000 vs 0 of 4,000 requests);"
+        "errors: v2 failed 1.00% of its requests, v1 0.00% (10 of 1,000 vs 0 of 4,000 requests);"
         " Fisher's exact p<0.0001; fails: 1 percentage points more, beyond the 0.1"
         " percentage point tolerance"
     )
