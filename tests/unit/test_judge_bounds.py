@@ -5,9 +5,19 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from core.judge import MAX_SAMPLES, JudgeConfig, JudgeRequest, LatencyData, judge
+from core.judge import (
+    MAX_SAMPLES,
+    ErrorCounts,
+    ErrorData,
+    JudgeConfig,
+    JudgeRequest,
+    LatencyData,
+    judge,
+)
 
 CONFIG = {"metrics": [{"name": "latency", "kind": "latency"}]}
 
@@ -109,3 +119,51 @@ def test_the_largest_input_is_judged_in_well_under_a_second() -> None:
     assert time.perf_counter() - started < 1.0
     assert result.metrics[0].verdict == "fail"
     assert "10,000 vs 10,000 requests" in result.metrics[0].reason
+
+
+# Few distinct values, zeros included: ties and degenerate samples are where rank tests and
+# quantiles misbehave.
+LATENCIES = st.lists(st.sampled_from([0.0, 0.001, 0.02, 0.02, 0.05, 3600.0]), max_size=40)
+
+
+@given(
+    LATENCIES,
+    LATENCIES,
+    st.sampled_from(["increase", "decrease", "either"]),
+    st.integers(0, 50),
+    st.integers(1, 50),
+    st.integers(0, 50),
+    st.integers(1, 50),
+)
+@settings(max_examples=150, deadline=None)
+def test_any_valid_input_gets_a_judgement(
+    baseline: list[float],
+    canary: list[float],
+    direction: str,
+    base_errors: int,
+    base_extra: int,
+    canary_errors: int,
+    canary_extra: int,
+) -> None:
+    config = JudgeConfig.model_validate(
+        {
+            "metrics": [
+                {"name": "latency", "kind": "latency", "direction": direction, "min_samples": 1},
+                {"name": "errors", "kind": "errors", "direction": direction, "min_samples": 1},
+            ]
+        }
+    )
+    errors = ErrorData(
+        baseline=ErrorCounts(requests=base_errors + base_extra, errors=base_errors),
+        canary=ErrorCounts(requests=canary_errors + canary_extra, errors=canary_errors),
+    )
+    result = judge(
+        JudgeRequest(
+            config=config,
+            data={"latency": LatencyData(baseline=baseline, canary=canary), "errors": errors},
+        )
+    )
+    assert 0 <= result.score <= 100
+    for metric in result.metrics:
+        assert metric.reason.startswith(metric.metric)
+        assert (metric.verdict == "fail") == (metric.deviation is not None)
