@@ -44,20 +44,6 @@ class Bucket:
         self.errors = 0
         self.latencies = array("f")  # milliseconds; float32 is precise to 0.1 µs at 1 s
 
-    def observe(self, error: bool, ms: float, rand: random.Random) -> None:
-        self.requests += 1
-        if error:
-            self.errors += 1
-        latencies = self.latencies
-        if len(latencies) < PER_BUCKET:
-            latencies.append(ms)
-            return
-        # Algorithm R: the n-th request replaces a kept one with probability PER_BUCKET / n,
-        # so every request of the bucket is equally likely to be in the sample.
-        slot = int(rand.random() * self.requests)
-        if slot < PER_BUCKET:
-            latencies[slot] = ms
-
 
 class VersionRing:
     """The latest `BUCKETS` buckets of one version (gaps without traffic hold no bucket)."""
@@ -101,15 +87,32 @@ class RouterSamples:
         self.bucket_seconds = bucket_seconds
         self.history_seconds = bucket_seconds * BUCKETS
         self.versions: dict[str, VersionRing] = {}
-        self._rand = random.Random(seed)  # noqa: S311 - sampling, not secrets
+        self._random = random.Random(seed).random  # sampling, not secrets
 
     def observe(self, version: str, status: int, seconds: float, now: float | None = None) -> None:
+        """Count one request (an error when `status` >= 500) and maybe keep its latency.
+
+        Written flat (no call per bucket) because it runs once per proxied request.
+        """
         ring = self.versions.get(version)
         if ring is None:
             ring = self._add(version)
         t = int(time.time() if now is None else now)
-        bucket = ring.bucket(t - t % self.bucket_seconds)
-        bucket.observe(status >= 500, seconds * 1000.0, self._rand)
+        start = t - t % self.bucket_seconds
+        bucket = ring.current
+        if bucket is None or start > bucket.start:
+            bucket = ring.bucket(start)
+        n = bucket.requests = bucket.requests + 1
+        if status >= 500:
+            bucket.errors += 1
+        if n <= PER_BUCKET:
+            bucket.latencies.append(seconds * 1000.0)
+            return
+        # Algorithm R: the n-th request replaces a kept one with probability PER_BUCKET / n,
+        # so every request of the bucket is equally likely to be in the sample.
+        slot = int(self._random() * n)
+        if slot < PER_BUCKET:
+            bucket.latencies[slot] = seconds * 1000.0
 
     def _add(self, version: str) -> VersionRing:
         if len(self.versions) >= MAX_VERSIONS:
