@@ -74,7 +74,7 @@ def memory_bytes() -> tuple[int, int]:
         ring = rs.versions.setdefault(f"v{v}", s.VersionRing())
         for k in range(s.BUCKETS):
             bucket = ring.bucket(t0 + 10 * k)
-            bucket.latencies.extend([1.0] * s.PER_BUCKET)
+            bucket.latencies.extend([1] * s.PER_BUCKET)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used, s.SAMPLE_BYTES * s.PER_BUCKET * s.BUCKETS * s.MAX_VERSIONS

@@ -18,6 +18,7 @@ largest that every bucket can supply at that rate, capped at `limit`.
 from __future__ import annotations
 
 import random
+from typing import Annotated
 from urllib.parse import urlencode
 
 import httpx
@@ -30,7 +31,7 @@ HTTP_TIMEOUT = 5.0
 
 
 class SampleWindow(BaseModel):
-    """One bucket of one version: its requests in [start, end)."""
+    """One bucket of one version: its requests in [start, end), latencies in microseconds."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -38,7 +39,7 @@ class SampleWindow(BaseModel):
     end: float
     requests: int = Field(ge=0)
     errors: int = Field(ge=0)
-    latencies_ms: list[float] = Field(max_length=MAX_SAMPLES_PER_WINDOW)
+    latencies_us: list[Annotated[int, Field(ge=0)]] = Field(max_length=MAX_SAMPLES_PER_WINDOW)
 
 
 class VersionSamples(BaseModel):
@@ -77,7 +78,7 @@ def parse(text: str | bytes) -> VersionSamples:
     except ValidationError as err:
         raise ValueError(f"not a samples answer: {err.errors()[0]['msg']}") from None
     for w in found.windows:
-        if w.errors > w.requests or len(w.latencies_ms) > w.requests or w.end <= w.start:
+        if w.errors > w.requests or len(w.latencies_us) > w.requests or w.end <= w.start:
             raise ValueError(f"inconsistent window starting at {w.start}")
     return found
 
@@ -104,7 +105,7 @@ def merge(
     """The buckets starting in [since, until) as one: counts summed, latencies subsampled in
     proportion to each bucket's requests (see the module's docstring)."""
     chosen = [
-        w for w in samples.windows if since <= w.start < until and w.requests > 0 and w.latencies_ms
+        w for w in samples.windows if since <= w.start < until and w.requests > 0 and w.latencies_us
     ]
     merged = MergedSamples(
         version=samples.version,
@@ -118,13 +119,13 @@ def merge(
         return merged
     traffic = sum(w.requests for w in chosen)
     # The rate every bucket can keep up: the smallest share of its requests it holds.
-    rate = min(len(w.latencies_ms) / w.requests for w in chosen)
+    rate = min(len(w.latencies_us) / w.requests for w in chosen)
     size = min(limit, int(traffic * rate + 1e-9))
     shares = _shares(size, [w.requests for w in chosen])
     rand = random.Random(seed)  # noqa: S311 - sampling, not secrets
     for w, n in zip(chosen, shares, strict=True):
-        kept = w.latencies_ms
-        merged.latencies_ms.extend(kept if n >= len(kept) else rand.sample(kept, n))
+        kept = w.latencies_us if n >= len(w.latencies_us) else rand.sample(w.latencies_us, n)
+        merged.latencies_ms.extend(us / 1000.0 for us in kept)
     return merged
 
 

@@ -28,9 +28,9 @@ def test_counts_are_exact_and_the_reservoir_is_bounded_and_uniform() -> None:
     (bucket,) = rs.versions["v1"].buckets
     assert (bucket.requests, bucket.errors) == (10_000, 100)
     assert len(bucket.latencies) == s.PER_BUCKET
-    assert 4_500 < statistics.fmean(bucket.latencies) < 5_500
+    assert 4_500_000 < statistics.fmean(bucket.latencies) < 5_500_000  # microseconds
     deciles = [
-        sum(1 for ms in bucket.latencies if d * 1000 <= ms < (d + 1) * 1000) for d in range(10)
+        sum(1 for us in bucket.latencies if d * 10**6 <= us < (d + 1) * 10**6) for d in range(10)
     ]
     assert all(60 <= n <= 140 for n in deciles), deciles
 
@@ -65,7 +65,7 @@ def test_memory_stays_within_the_documented_bound() -> None:
     for v in range(s.MAX_VERSIONS):
         for k in range(s.BUCKETS):
             bucket = rs.versions.setdefault(f"v{v}", s.VersionRing()).bucket(T0 + 10 * k)
-            bucket.latencies.extend([1.0] * s.PER_BUCKET)
+            bucket.latencies.extend([1] * s.PER_BUCKET)
             bucket.requests = s.PER_BUCKET
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -87,8 +87,8 @@ def test_the_answer_holds_the_windows_in_since_until() -> None:
     whole = _answer(rs, "version=v1", now)
     assert whole["versions"] == ["v1", "v2"] and whole["bucket_seconds"] == 10
     assert whole["windows"] == [
-        {"start": T0, "end": T0 + 10, "requests": 1, "errors": 0, "latencies_ms": [12.0]},
-        {"start": T0 + 10, "end": T0 + 20, "requests": 1, "errors": 1, "latencies_ms": [30.0]},
+        {"start": T0, "end": T0 + 10, "requests": 1, "errors": 0, "latencies_us": [12_000]},
+        {"start": T0 + 10, "end": T0 + 20, "requests": 1, "errors": 1, "latencies_us": [30_000]},
     ]
     # Before v2's first request, v2 has nothing; the same window has v1's first bucket.
     before_v2 = f"since={T0 - 100}&until={T0 + 10}"
@@ -130,10 +130,10 @@ def test_the_bucket_width_comes_from_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def _window(
-    start: float, requests: int, latencies: list[float], errors: int = 0
+    start: float, requests: int, latencies: list[int], errors: int = 0
 ) -> dict[str, object]:
     return {"start": start, "end": start + 10, "requests": requests, "errors": errors,
-            "latencies_ms": latencies}  # fmt: skip
+            "latencies_us": latencies}  # fmt: skip
 
 
 def _samples(*windows: dict[str, object]) -> str:
@@ -147,9 +147,9 @@ def test_merge_keeps_each_bucket_in_proportion_to_its_traffic() -> None:
     # instead of 200/5,200 of the traffic.
     found = parse(
         _samples(
-            _window(T0, 5000, [100.0] * 1000, errors=50),
-            _window(T0 + 10, 200, [10.0] * 200, errors=2),
-            _window(T0 + 20, 7, [1.0] * 7),  # outside [since, until)
+            _window(T0, 5000, [100_000] * 1000, errors=50),
+            _window(T0 + 10, 200, [10_000] * 200, errors=2),
+            _window(T0 + 20, 7, [1_000] * 7),  # outside [since, until)
         )
     )
     merged = merge(found, T0, T0 + 20, seed=3)
@@ -164,9 +164,10 @@ def test_merge_keeps_each_bucket_in_proportion_to_its_traffic() -> None:
     "text",
     [
         "not json",
-        _samples(_window(T0, 1, [1.0], errors=2)),  # more errors than requests
-        _samples(_window(T0, 1, [1.0, 2.0])),  # more latencies than requests
-        _samples(_window(T0, 5000, [1.0] * 1001)),  # over the router's reservoir
+        _samples(_window(T0, 1, [1], errors=2)),  # more errors than requests
+        _samples(_window(T0, 1, [1, 2])),  # more latencies than requests
+        _samples(_window(T0, 5000, [1] * 1001)),  # over the router's reservoir
+        _samples(_window(T0, 5, [-1])),  # not a duration
         json.dumps({"version": "v1"}),
     ],
 )
