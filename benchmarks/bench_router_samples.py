@@ -8,7 +8,8 @@
   and one whose `observe` is a no-op (the router before samples), driven by `wrk` in
   alternating ABBA rounds: the ratio with/without is what keeping samples costs end to end;
   and the routers' CPU time per request (from /proc), which the machine's load disturbs less
-  than throughput does;
+  than throughput does. `--control` runs both routers without samples (an A/A run): the
+  difference it shows is the noise to read the A/B difference against;
 - memory: every version, bucket and reservoir full, measured with tracemalloc, against the
   documented bound (4 B x 1,000 samples x 180 buckets x 16 versions).
 """
@@ -87,7 +88,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def routers(tmp: Path) -> Iterator[dict[str, tuple[str, int]]]:
+def routers(tmp: Path, control: bool = False) -> Iterator[dict[str, tuple[str, int]]]:
     """A demo instance behind a router with samples and one without; their URLs and pids."""
     instance = free_port()
     ports = {"with": free_port(), "without": free_port()}
@@ -105,7 +106,7 @@ def routers(tmp: Path) -> Iterator[dict[str, tuple[str, int]]]:
                     ROUTER,
                     str(table),
                     str(port),
-                    "yes" if kind == "with" else "no",
+                    "yes" if kind == "with" and not control else "no",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -136,6 +137,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--control", action="store_true", help="A/A: both without samples")
     args = parser.parse_args()
 
     filling, full = observe_ns()
@@ -150,7 +152,7 @@ def main() -> int:
         return 2
     results: dict[str, list[WrkResult]] = {"with": [], "without": []}
     cpu_us: dict[str, list[float]] = {"with": [], "without": []}
-    with tempfile.TemporaryDirectory() as tmp, routers(Path(tmp)) as found:
+    with tempfile.TemporaryDirectory() as tmp, routers(Path(tmp), args.control) as found:
         for url, _ in found.values():
             wrk(url, 3, args.connections)  # warm-up
         for i in range(args.rounds * 2):
