@@ -57,6 +57,9 @@ COPY --from=build /dist/ /tmp/dist/
 RUN /opt/r2c/bin/pip install --no-cache-dir --no-index --no-deps /tmp/dist/*.whl \
     && rm -rf /tmp/dist
 COPY config /etc/r2c/config
+# COPY keeps the context's modes: a checkout made under umask 077 has 0700 folders, which the
+# image's user could not read (the settings would fail with "Permission denied").
+RUN chmod -R a+rX,go-w /etc/r2c/config
 USER 10001:10001
 WORKDIR /var/lib/r2c
 # The API, its metrics, the worker's Temporal SDK metrics.

@@ -276,11 +276,16 @@ def build_context(wheels: Path, into: Path) -> Path:
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO, capture_output=True, check=True,
     ).stdout.decode().split("\0")  # fmt: skip
+    into.mkdir(parents=True, exist_ok=True)
+    # Folders 0700, as a checkout made under umask 077 has them: the image must not depend
+    # on the builder's umask (nor on the one the test process was left with).
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
             target = into / name
-            target.parent.mkdir(parents=True, exist_ok=True)
+            for folder in reversed([*target.relative_to(into).parents][:-1]):
+                (into / folder).mkdir(mode=0o700, exist_ok=True)
+                os.chmod(into / folder, 0o700)
             shutil.copy2(source, target)
     for wheel in wheels.glob("*.whl"):
         target = into / "wheels" / wheel.name
