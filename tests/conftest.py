@@ -47,6 +47,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `own_postgres` start their own PostgreSQL database whatever
+    R2C_TEST_DATABASE says (the scale-out and container-image tests: production's store), so
+    the PostgreSQL pass would repeat them word for word: they run in the default pass only."""
+    if DATABASE != "postgresql":
+        return
+    dropped = [item for item in items if item.get_closest_marker("own_postgres")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("own_postgres")]
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 

@@ -32,6 +32,9 @@ from tests.e2e.container_image import (
 )
 from tests.support import wait_for_sync
 
+# Production's store whatever the pass: collected in the default pass only (tests/conftest.py).
+pytestmark = pytest.mark.own_postgres
+
 IMAGE_UID = 10001  # the Dockerfile's user
 STOP_WITHIN = 15.0  # seconds: the processes' own graceful limits are 10 s
 

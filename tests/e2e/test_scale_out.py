@@ -30,6 +30,9 @@ from tests.integration.system import delete_schedules
 from tests.shared_noop_provider import SharedNoopProvider
 from tests.support import wait_for
 
+# Production's store whatever the pass: collected in the default pass only (tests/conftest.py).
+pytestmark = pytest.mark.own_postgres
+
 COMPONENTS = [f"svc-{i}" for i in range(10)]
 ROUNDS = 5  # deployments per component to `staging`: 10 x 5 = 50
 SCHEDULED_ENVIRONMENTS = ["qa", "uat"]  # one schedule per component and environment: 20
