@@ -22,7 +22,9 @@ NOW = datetime.now(UTC)
 
 
 def json_line(message: str, ago: timedelta, key: str = "time") -> str:
-    return json.dumps({key: (NOW - ago).isoformat(), "message": message})
+    # Ages from the moment the file is written, not from the module's import: a long suite
+    # runs this test many minutes after collecting it, and "1 minute ago" must stay recent.
+    return json.dumps({key: (datetime.now(UTC) - ago).isoformat(), "message": message})
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def home(tmp_path: Path) -> Path:
         + json_line("router proxied", timedelta(minutes=5))
         + "\n"
     )
-    at = (NOW - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
+    at = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
     (target / "blue-1.log").write_text(f"{at} instance serving\nno time on this one\n")
     return tmp_path
 
