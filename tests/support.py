@@ -60,3 +60,16 @@ def r2c_keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
         text=True,
         timeout=60,
     )
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = 10) -> None:
+    """SIGTERM every process, then wait for each; one still running after `grace` s is
+    SIGKILLed."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

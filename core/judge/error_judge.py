@@ -20,7 +20,7 @@ from scipy.stats import fisher_exact
 from core.judge import wording
 from core.judge.config import ALTERNATIVE, JudgeMetric
 from core.judge.data import ErrorData
-from core.judge.result import Deviation, MetricJudgement, Rates
+from core.judge.result import Deviation, MetricJudgement, Rates, judgement
 
 TEST = "Fisher's exact"
 
@@ -63,17 +63,13 @@ def judge_errors(
             f"{text}; fails: {points:.2g} percentage points"
             f" {'more' if deviation == 'high' else 'fewer'}, beyond the {tolerated}"
         )
-    return MetricJudgement(
-        metric=metric.name,
-        kind=metric.kind,
-        verdict="fail" if deviation else "pass",
+    return judgement(
+        metric,
+        "fail" if deviation else "pass",
+        (b.requests, c.requests),
+        reason,
         deviation=deviation,
-        critical=metric.critical,
-        weight=metric.weight,
-        baseline_samples=b.requests,
-        canary_samples=c.requests,
         test=TEST,
         p_value=p,
         rates=rates,
-        reason=reason,
     )

@@ -6,7 +6,7 @@ from core.judge import wording
 from core.judge.config import JudgeMetric
 from core.judge.data import ErrorData, JudgeRequest, MetricData
 from core.judge.error_judge import judge_errors
-from core.judge.result import JudgeResult, MetricJudgement
+from core.judge.result import JudgeResult, MetricJudgement, judgement
 from core.judge.sample_judge import judge_samples
 from core.judge.scoring import score, verdict_of
 
@@ -29,16 +29,7 @@ def _nodata(metric: JudgeMetric, sizes: tuple[int, int] | None) -> MetricJudgeme
         )
     if metric.nodata == "fail":
         reason += "; fails: this metric must have data"
-    return MetricJudgement(
-        metric=metric.name,
-        kind=metric.kind,
-        verdict="nodata",
-        critical=metric.critical,
-        weight=metric.weight,
-        baseline_samples=sizes[0],
-        canary_samples=sizes[1],
-        reason=reason,
-    )
+    return judgement(metric, "nodata", sizes, reason)
 
 
 def judge_metric(metric: JudgeMetric, request: JudgeRequest) -> MetricJudgement:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.judge.config import MetricKind
+from core.judge.config import JudgeMetric, MetricKind
 
 MetricVerdict = Literal["pass", "fail", "nodata"]
 Deviation = Literal["high", "low"]
@@ -67,6 +67,30 @@ class MetricJudgement(BaseModel):
     tail: TailCheck | None = None
     rates: Rates | None = None
     reason: str
+
+
+def judgement(
+    metric: JudgeMetric,
+    verdict: MetricVerdict,
+    sizes: tuple[int, int],
+    reason: str,
+    **evidence: object,
+) -> MetricJudgement:
+    """`metric`'s judgement: what the configuration says of it (name, kind, critical, weight)
+    with the verdict, the (baseline, canary) sizes, the words and the test's evidence."""
+    return MetricJudgement.model_validate(
+        {
+            "metric": metric.name,
+            "kind": metric.kind,
+            "verdict": verdict,
+            "critical": metric.critical,
+            "weight": metric.weight,
+            "baseline_samples": sizes[0],
+            "canary_samples": sizes[1],
+            "reason": reason,
+            **evidence,
+        }
+    )
 
 
 class JudgeResult(BaseModel):

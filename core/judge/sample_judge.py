@@ -16,7 +16,7 @@ from core.judge import wording
 from core.judge.config import ALTERNATIVE, Direction, JudgeMetric
 from core.judge.data import LatencyData, SeriesData
 from core.judge.hodges_lehmann import Floats, hodges_lehmann
-from core.judge.result import Deviation, MetricJudgement, Shift, TailCheck
+from core.judge.result import Deviation, MetricJudgement, Shift, TailCheck, judgement
 from core.judge.tail_check import Side, tail_check
 
 TEST = "Mann-Whitney U"
@@ -72,20 +72,16 @@ def judge_samples(
     failures = [w for w, f in (("shift", moved), ("tail", failed_tail)) if f is not None]
     labels = (canary_label, baseline_label)
     reason = _words(metric, shift, p, shown_tail, failures, deviation, sizes, labels)
-    return MetricJudgement(
-        metric=metric.name,
-        kind=metric.kind,
-        verdict="fail" if deviation else "pass",
+    return judgement(
+        metric,
+        "fail" if deviation else "pass",
+        (baseline.size, canary.size),
+        reason,
         deviation=deviation,
-        critical=metric.critical,
-        weight=metric.weight,
-        baseline_samples=baseline.size,
-        canary_samples=canary.size,
         test=TEST + (" + Fisher's exact on the tail" if latency else ""),
         p_value=p,
         shift=shift,
         tail=shown_tail,
-        reason=reason,
     )
 
 

@@ -23,7 +23,7 @@ from activities.infrastructure.local.router.table import (
     write_table,
 )
 from cli.processes import free_port
-from tests.support import wait_for_sync
+from tests.support import stop_processes, wait_for_sync
 
 UPSTREAM = Path(__file__).with_name("echo_upstream.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -143,14 +143,7 @@ def running_router(tmp: Path, *, admin: bool = False, **limits: Any) -> Iterator
         _wait_listening(port, procs[1])
         yield RouterUnderTest(port, admin_port, upstream_port)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs)
 
 
 def get(path: str, host: str = "router.test", extra: str = "") -> bytes:

@@ -26,7 +26,7 @@ from activities.infrastructure.local.router.table import (
     write_table,
 )
 from cli.processes import free_port
-from tests.support import wait_for, wait_for_sync
+from tests.support import stop_processes, wait_for, wait_for_sync
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = """import sys, uvicorn
@@ -85,14 +85,7 @@ def two_versions(tmp: Path) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
             wait_for_sync(lambda p=p, proc=proc: _listening(p, proc), what=f"port {p}", within=30)  # type: ignore[misc]
         yield f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{admin}", table, ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs)
 
 
 def _listening(port: int, proc: subprocess.Popen[bytes]) -> bool:
