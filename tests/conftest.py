@@ -47,16 +47,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+def _uses_the_chosen_store(item: pytest.Item) -> bool:
+    """Whether R2C_TEST_DATABASE changes what this test does: it asks for `database_url`
+    (directly or through another fixture), or it is marked `store` (it reads DATABASE itself)."""
+    fixtures = getattr(item, "fixturenames", ())
+    return "database_url" in fixtures or item.get_closest_marker("store") is not None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `own_postgres` start their own PostgreSQL database whatever
-    R2C_TEST_DATABASE says (the scale-out and container-image tests: production's store), so
-    the PostgreSQL pass would repeat them word for word: they run in the default pass only."""
+    """The PostgreSQL pass runs only the tests whose store R2C_TEST_DATABASE picks. Every other
+    test (workflow logic on fakes, the judge, the CLI's parsing, and the tests marked
+    `own_postgres`, which start their own PostgreSQL whatever the pass) would repeat the default
+    pass word for word, and CI has 90 minutes for both."""
     if DATABASE != "postgresql":
         return
-    dropped = [item for item in items if item.get_closest_marker("own_postgres")]
+    dropped = [item for item in items if not _uses_the_chosen_store(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not item.get_closest_marker("own_postgres")]
+        items[:] = [item for item in items if _uses_the_chosen_store(item)]
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 COMPONENTS = "/api/v1/components"  # any route a viewer may call
 PROPAGATION_LIMIT = 1.0
 ROLE_MAP = {"developers": "operator"}
+# Its replicas share one store, picked from R2C_TEST_DATABASE here rather than by database_url.
+pytestmark = pytest.mark.store
 
 
 @dataclass
