@@ -82,6 +82,13 @@ class JudgeMetric(BaseModel):
         le=0.999,
         description="latency only: the high quantile whose growth is checked (default 0.95)",
     )
+    query: str | None = Field(
+        None,
+        max_length=4000,
+        description="series only: PromQL asked of PROMETHEUS_URL over each side's window;"
+        " `{{version}}`, `{{component}}` and `{{environment}}` are filled in, {{version}} with"
+        " the baseline's version for the baseline and the canary's for the canary",
+    )
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> JudgeMetric:
@@ -92,6 +99,10 @@ class JudgeMetric(BaseModel):
             )
         if self.kind != "latency" and self.tail_quantile is not None:
             raise ValueError("`tail_quantile` belongs to latency metrics")
+        if self.kind != "series" and self.query is not None:
+            raise ValueError(
+                "`query` belongs to series metrics: latency and errors come from the router"
+            )
         return self
 
     @property
