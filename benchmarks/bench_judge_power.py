@@ -27,8 +27,8 @@ from core.judge import (
     JudgeConfig,
     JudgeRequest,
     LatencyData,
-    judge,
 )
+from core.judge.judge import judge
 
 SIZES = (10, 50, 200)
 MEDIAN_S = 0.020

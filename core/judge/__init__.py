@@ -1,6 +1,8 @@
 """The statistical canary judge: is the new version worse than its baseline, on the same window?
 
-`judge(JudgeRequest(config=..., data=...))` returns a `JudgeResult`. See docs/judge.md.
+`core.judge.judge.judge(JudgeRequest(config=..., data=...))` returns a `JudgeResult`. See
+docs/judge.md. The package itself exports the models only: they are read by the API and the
+workflows' models, which must not pay for importing scipy (the judge's tests need it).
 """
 
 from core.judge.config import JudgeConfig, JudgeMetric, Thresholds
@@ -12,7 +14,6 @@ from core.judge.data import (
     LatencyData,
     SeriesData,
 )
-from core.judge.judge import judge
 from core.judge.result import JudgeResult, MetricJudgement
 
 __all__ = [
@@ -27,5 +28,4 @@ __all__ = [
     "MetricJudgement",
     "SeriesData",
     "Thresholds",
-    "judge",
 ]

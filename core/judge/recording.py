@@ -9,12 +9,13 @@ counts, a series metric the series recorded under its name (no data if none was)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from core.judge.config import JudgeConfig
 from core.judge.data import ErrorData, JudgeRequest, LatencyData, MetricData, SeriesData
+from core.judge.result import JudgeResult
 from core.judge.spec import ResolvedBaseline
-from core.models.names import VersionLabel
+from core.models.names import ComponentName, EnvironmentName, VersionLabel
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -73,3 +74,25 @@ def request_for(config: JudgeConfig, recording: Recording) -> JudgeRequest:
         baseline_label=recording.baseline_label,
         canary_label=recording.canary_label,
     )
+
+
+class NewJudgement(BaseModel):
+    """One judgement to keep: which deployment's which analysis metric made it, its result,
+    and the data it was made from. Kept per (deployment, where, metric): a later measurement
+    of the same metric covers the earlier one's window and replaces it."""
+
+    model_config = _STRICT
+
+    deployment_id: str = Field(..., min_length=1, max_length=64)
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
+    metric: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,62}$", description="analysis metric")
+    where: str = Field(..., max_length=200, description="e.g. `at step 3`, as in the status")
+    at: AwareDatetime
+    result: JudgeResult
+    recording: Recording
+
+
+class StoredJudgement(NewJudgement):
+    id: int

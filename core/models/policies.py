@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from core.judge.spec import VerdictPolicy
 from core.models.apikeys import Role
 from core.models.durations import Duration
 from core.models.names import EnvironmentName
@@ -122,6 +123,11 @@ class PolicySpec(BaseModel):
         default_factory=list, max_length=MAX_WINDOWS
     )
     rules: list[PolicyRule] = Field(default_factory=list, max_length=MAX_RULES)
+    judge_verdicts: VerdictPolicy | None = Field(
+        None,
+        description="what a judge's verdicts do here, whatever a deployment's analysis says:"
+        " warning → approval, continue or rollback; fail → rollback or approval",
+    )
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> PolicySpec:

@@ -16,8 +16,8 @@ from core.judge import (
     JudgeConfig,
     JudgeRequest,
     LatencyData,
-    judge,
 )
+from core.judge.judge import judge
 
 CONFIG = {"metrics": [{"name": "latency", "kind": "latency"}]}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.judge import JudgeConfig, JudgeRequest, LatencyData, MetricJudgement, Thresholds, judge
+from core.judge import JudgeConfig, JudgeRequest, LatencyData, MetricJudgement, Thresholds
+from core.judge.judge import judge
 from core.judge.scoring import score, verdict_of
 
 SLOW = LatencyData(baseline=[0.020 + i * 1e-4 for i in range(100)], canary=[0.030] * 100)

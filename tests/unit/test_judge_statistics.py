@@ -12,9 +12,9 @@ from core.judge import (
     JudgeRequest,
     LatencyData,
     SeriesData,
-    judge,
 )
 from core.judge import hodges_lehmann as hl
+from core.judge.judge import judge
 
 LATENCY = {"name": "latency", "kind": "latency"}
 ERRORS = {"name": "errors", "kind": "errors"}
