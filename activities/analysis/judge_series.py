@@ -4,12 +4,14 @@ The metric's PromQL is filled in once per side ({{version}} with that side's ver
 evaluated over that side's window, so a `concurrent` baseline and the canary are sampled at
 the same instants, and a `before` or `pinned` baseline over its own earlier window.
 
-The step is the window divided by MAX_SAMPLES, rounded up to a millisecond, and never under
+The step is the window divided by MAX_SAMPLES, rounded up to a whole second, and never under
 one second: a window of up to MAX_SAMPLES seconds is sampled every second (finer than any
-usual scrape interval, so no sample is missed), a longer one is spread evenly over at most
-MAX_SAMPLES points (the judge's bound per side) instead of being cut short. Points are
-evaluated at since, since + step, ... strictly before `until` (the window is half-open), so a
-`before` baseline and the canary that follows it never share an instant.
+usual scrape interval, so no sample is missed); a longer one is spread evenly over at most
+MAX_SAMPLES points (the judge's bound per side) instead of being cut short. Whole seconds,
+because Prometheus lays out a range's points in milliseconds and a fractional step would be
+rounded there, moving the points. Points are evaluated at since, since + step, ... strictly
+before `until` (the window is half-open), so a `before` baseline and the canary that follows
+it never share an instant.
 
 Note for whoever reads the verdicts: with a step finer than the scrape interval, consecutive
 points repeat the same sample (and a `rate()` over a range overlaps its neighbours); the
@@ -31,7 +33,7 @@ from core.judge.config import JudgeMetric
 from core.judge.data import MAX_SAMPLES, SeriesData
 from core.judge.recording import Window
 
-MIN_STEP = 1.0
+MIN_STEP = 1
 # SeriesData's bound on each value (core/judge/data.py SeriesValue).
 MAX_MAGNITUDE = 1e15
 
@@ -41,24 +43,27 @@ class SeriesError(Exception):
 
 
 def step_for(window: Window) -> float:
-    """Seconds between two points of `window`'s range: at least MIN_STEP, and coarse enough
-    that the window never yields more than MAX_SAMPLES points."""
+    """Seconds between two points of `window`'s range: whole seconds, at least MIN_STEP,
+    and coarse enough that the window never yields more than MAX_SAMPLES points."""
     span = max(window.until - window.since, 0.0)
-    return max(MIN_STEP, math.ceil(span * 1000 / MAX_SAMPLES) / 1000)
+    return float(max(MIN_STEP, math.ceil(span / MAX_SAMPLES)))
 
 
 def range_of(window: Window) -> tuple[float, float, float] | None:
     """(start, end, step) of the range query over `window`, or None when it has no instant.
 
-    `end` is the last point before `until`, so Prometheus evaluates exactly the points
-    since + k * step < until, at most MAX_SAMPLES of them.
+    Prometheus counts a range's points in whole milliseconds, so the range is laid out in
+    them too: `start` is the first millisecond of the window, `end` the last point before
+    `until`, and Prometheus evaluates exactly the points since + k * step < until, at most
+    MAX_SAMPLES of them.
     """
-    span = window.until - window.since
-    if span <= 0:
+    step_ms = int(step_for(window)) * 1000
+    since_ms = math.ceil(window.since * 1000)
+    span_ms = math.ceil(window.until * 1000) - since_ms
+    if span_ms <= 0:
         return None
-    step = step_for(window)
-    points = min(math.ceil(span / step), MAX_SAMPLES)
-    return window.since, window.since + (points - 1) * step, step
+    points = min(-(-span_ms // step_ms), MAX_SAMPLES)
+    return since_ms / 1000, (since_ms + (points - 1) * step_ms) / 1000, step_ms / 1000
 
 
 def _check(metric: str, side: str, values: list[float]) -> list[float]:
