@@ -17,11 +17,14 @@ from typing import Any
 
 import cel
 
+from core.judge.spec import VerdictPolicy
+from core.models.analysis import AnalysisSpec
 from core.models.deployments import (
     MAX_STEPS,
     AnalysisStep,
     ApprovalSpec,
     ApprovalStep,
+    BlueGreenStrategy,
     CanaryStrategy,
     DeploymentRequest,
     SetWeightStep,
@@ -239,7 +242,7 @@ def has_analysis(req: DeploymentRequest) -> bool:
         return s.analysis is not None or any(isinstance(x, AnalysisStep) for x in s.steps)
     if s.type == "blue_green":
         return s.pre_promotion_analysis is not None or s.post_promotion_analysis is not None
-    return False
+    return s.analysis is not None
 
 
 def strategy_violation(spec: PolicySpec, req: DeploymentRequest) -> Violation | None:
@@ -253,9 +256,7 @@ def strategy_violation(spec: PolicySpec, req: DeploymentRequest) -> Violation | 
             "require_analysis",
             "the deployment must include an analysis step or a background analysis"
             + (
-                " (a rolling update has none: use canary or blue_green)"
-                if kind == "rolling"
-                else ""
+                " (a rolling update's is `analysis`, after each batch)" if kind == "rolling" else ""
             ),
         )
     limit = spec.max_canary_step_weight
@@ -295,12 +296,62 @@ def required_approval_step(spec: PolicySpec, label: str) -> ApprovalStep:
     )
 
 
+def _judged(analysis: AnalysisSpec, policy: VerdictPolicy) -> AnalysisSpec:
+    """The analysis with every judge metric's verdicts doing what `policy` says."""
+    metrics = [
+        m.model_copy(update={"judge": m.judge.model_copy(update={"on_verdict": policy})})
+        if m.judge is not None
+        else m
+        for m in analysis.metrics
+    ]
+    return analysis.model_copy(update={"metrics": metrics})
+
+
+def with_judge_verdicts(spec: PolicySpec, req: DeploymentRequest) -> DeploymentRequest:
+    """The request with the policy's `judge_verdicts` as the `on_verdict` of every judge
+    metric of every analysis, whatever the request said: the plan (and the status) then
+    shows what a verdict will do in this environment."""
+    policy = spec.judge_verdicts
+    if policy is None:
+        return req
+    s = req.strategy
+    strategy: Any
+    if isinstance(s, CanaryStrategy):
+        steps = [
+            AnalysisStep(analysis=_judged(x.analysis, policy)) if isinstance(x, AnalysisStep) else x
+            for x in s.steps
+        ]
+        background = s.analysis
+        strategy = s.model_copy(
+            update={
+                "steps": steps,
+                "analysis": _judged(background, policy) if background is not None else None,
+            }
+        )
+    elif isinstance(s, BlueGreenStrategy):
+        pre, post = s.pre_promotion_analysis, s.post_promotion_analysis
+        strategy = s.model_copy(
+            update={
+                "pre_promotion_analysis": _judged(pre, policy) if pre is not None else None,
+                "post_promotion_analysis": _judged(post, policy) if post is not None else None,
+            }
+        )
+    else:
+        own = s.analysis
+        strategy = s.model_copy(
+            update={"analysis": _judged(own, policy) if own is not None else None}
+        )
+    return req.model_copy(update={"strategy": strategy})
+
+
 def with_required_gates(spec: PolicySpec, label: str, req: DeploymentRequest) -> DeploymentRequest:
-    """The request with the gates the policy requires in its plan, where they belong: a
-    canary's approval before the step that reaches 100% (or before the end), a blue-green's
-    before the switch, a rolling update's before the first batch. A gate the request already
-    has that meets the policy is kept, marked as the policy's (so it holds a first deployment
-    too), and no second one is added."""
+    """The request as the policy plans it (`planned_deployment`): its judge metrics' verdicts
+    mapped by the policy's `judge_verdicts` (`with_judge_verdicts`), and the gates the policy
+    requires, where they belong: a canary's approval before the step that reaches 100% (or
+    before the end), a blue-green's before the switch, a rolling update's before the first
+    batch. A gate the request already has that meets the policy is kept, marked as the
+    policy's (so it holds a first deployment too), and no second one is added."""
+    req = with_judge_verdicts(spec, req)
     if spec.required_approval is None:
         return req
     gate = required_approval_step(spec, label)

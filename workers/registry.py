@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from activities.analysis.activities import AnalysisActivities
+from activities.analysis.judging import JudgeActivities
 from activities.audit import audit_activities
 from activities.deployments import DeploymentActivities
 from activities.health import HealthActivities
@@ -20,6 +21,7 @@ from activities.pipelines import pipeline_activities
 from activities.releases import release_activities
 from activities.schedules import schedule_activities
 from activities.slo import SloActivities
+from core.db.judgements import SqlJudgementStore
 from core.secrets import SecretStore
 from core.settings import Settings
 from workflows.deployment.background import BackgroundAnalysisWorkflow
@@ -57,6 +59,7 @@ def activities(
     health = HealthActivities(sessions, http, client)
     infra = InfrastructureActivities(provider, sessions, secrets, vault_wait_seconds)
     analysis = AnalysisActivities(provider, http, prometheus_url, sessions=sessions)
+    judging = JudgeActivities(provider, http, SqlJudgementStore(sessions), prometheus_url)
     deployments = DeploymentActivities(sessions, client)
     slo = SloActivities(sessions, http, provider, settings.slo_sample_seconds)
     return [
@@ -70,6 +73,7 @@ def activities(
         infra.remove_set,
         infra.retire,
         analysis.measure,
+        judging.judge_window,
         deployments.record,
         *audit_activities(sessions),
         *schedule_activities(sessions, client, settings),

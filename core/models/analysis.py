@@ -8,6 +8,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.conditions import validate as validate_condition
+from core.judge.result import JudgeResult
+from core.judge.spec import JudgeSpec, ResolvedBaseline
 from core.models.durations import Duration
 from core.models.names import ComponentName, EnvironmentName, VersionLabel
 
@@ -47,7 +49,9 @@ class MetricSpec(BaseModel):
     `{"name": "error_rate", "failure_condition": "result > 0.05"}` is a whole metric: the
     built-in router metrics need no query. With `query`, the metric is a PromQL expression
     asked of `PROMETHEUS_URL`; `{{version}}`, `{{component}}` and `{{environment}}` in it are
-    filled in.
+    filled in. With `judge`, it is a statistical judge of the new version against a baseline
+    (docs/judge.md): its value is the judgement's score (0-100), and its verdict decides
+    through `judge.on_verdict`, so it takes no query, condition or SLO.
     """
 
     model_config = _STRICT
@@ -80,6 +84,11 @@ class MetricSpec(BaseModel):
         " share is compared with (default availability); the value is that share over"
         " (1 - objective), so 1 burns the budget exactly in one window",
     )
+    judge: JudgeSpec | None = Field(
+        None,
+        description="a judge metric: the new version compared with a baseline (pass / warning"
+        " / fail); its value is the score, 0-100",
+    )
 
     @field_validator("success_condition", "failure_condition")
     @classmethod
@@ -92,6 +101,15 @@ class MetricSpec(BaseModel):
 
     @model_validator(mode="after")
     def _measurable(self) -> MetricSpec:
+        if self.judge is not None:
+            for field in ("query", "success_condition", "failure_condition", "slo"):
+                if getattr(self, field) is not None:
+                    raise ValueError(
+                        f"judge metric {self.name!r} takes no `{field}`: the judge compares the"
+                        " new version with its baseline, and `judge.on_verdict` says what its"
+                        " verdict does"
+                    )
+            return self
         if self.query is None and self.name not in BUILTIN_METRICS:
             raise ValueError(
                 f"metric {self.name!r} needs a `query`, or use a built-in one: "
@@ -107,7 +125,7 @@ class MetricSpec(BaseModel):
     @property
     def slo_name(self) -> Literal["availability", "latency"] | None:
         """The SLO a `slo_burn_rate` metric judges by; None for any other metric."""
-        if self.query is not None or self.name != SLO_BURN_RATE:
+        if self.query is not None or self.judge is not None or self.name != SLO_BURN_RATE:
             return None
         return self.slo or "availability"
 
@@ -122,7 +140,7 @@ class MetricSpec(BaseModel):
 
     @property
     def judges_requests(self) -> bool:
-        return self.query is None and self.name in REQUEST_METRICS
+        return self.query is None and self.judge is None and self.name in REQUEST_METRICS
 
 
 class AnalysisSpec(BaseModel):
@@ -188,6 +206,44 @@ class MeasureRequest(BaseModel):
     )
 
 
+class JudgeWindowRequest(BaseModel):
+    """What the judging activity (`judge-window`) needs for one judgement of a judge metric.
+
+    Times are seconds since the epoch. The canary is `version` over [window_start, now); the
+    baseline is `baseline_version` over the same window (`concurrent`), over the
+    `judge.baseline_window` seconds before `deployment_start` (`before`), or the last
+    passing judgement of the target kept by another deployment (`pinned`).
+    """
+
+    model_config = _STRICT
+
+    component: ComponentName
+    environment: EnvironmentName
+    version: VersionLabel
+    baseline_version: VersionLabel
+    baseline: ResolvedBaseline
+    window_start: float = Field(..., ge=0)
+    deployment_start: float = Field(..., ge=0)
+    deployment_id: str = Field(..., min_length=1, max_length=64)
+    metric: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    where: str = Field(..., max_length=200)
+    judge: JudgeSpec
+
+
+class JudgeContext(BaseModel):
+    """What a judge metric needs to know of its deployment, beyond the target: carried into a
+    background analysis (and its continue-as-new), where `workflow.info()` is the child's."""
+
+    model_config = _STRICT
+
+    deployment_id: str = Field(..., min_length=1, max_length=64)
+    strategy: Literal["canary", "blue_green", "rolling"]
+    baseline_version: VersionLabel | None = Field(
+        None, description="the version the deployment replaces; None: nothing to compare with"
+    )
+    deployment_start: float = Field(..., ge=0, description="seconds since the epoch")
+
+
 class MetricValue(BaseModel):
     """What the measuring activity returns; conditions are judged by the workflow."""
 
@@ -196,6 +252,9 @@ class MetricValue(BaseModel):
     counters: RouterCounters | None = None
     requests: int | None = Field(
         None, description="built-in metrics: requests of the version in the window"
+    )
+    judgement: JudgeResult | None = Field(
+        None, description="judge metrics: the judgement (never its samples); value is its score"
     )
 
 
@@ -208,6 +267,11 @@ class Measurement(BaseModel):
     phase: MeasurementPhase
     at: datetime
     message: str
+    judgement: JudgeResult | None = Field(
+        None,
+        description="judge metrics: each compared metric's samples, test, p-value, effect size"
+        " and verdict, in numbers and in words",
+    )
 
 
 class MetricResult(BaseModel):
@@ -240,6 +304,9 @@ class MetricProgress(BaseModel):
     no_data_seconds: float = Field(0.0, description="waited for data so far, in all")
     no_data_retries: int = 0
     next_wait: float = Field(0.0, description="seconds to wait before the next measurement")
+    window_start: float | None = Field(
+        None, description="judge metrics: when measuring began (epoch seconds), the window's start"
+    )
     recent: list[Measurement] = Field(default_factory=list)
 
 
@@ -261,4 +328,7 @@ class BackgroundAnalysisInput(BaseModel):
         default_factory=list, description="metrics that measure until the rollout ends"
     )
     progress: dict[str, MetricProgress] = Field(default_factory=dict)
+    judging: JudgeContext | None = Field(
+        None, description="the deployment, for judge metrics; None when the analysis has none"
+    )
     runs: int = Field(1, description="this run's number; each continue-as-new adds one")

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.models.analysis import (
+    MAX_INLINE_MEASUREMENTS,
     AnalysisResult,
     AnalysisSpec,
     Measurement,
@@ -143,6 +144,11 @@ class RollingStrategy(BaseModel):
     approval: ApprovalSpec | None = Field(
         None, description="an approval gate before the first batch"
     )
+    analysis: AnalysisSpec | None = Field(
+        None,
+        description="measured after each batch, before the next (after the last one before the"
+        " old set goes); a judge metric's baseline is the window before the deployment",
+    )
     progress_deadline_seconds: float = Field(600, gt=0, le=MAX_PROGRESS_DEADLINE_SECONDS)
 
     @model_validator(mode="after")
@@ -150,6 +156,28 @@ class RollingStrategy(BaseModel):
         if self.batch_size is None and self.max_surge == 0 and self.max_unavailable == 0:
             raise ValueError("max_surge and max_unavailable cannot both be 0")
         return self
+
+    @property
+    def batch(self) -> int:
+        """Instances replaced per batch."""
+        return self.batch_size or max(self.max_surge, self.max_unavailable)
+
+    def batches(self, replicas: int) -> int:
+        return -(-replicas // self.batch)
+
+    def analysed_batches(self, replicas: int) -> list[int]:
+        """The batches (1-based) after which the analysis runs: every one, unless their
+        analyses together could overflow the deployment's history (MAX_INLINE_MEASUREMENTS),
+        then evenly spaced ones, the last batch always among them (it decides whether the
+        old set goes)."""
+        if self.analysis is None:
+            return []
+        total = self.batches(replicas)
+        allowed = max(1, MAX_INLINE_MEASUREMENTS // self.analysis.budget)
+        if total <= allowed:
+            return list(range(1, total + 1))
+        stride = -(-total // allowed)
+        return sorted({*range(total, 0, -stride)})[-allowed:]
 
 
 Strategy = Annotated[

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit import AuditActivities, AuditEventRequest
     from activities.deployments import DeploymentActivities, RecordRequest
     from activities.infrastructure.activities import InfrastructureActivities
-    from core.models.analysis import MeasureRequest, MetricValue
+    from core.models.analysis import JudgeWindowRequest, MeasureRequest, MetricValue
     from core.models.deployments import DeploymentStatus
     from core.models.infrastructure import InstanceSetSpec, SetInfo, TargetState
     from core.models.operations import RemoveSetRequest, SetWeightsRequest, TargetRef
@@ -76,6 +76,25 @@ async def measure(req: MeasureRequest) -> MetricValue:
         retry_policy=QUICK,
         summary=f"measure {req.metric.name} of {req.version}",
     )
+
+
+# The judging activity (activities/analysis/judging.py), called by name: importing its class
+# here would import the judge's statistics (scipy) wherever the workflows are imported.
+JUDGE_ACTIVITY = "judge-window"
+
+
+async def judge_window(req: JudgeWindowRequest) -> MetricValue:
+    """One judgement of a judge metric; an error comes back as `MetricValue.error`."""
+    result: MetricValue = await workflow.execute_activity(
+        JUDGE_ACTIVITY,
+        req,
+        result_type=MetricValue,
+        # Up to four reads of the router or Prometheus (5 s each) and the judge's tests.
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=QUICK,
+        summary=f"judge {req.metric} of {req.version} against {req.baseline_version}"[:200],
+    )
+    return result
 
 
 async def record(req: RecordRequest) -> None:

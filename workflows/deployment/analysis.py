@@ -12,6 +12,15 @@ than `NO_DATA_RETRIES` retries) makes a measurement inconclusive. So a bad canar
 moment after its weight change is judged on its requests once they arrive, instead of pausing
 for a human because the first look found nothing. The window of a built-in metric starts when
 the analysis starts (a baseline read of the router's counters), never when the router started.
+
+A judge metric (`MetricSpec.judge`) is measured by the judging activity (`judge-window`): the
+new version against its baseline over the window from when the metric began measuring (after
+its initial delay) to now, judged again as the window grows. Its verdict decides through
+`judge.on_verdict`: continue is a successful measurement, approval an inconclusive one (the
+rollout pauses for promotion), rollback a failed one. A judgement in which a metric has no
+data is a no-data measurement while the no-data retries last; after that it is judged as it
+stands (the judge's half-no-data rule then decides). Judge metrics are new: no history
+recorded before them holds one, so their commands need no patch.
 """
 
 from __future__ import annotations
@@ -25,11 +34,15 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from core.conditions import ConditionError, evaluate
+    from core.judge.result import JudgeResult
+    from core.judge.spec import VerdictAction
     from core.models.analysis import (
         NO_DATA_RETRIES,
         RESULT_MEASUREMENTS,
         AnalysisResult,
         AnalysisSpec,
+        JudgeContext,
+        JudgeWindowRequest,
         Measurement,
         MeasurementPhase,
         MeasureRequest,
@@ -69,6 +82,8 @@ class AnalysisRun:
     # Metrics measured until the rollout ends rather than `count` times (background).
     until_cancelled: frozenset[str] = frozenset()
     interruptible: bool = False  # waits end early when a stop is requested
+    # The deployment, for judge metrics (their baseline version, the deployment's start).
+    judging: JudgeContext | None = None
 
 
 def judge(spec: MetricSpec, value: float | None) -> tuple[MetricPhase, str]:
@@ -88,6 +103,41 @@ def judge(spec: MetricSpec, value: float | None) -> tuple[MetricPhase, str]:
     if spec.failure_condition:
         return "successful", f"{shown}: failure condition `{spec.failure_condition}` does not hold"
     return "inconclusive", f"{shown}: no condition to judge it by"
+
+
+# What a verdict's action makes of the measurement.
+ACTION_PHASE: dict[VerdictAction, MetricPhase] = {
+    "continue": "successful",
+    "approval": "inconclusive",
+    "rollback": "failed",
+}
+ACTION_WORDS: dict[VerdictAction, str] = {
+    "continue": "continues",
+    "approval": "waits for approval",
+    "rollback": "rolls back",
+}
+MAX_JUDGE_WORDS = 1500
+
+
+def judge_words(spec: MetricSpec, result: JudgeResult) -> tuple[MetricPhase, str]:
+    """The phase of a judgement under the metric's verdict policy, and why, in words: the
+    verdict, the score, what it makes the rollout do, and each failing metric's reason."""
+    assert spec.judge is not None
+    action = spec.judge.on_verdict.action(result.verdict)
+    failing = [m.reason for m in result.metrics if m.verdict != "pass"]
+    words = f"{spec.name}: {result.reason}; the rollout {ACTION_WORDS[action]}"
+    if failing:
+        words += " (" + "; ".join(failing) + ")"
+    if len(words) > MAX_JUDGE_WORDS:
+        words = words[: MAX_JUDGE_WORDS - 1] + "…"
+    return ACTION_PHASE[action], words
+
+
+def _missing(spec: MetricSpec, result: JudgeResult) -> list[str]:
+    """The judged metrics that had no data (those whose no data is ignored left out)."""
+    assert spec.judge is not None
+    ignored = {m.name for m in spec.judge.metrics if m.nodata == "ignore"}
+    return [m.metric for m in result.metrics if m.verdict == "nodata" and m.metric not in ignored]
 
 
 def _count(target: Target, metric: str, phase: MeasurementPhase) -> None:
@@ -151,7 +201,13 @@ class _MetricRunner:
     def _total(self) -> str:
         return "∞" if self.until_cancelled else str(self.spec.measurements)
 
-    def _measurement(self, phase: MeasurementPhase, value: float | None, words: str) -> Measurement:
+    def _measurement(
+        self,
+        phase: MeasurementPhase,
+        value: float | None,
+        words: str,
+        judgement: JudgeResult | None = None,
+    ) -> Measurement:
         index = self.p.judged + (0 if phase == "no_data" else 1)
         m = Measurement(
             metric=self.spec.name,
@@ -160,6 +216,7 @@ class _MetricRunner:
             phase=phase,
             at=workflow.now(),
             message=f"{words} {self.ctx.where}, measurement {index} of {self._total()}",
+            judgement=judgement,
         )
         self.p.recent = [*self.p.recent, m][-RESULT_MEASUREMENTS:]
         self.ctx.record(m)
@@ -174,7 +231,7 @@ class _MetricRunner:
     async def run(self) -> MetricResult | None:
         """The metric's verdict; None when stopped early for a continue-as-new."""
         spec, p = self.spec, self.p
-        if self.new_rules and spec.query is None and not p.baseline_read:
+        if self.new_rules and spec.query is None and spec.judge is None and not p.baseline_read:
             got = await acts.measure(self._request(baseline=True))
             p.since, p.baseline_read = got.counters, True
         if not p.delayed:
@@ -183,6 +240,8 @@ class _MetricRunner:
             ):
                 return None
             p.delayed = True
+        if spec.judge is not None and p.window_start is None:
+            p.window_start = workflow.now().timestamp()
         while self.until_cancelled or p.judged < spec.measurements:
             if self.ctx.stop_requested():
                 return None
@@ -195,13 +254,68 @@ class _MetricRunner:
         last = p.recent[-1].message if p.recent else f"{spec.name}: nothing measured"
         return self._result("successful", last)
 
+    def _judge_request(self) -> JudgeWindowRequest | str:
+        """The judging activity's request; words instead when it cannot be made."""
+        spec, t, ctx = self.spec, self.ctx.target, self.ctx.judging
+        assert spec.judge is not None and self.p.window_start is not None
+        if ctx is None or ctx.baseline_version is None:
+            return "there is no previous version to compare the new one with"
+        return JudgeWindowRequest(
+            component=t.component,
+            environment=t.environment,
+            version=t.version,
+            baseline_version=ctx.baseline_version,
+            baseline=spec.judge.resolved_baseline(ctx.strategy),
+            window_start=self.p.window_start,
+            deployment_start=ctx.deployment_start,
+            deployment_id=ctx.deployment_id,
+            metric=spec.name,
+            where=self.ctx.where[:200],
+            judge=spec.judge,
+        )
+
+    async def _judge_once(self) -> MetricValue:
+        req = self._judge_request()
+        if isinstance(req, str):
+            return MetricValue(error=req)
+        return await acts.judge_window(req)
+
+    def _judge_no_data(self, got: MetricValue) -> bool:
+        """Whether a judgement lacking data is measured again (a no-data measurement): only
+        while the retries last; after that it is judged as it stands."""
+        spec, p = self.spec, self.p
+        assert got.judgement is not None
+        missing = _missing(spec, got.judgement)
+        if not missing:
+            return False
+        if p.no_data_retries >= NO_DATA_RETRIES or p.no_data_seconds >= spec.no_data_bound:
+            return False
+        retry = spec.interval or 1.0
+        p.no_data_retries += 1
+        p.no_data_seconds += retry
+        p.next_wait = retry
+        words = (
+            f"{spec.name}: no data yet for {', '.join(missing)}; judging again in {retry:g}s"
+            f" (waited {p.no_data_seconds:g}s of at most {spec.no_data_bound:g}s)"
+        )
+        self._measurement("no_data", got.value, words, got.judgement)
+        return True
+
     async def _measure_once(self) -> MetricResult | None:
         spec, p = self.spec, self.p
-        got: MetricValue = await acts.measure(self._request())
+        judging = spec.judge is not None
+        got: MetricValue = await (self._judge_once() if judging else acts.measure(self._request()))
         phase: MetricPhase
+        if judging and got.error is None and got.judgement is None:
+            got = MetricValue(error="the judging activity returned no judgement")
         if got.error is not None:
             phase, words = "error", f"{spec.name} could not be measured: {got.error}"
             p.consecutive_errors += 1
+        elif got.judgement is not None:
+            if self._judge_no_data(got):
+                return None
+            p.consecutive_errors = 0
+            phase, words = judge_words(spec, got.judgement)
         elif self.new_rules and _no_data(spec, got):
             retry = spec.interval or 1.0
             if p.no_data_retries < NO_DATA_RETRIES and p.no_data_seconds < spec.no_data_bound:
@@ -222,7 +336,7 @@ class _MetricRunner:
             phase, words = judge(spec, got.value)
         p.counts[phase] = p.counts.get(phase, 0) + 1
         p.next_wait = spec.interval or 0.0
-        m = self._measurement(phase, got.value, words)
+        m = self._measurement(phase, got.value, words, got.judgement)
         if spec.failure_limit >= 0 and p.counts.get("failed", 0) > spec.failure_limit:
             return self._result("failed", m.message)
         if p.counts.get("inconclusive", 0) > spec.inconclusive_limit:

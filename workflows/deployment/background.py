@@ -43,6 +43,7 @@ class BackgroundAnalysisWorkflow:
             stop_requested=self._time_to_continue,
             until_cancelled=frozenset(inp.until_cancelled),
             interruptible=True,
+            judging=inp.judging,
         )
         result = await run_analysis(inp.spec, run, inp.progress)
         if result is None:  # stopped to continue as new, with where each metric stands

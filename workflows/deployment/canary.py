@@ -90,6 +90,8 @@ async def _background_child(r: Rollout, s: CanaryStrategy) -> None:
         version=r.inp.version,
         where="in the background analysis",
         until_cancelled=endless,
+        # Only an analysis with a judge metric carries it (older inputs never had one).
+        judging=r.judge_context() if any(m.judge for m in s.analysis.metrics) else None,
     )
     info = workflow.info()
     result = await workflow.execute_child_workflow(

@@ -1,5 +1,12 @@
 """Rolling: the new version replaces the old in batches, traffic following the counts
-(Kubernetes' `maxSurge`/`maxUnavailable`)."""
+(Kubernetes' `maxSurge`/`maxUnavailable`).
+
+With an `analysis`, the new version is measured after each batch, before the next one: after
+the last batch too, before `finish_rollout`, while the old set can still be rolled back to
+(a rolling update has no control group, so a judge metric's baseline is the target's own
+window before the deployment). The analysis path needs no patch: histories recorded before
+the field existed cannot carry it (the strategy forbids unknown fields), so they never
+reach it."""
 
 from __future__ import annotations
 
@@ -22,10 +29,11 @@ def _weights(stable: str, new: str, stable_count: int, new_count: int) -> dict[s
 async def run(r: Rollout, s: RollingStrategy, stable: str, new: str) -> None:
     replicas = r.inp.replicas_resolved
     old_version = r.status.previous_version or ""
-    batch = s.batch_size or max(s.max_surge, s.max_unavailable)
+    batch = s.batch
     surge_first = s.batch_size is not None or s.max_surge > 0
     new_count, old_count = 0, replicas
-    r.status.steps = -(-replicas // batch)
+    r.status.steps = s.batches(replicas)
+    analysed = s.analysed_batches(replicas)
     if s.approval is not None:
         await r.approval_gate(1, s.approval)
     while new_count < replicas:
@@ -46,6 +54,8 @@ async def run(r: Rollout, s: RollingStrategy, stable: str, new: str) -> None:
             new_count += size
             await r.start_new_set(new, new_count)
             await r.route(_weights(stable, new, old_count, new_count))
+        if s.analysis is not None and (r.status.step in analysed or new_count >= replicas):
+            await r.analyse(s.analysis, f"after batch {r.status.step} of {r.status.steps}")
         if s.pause_between_batches and new_count < replicas:
             await r.timed_pause(s.pause_between_batches)
     await r.finish_rollout(new, stable)

@@ -13,7 +13,13 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.deployments import RecordRequest
     from core.contracts import DEPLOYMENT_PHASE
-    from core.models.analysis import STATUS_MEASUREMENTS, AnalysisResult, AnalysisSpec, Measurement
+    from core.models.analysis import (
+        STATUS_MEASUREMENTS,
+        AnalysisResult,
+        AnalysisSpec,
+        JudgeContext,
+        Measurement,
+    )
     from core.models.deployments import (
         ApprovalSpec,
         ApprovalStep,
@@ -55,6 +61,16 @@ class Rollout:
 
     def target(self) -> Target:
         return Target(self.inp.component, self.inp.environment, self.inp.version)
+
+    def judge_context(self) -> JudgeContext:
+        """What a judge metric needs of this deployment: its baseline version and its start
+        (a `before` baseline ends there). No command: `workflow.info()` is replayed as is."""
+        return JudgeContext(
+            deployment_id=self.inp.deployment_id,
+            strategy=self.inp.strategy.type,
+            baseline_version=self.status.previous_version,
+            deployment_start=workflow.info().start_time.timestamp(),
+        )
 
     # ------------------------------------------------------------------ state and progress
 
@@ -179,7 +195,9 @@ class Rollout:
     async def analyse(self, spec: AnalysisSpec, where: str) -> None:
         """Run an analysis; failure rolls back, an inconclusive one waits for a human."""
         self.status.phase = f"analysis {where}"
-        run = AnalysisRun(self.target(), where, self.record_measurement)
+        run = AnalysisRun(
+            self.target(), where, self.record_measurement, judging=self.judge_context()
+        )
         with self.gates.holding():  # measured in its own time; each measurement is progress
             result = await run_analysis(spec, run)
         assert result is not None  # only a stop request ends it early, and none is made
