@@ -14,6 +14,7 @@ from api.guard import RequestGuard
 from api.key_verifier import KeyVerifier
 from api.middleware import RequestContextMiddleware
 from api.routers import (
+    analysis,
     apikeys,
     audit,
     codec,
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         webhooks,
         notifications,
         insights,
+        analysis,
         apikeys,
         audit,
         codec,

@@ -62,6 +62,8 @@ _RULES: list[tuple[str, str, Kind]] = [
     ("GET", "/api/v1/deployments/{deployment_id}/events", "deployment"),
     ("*", "/api/v1/deployments/{deployment_id}*", "deployment"),
     ("GET", "/api/v1/insights", "list"),
+    # A replay names its deployment in the body; the handler checks the deployment's target.
+    ("POST", "/api/v1/analysis/replay", "body"),
     ("GET", "/api/v1/policies", "list"),
     ("*", "/api/v1/policies/{environment}*", "environment"),
     ("GET", "/api/v1/configuration*", "component-environment"),

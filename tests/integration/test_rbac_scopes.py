@@ -178,6 +178,9 @@ def _request(
         body = _schedule(None, component, environment)
     elif (method, path) == ("POST", "/api/v1/releases"):
         body = {"environment": environment, "components": {component: "v2"}}
+    elif (method, path) == ("POST", "/api/v1/analysis/replay"):
+        judge = {"metrics": [{"name": "latency", "kind": "latency"}]}
+        body = {"deployment_id": deployments[target], "judge": judge}
     elif (method, path) == ("POST", "/api/v1/orchestration/workflows"):
         deployment = {"component": component, "environment": environment, "version": "v2"}
         body = {"type": "deployment", "input": deployment}
