@@ -250,3 +250,37 @@ async def test_a_rolling_update_judged_failing_mid_way_restores_the_old_set(
     assert len(run.asked) == 2 and "after batch 2 of 3" in (status.reason or "")
     assert run.infra.serving() == {"blue": "v1"}
     assert run.infra.sets["blue"].count == 3
+
+
+async def test_a_background_judge_knows_its_deployment_and_fails_the_canary(
+    env: WorkflowEnvironment,
+) -> None:
+    """The background analysis runs in a child workflow: the judge still compares with the
+    version the deployment replaces, from the deployment's own start."""
+    run = JudgedRun(env, lambda asked: result("pass" if len(asked) < 2 else "fail"))
+    strategy = {
+        "type": "canary",
+        "steps": [{"set_weight": 20}, {"pause": {"duration": "10m"}}, {"set_weight": 100}],
+        "analysis": {
+            "metrics": [
+                {
+                    "name": "judge",
+                    "interval": "30s",
+                    "judge": {"metrics": [{"name": "latency", "kind": "latency"}]},
+                }
+            ]
+        },
+    }
+    async with run.worker():
+        status = await (await run.start(deployment_input(strategy))).result()
+    assert status.state is DeploymentState.ROLLED_BACK
+    assert "fail at score 0" in (status.reason or "")
+    assert run.infra.serving() == {"blue": "v1"}
+    first, second = run.asked
+    assert (first.baseline_version, first.baseline, first.where) == (
+        "v1",
+        "concurrent",
+        "in the background analysis",
+    )
+    assert first.window_start == second.window_start >= first.deployment_start
+    assert first.deployment_start == second.deployment_start
