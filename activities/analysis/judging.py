@@ -14,7 +14,9 @@ Windows, in seconds since the epoch on the router's clock (the worker's: the rou
 the same host):
 
 - canary: the new version over [window start, now);
-- `concurrent`: the previous version over the very same window;
+- `concurrent`: the previous version over the very same window; when the previous version
+  is the new one (a configuration-only redeploy: the router keys samples by version label),
+  `before`, and the result says so;
 - `before`: the previous version over [deployment start - baseline_window, deployment start);
 - `pinned`: the canary side of the last passing judgement of this target kept by another
   deployment; with none, `before`, and the result says so.
@@ -153,6 +155,16 @@ class JudgeActivities:
                     " the baseline to, so it is the window before the deployment"
                 )
                 mode = "before"
+        if mode == "concurrent" and req.baseline_version == req.version:
+            # A configuration-only redeploy: the router keys samples by version label, so the
+            # same window would compare the version with itself and always pass. The label's
+            # window before the deployment is a real baseline: the old configuration.
+            notes.append(
+                f"{req.version} replaces {req.baseline_version} itself (a configuration-only"
+                " redeploy), so the baseline is its window before the deployment, not the"
+                " same window"
+            )
+            mode = "before"
         if pinned is not None:
             baseline_window = pinned.recording.canary_window
         elif mode == "concurrent":

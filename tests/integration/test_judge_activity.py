@@ -261,3 +261,35 @@ async def test_failures_come_back_as_values(tmp_path: Path) -> None:
         assert got.judgement is not None and got.judgement.verdict == "fail"
         assert "queue: no data, PROMETHEUS_URL is not set" in got.judgement.reason
     assert len(store.saved) == 1  # only the judgement that was made is kept
+
+
+async def test_a_redeploy_of_the_same_version_compares_with_its_window_before(
+    tmp_path: Path,
+) -> None:
+    """A configuration-only redeploy (v1 replacing v1): `concurrent` would compare v1 with
+    itself over the same buckets, so the activity takes v1's window before the deployment."""
+    with two_versions(tmp_path) as (url, admin, _table_path, _ports):
+        async with httpx.AsyncClient(timeout=10) as http:
+            first = math.ceil(time.time())
+            wait_for_sync(lambda: time.time() >= first, what="a fresh bucket", within=2)
+            before = await _send(http, url, 40)
+            started = math.ceil(time.time())
+            wait_for_sync(lambda: time.time() >= started, what="the next bucket", within=2)
+            after = await _send(http, url, 50)
+            assert set(before) == set(after) == {("v1", 200)}
+
+            store = MemoryStore()
+            acts = activities(http, store, url, admin)
+            same = request("concurrent", started, started, baseline_window=10).model_copy(
+                update={"version": "v1"}
+            )
+            got = await judged(acts, same)
+            assert got.error is None and got.judgement is not None
+            assert "a configuration-only redeploy" in got.judgement.reason
+            assert "baseline v1 in the 10s before the deployment" in got.judgement.reason
+            rec = store.saved[0].recording
+            assert rec.baseline == "before"
+            assert rec.baseline_window == Window(since=started - 10, until=started)
+            assert rec.errors is not None
+            assert rec.errors.baseline == ErrorCounts(requests=40, errors=0)
+            assert rec.errors.canary == ErrorCounts(requests=50, errors=0)
