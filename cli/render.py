@@ -12,6 +12,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cli.judgement import heading, judgement_lines, newest_judgements
+
 FINAL = ("succeeded", "rolled_back", "aborted", "failed")
 EXIT_CODES = {"succeeded": 0, "rolled_back": 3, "aborted": 4, "failed": 5}
 BAR_WIDTH = 40
@@ -94,7 +96,10 @@ class PlainRenderer:
             key = measurement_key(m)
             if key not in self.seen:
                 self.seen.add(key)
-                lines.append(measurement_line(m))
+                if m.get("judgement") and m.get("phase") != "no_data":
+                    lines += [heading(m), *judgement_lines(m)]  # the table says it all
+                else:
+                    lines.append(measurement_line(m))
         line = summary_line(body)
         if line != self.last:
             self.last = line
@@ -201,6 +206,10 @@ def live_view(
                 str(m.get("message") or ""),
             )
         parts.append(table)
+        judged = sorted(newest_judgements(measurements))
+        if judged:  # the newest judgement in full, as `r2c describe deployment` shows it
+            newest = measurements[judged[-1]]
+            parts.append(Text("\n".join([heading(newest), *judgement_lines(newest)])))
     for result in (st.get("analyses") or [])[-2:]:
         verdict = str(result.get("phase"))
         style = {"successful": "green", "failed": "red"}.get(verdict, "yellow")

@@ -15,6 +15,7 @@ import typer
 
 from cli.api_client import ApiClient, ApiError
 from cli.contexts import list_contexts, save_context, use_context
+from cli.judgement import heading, judgement_lines, newest_judgements
 from cli.oidc_login import DEFAULT_SCOPE
 from cli.output import ContextOpt, Format, KeyOpt, OutputOpt, UrlOpt, client, emit, run, usage
 from cli.render import version_weights, weights_text
@@ -274,7 +275,11 @@ def describe_text(body: dict[str, Any]) -> str:
         lines.append(f"analysis:   {analysis.get('phase')} - {analysis.get('reason')}")
     if st.get("measurements"):
         lines.append("measurements:")
-        for m in st["measurements"]:
+        in_full = newest_judgements(st["measurements"])
+        for i, m in enumerate(st["measurements"]):
+            if i in in_full:  # a judge metric's newest judgement: its table (cli/judgement.py)
+                lines += [heading(m), *judgement_lines(m)]
+                continue
             value = "-" if m.get("value") is None else f"{m['value']:g}"
             lines.append(
                 f"  {m['metric']}[{m['index']}] {value} {m['phase']}: {m.get('message', '')}"
