@@ -171,10 +171,17 @@ async def replay(
     try:
         loaded = await store.of_deployment(row.id, metric=body.metric, newest=MAX_REPLAYED)
         chosen = _within_budget(body.judge, loaded)
-        results = await asyncio.to_thread(_judge_all, body.judge, chosen)
-    finally:
+        work = asyncio.ensure_future(asyncio.to_thread(_judge_all, body.judge, chosen))
+    except BaseException:
         slots[0] -= 1
+        raise
+    # The slot is free when the judging ends, not when the request does: a thread cannot be
+    # cancelled, so a caller that hangs up and asks again must not start more of them.
+    work.add_done_callback(lambda _: slots.__setitem__(0, slots[0] - 1))
+    results = await asyncio.shield(work)
 
+    # The environment's mapping wins over the configuration's, as it does for deployments.
+    by_policy = policy is not None and policy.judge_verdicts is not None
     verdicts: VerdictPolicy = body.judge.on_verdict
     if policy is not None and policy.judge_verdicts is not None:
         verdicts = policy.judge_verdicts
@@ -183,8 +190,8 @@ async def replay(
         component=row.component,
         environment=row.environment,
         version=row.version,
-        actions_from="judge" if verdicts is body.judge.on_verdict else "policy",
-        policy=None if verdicts is body.judge.on_verdict or policy is None else policy.label,
+        actions_from="policy" if by_policy else "judge",
+        policy=policy.label if by_policy and policy is not None else None,
         judgements=[
             ReplayedJudgement(
                 metric=j.metric,

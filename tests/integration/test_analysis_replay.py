@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from api.routers import analysis
 from core.db.judgements import SqlJudgementStore
 from core.db.tables import DeploymentRow
 from core.judge import JudgeConfig
@@ -302,3 +303,22 @@ async def test_the_curl_example_of_the_documentation_answers_as_documented(
     assert [j["replayed"]["reason"] for j in answer["judgements"]] == [
         j["replayed"]["reason"] for j in documented["judgements"]
     ]
+
+
+async def test_a_replay_is_bounded_and_says_so(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _deployment(system, "dep-bounded")
+    await _record(system, "dep-bounded", [_canary(0.0, 31), _canary(0.0, 33), _canary(0.35, 35)])
+    # Each recording feeds the judge 1,000 latencies and two counts: room for the newest one.
+    monkeypatch.setattr(analysis, "MAX_REPLAYED_SAMPLES", 1500)
+    answer = (await _replay(system, deployment_id="dep-bounded", judge=RECORDED_WITH)).json()
+    assert [j["where"] for j in answer["judgements"]] == ["at step 3"]
+    assert answer["recorded"] == 3
+    assert answer["cut"].startswith("replayed the newest 1 of 3 recordings")
+
+    # Two replays already running in this API process: the third waits its turn.
+    app = system.http._transport.app  # type: ignore[attr-defined]
+    monkeypatch.setattr(app.state, "replays_running", [analysis.MAX_CONCURRENT_REPLAYS], False)
+    busy = await _replay(system, deployment_id="dep-bounded", judge=RECORDED_WITH)
+    assert busy.status_code == 429 and busy.headers["Retry-After"] == "5"
