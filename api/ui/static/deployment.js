@@ -55,6 +55,22 @@
     if (!total) list.appendChild(text("li", status.phase || view.state));
   }
 
+  // A judge metric's measurement: the judgement's verdict and score, its reason, and each
+  // compared metric's verdict and reason (its samples, test, p-value and effect in words).
+  // Text nodes only, so nothing in a reason can become markup.
+  function judgementCell(j) {
+    const td = document.createElement("td");
+    td.appendChild(text("strong", "Judged " + j.verdict + " at score " + Math.round(Number(j.score) * 100) / 100 + " of 100",
+      "verdict " + String(j.verdict).toLowerCase()));
+    td.appendChild(text("p", j.reason, "note"));
+    const list = document.createElement("ul");
+    for (const m of j.metrics || []) {
+      list.appendChild(text("li", m.metric + (m.critical ? " (critical)" : "") + ": " + m.verdict + " — " + m.reason));
+    }
+    if (list.firstChild) td.appendChild(list);
+    return td;
+  }
+
   function renderMeasurements(view) {
     const body = $("measurements"), ms = (view.status && view.status.measurements) || [];
     clear(body);
@@ -64,7 +80,7 @@
       tr.appendChild(text("td", m.metric));
       tr.appendChild(text("td", m.value == null ? "—" : Number(m.value).toPrecision(3)));
       tr.appendChild(text("td", m.phase, "verdict " + String(m.phase).toLowerCase()));
-      tr.appendChild(text("td", m.message));
+      tr.appendChild(m.judgement ? judgementCell(m.judgement) : text("td", m.message));
       body.appendChild(tr);
     }
     if (!ms.length) {
