@@ -12,6 +12,7 @@ API process runs at most MAX_CONCURRENT_REPLAYS at once (429 beyond).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Literal
 
@@ -104,11 +105,14 @@ def _samples(spec: JudgeSpec, judgement: StoredJudgement) -> int:
     return total
 
 
-def _within_budget(spec: JudgeSpec, newest_last: list[StoredJudgement]) -> list[StoredJudgement]:
-    """The newest recordings whose samples fit MAX_REPLAYED_SAMPLES, oldest first."""
+async def _within_budget(
+    spec: JudgeSpec, newest_first: AsyncIterator[StoredJudgement]
+) -> list[StoredJudgement]:
+    """The newest recordings whose samples fit MAX_REPLAYED_SAMPLES, oldest first. Read one at
+    a time, so what is held never goes much beyond the budget."""
     kept: list[StoredJudgement] = []
     spent = 0
-    for judgement in reversed(newest_last):
+    async for judgement in newest_first:
         spent += _samples(spec, judgement)
         if spent > MAX_REPLAYED_SAMPLES and kept:
             break
@@ -169,8 +173,10 @@ async def replay(
         )
     slots[0] += 1
     try:
-        loaded = await store.of_deployment(row.id, metric=body.metric, newest=MAX_REPLAYED)
-        chosen = _within_budget(body.judge, loaded)
+        chosen = await _within_budget(
+            body.judge,
+            store.newest_of_deployment(row.id, metric=body.metric, newest=MAX_REPLAYED),
+        )
         work = asyncio.ensure_future(asyncio.to_thread(_judge_all, body.judge, chosen))
     except BaseException:
         slots[0] -= 1

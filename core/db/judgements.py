@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -170,17 +170,32 @@ class SqlJudgementStore:
         self, deployment_id: str, *, metric: str | None = None, newest: int | None = None
     ) -> list[StoredJudgement]:
         """The deployment's judgements, oldest first; only those of analysis metric `metric`
-        when given, and only the `newest` ones when given (a replay's bound)."""
-        query = select(JudgementRow).where(JudgementRow.deployment_id == deployment_id)
+        when given, and only the `newest` ones when given."""
+        found = [
+            j async for j in self.newest_of_deployment(deployment_id, metric=metric, newest=newest)
+        ]
+        found.reverse()
+        return found
+
+    async def newest_of_deployment(
+        self, deployment_id: str, *, metric: str | None = None, newest: int | None = None
+    ) -> AsyncIterator[StoredJudgement]:
+        """The deployment's judgements, newest first, read and inflated one at a time: a reader
+        that stops early (a replay's sample budget) never holds more than it judges, however
+        large each recording is (up to 8 MB compressed)."""
+        query = select(JudgementRow.id).where(JudgementRow.deployment_id == deployment_id)
         if metric is not None:
             query = query.where(JudgementRow.metric == metric)
         query = query.order_by(JudgementRow.at.desc(), JudgementRow.id.desc())
         if newest is not None:
             query = query.limit(newest)
         async with self._sessions() as session:
-            rows = list((await session.execute(query)).scalars())
-        rows.reverse()
-        return await _decoded(rows)
+            ids = list((await session.execute(query)).scalars())
+        for row_id in ids:
+            async with self._sessions() as session:
+                row = await session.get(JudgementRow, row_id)
+            if row is not None:  # dropped by the bound meanwhile
+                yield (await _decoded([row]))[0]
 
     async def count_of_deployment(self, deployment_id: str, *, metric: str | None = None) -> int:
         """How many judgements the deployment has (of `metric` when given)."""
