@@ -32,6 +32,9 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "
 OWN_PROGRAM_ENV = ("PYTHONPATH",)
 # The router's tracing configuration (see `router_env`).
 TRACING_ENV_PREFIXES = ("OTEL_", "JAEGER_ENDPOINT", "R2C_ROUTER_TRACE")
+# The width of the router's sample buckets (router/samples.py BUCKET_SECONDS_ENV), passed on
+# so that a worker's setting reaches the routers it starts (docs/router-samples.md).
+ROUTER_ENV = ("R2C_ROUTER_SAMPLE_SECONDS",)
 
 
 def cli_argv(*args: str) -> list[str]:
@@ -92,7 +95,7 @@ def router_env(target_dir: Path) -> dict[str, str]:
     this worker traces, its tracing configuration (OTEL_*, JAEGER_ENDPOINT, R2C_ROUTER_TRACE*),
     so the router's spans go where the worker's go. A router keeps the environment it was
     started with: a worker restarted with other tracing settings changes new routers only."""
-    env = inherited_env(OWN_PROGRAM_ENV)
+    env = inherited_env((*OWN_PROGRAM_ENV, *ROUTER_ENV))
     env["R2C_TARGET"] = str(target_dir)
     if is_enabled():
         env.update(

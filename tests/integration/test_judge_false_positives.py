@@ -1,0 +1,105 @@
+"""The judge's false-positive rate on real traffic (issue 16: identical versions pass at least
+49 of 50 judgements).
+
+Two identical demo versions (20 ms mean, 5 ms lognormal jitter, 1% errors each) behind a real
+router with 1 s sample buckets, real load at an 80/20 split, then 50 disjoint 1-second windows,
+each judged by the real judging activity (`judge-window`, concurrent baseline: v1 in the same
+window) with the default judge configuration: a latency and an errors metric at their defaults
+(10% and 0.1 percentage point tolerance, 99% confidence)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import cast
+
+import httpx
+from temporalio.testing import ActivityEnvironment
+
+from activities.analysis.judging import JudgeActivities
+from activities.infrastructure.provider import InfrastructureProvider
+from core.judge.spec import JudgeSpec
+from core.models.analysis import JudgeWindowRequest, MetricValue
+from tests.integration.judge_demo import Shape, load_until, router_before
+from tests.integration.test_judge_activity import Provider
+from tests.support import wait_for_sync
+
+WINDOWS = 50
+RPS = 150  # 30 canary and 120 stable requests per 1-second window
+IDENTICAL = Shape(latency_ms=20, jitter_ms=5, error_rate=0.01)
+DEFAULT_JUDGE = JudgeSpec.model_validate(
+    {"metrics": [{"name": "latency", "kind": "latency"}, {"name": "errors", "kind": "errors"}]}
+)
+
+
+async def judged(http: httpx.AsyncClient, url: str, admin: str, since: int) -> MetricValue:
+    """The judgement of v2 against v1 over [since, since + 1): the activity's clock is the
+    window's end, so it reads exactly that 1 s bucket of each version."""
+    provider = cast(InfrastructureProvider, Provider(url, admin))
+    acts = JudgeActivities(provider, http, None, timeout=5.0, clock=lambda: since + 1.0)
+    req = JudgeWindowRequest(
+        component="demo",
+        environment="test",
+        version="v2",
+        baseline_version="v1",
+        baseline="concurrent",
+        window_start=since,
+        deployment_start=since,
+        deployment_id="false-positives",
+        metric="judge",
+        where=f"window {since}",
+        judge=DEFAULT_JUDGE,
+    )
+    got: MetricValue = await ActivityEnvironment().run(acts.judge_window, req)
+    return got
+
+
+async def test_identical_versions_pass_at_least_49_of_50_windows(tmp_path: Path) -> None:
+    began = time.monotonic()
+    with router_before(tmp_path, IDENTICAL, IDENTICAL, weight=20) as (url, admin):
+        stop = asyncio.Event()
+        load = asyncio.create_task(load_until(url, stop, RPS))
+        # The windows start at the second whole second of load: the first is partly empty.
+        first = math.ceil(time.time()) + 1
+        last_end = first + WINDOWS
+        try:
+            await asyncio.to_thread(
+                wait_for_sync,
+                lambda: time.time() >= last_end + 1,
+                what="the windows' traffic",
+                within=WINDOWS + 30,
+                every=0.5,
+            )
+        finally:
+            stop.set()
+        traffic = await load
+        async with httpx.AsyncClient(timeout=10) as http:
+            results = [await judged(http, url, admin, first + i) for i in range(WINDOWS)]
+    took = time.monotonic() - began
+
+    judgements = [r.judgement for r in results]
+    assert all(j is not None for j in judgements), [r.error for r in results if r.error]
+    verdicts = [j.verdict for j in judgements if j is not None]
+    sizes = [
+        (m.canary_samples, m.baseline_samples)
+        for j in judgements
+        if j is not None
+        for m in j.metrics
+        if m.metric == "latency"
+    ]
+    failed = [j.reason for j in judgements if j is not None and j.verdict != "pass"]
+    canary_mean = sum(c for c, _ in sizes) / len(sizes)
+    stable_mean = sum(b for _, b in sizes) / len(sizes)
+    print(
+        f"false positives: {len(failed)} of {WINDOWS} windows"
+        f" ({100 * len(failed) / WINDOWS:.0f}%), {canary_mean:.0f} vs {stable_mean:.0f}"
+        f" requests a window (v2 vs v1) at {traffic.rps:.0f} requests/s"
+        f" ({traffic.requests} sent, {traffic.failed} failed), {took:.0f}s in all"
+    )
+    for reason in failed:
+        print(f"  {reason}")
+    # Every window was judged on its own traffic: enough requests on both sides, none empty.
+    assert all(c >= 10 and b >= 40 for c, b in sizes), sizes
+    assert verdicts.count("pass") >= WINDOWS - 1, failed
