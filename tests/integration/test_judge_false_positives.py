@@ -89,12 +89,19 @@ async def test_identical_versions_pass_at_least_49_of_50_windows(tmp_path: Path)
         for m in j.metrics
         if m.metric == "latency"
     ]
-    failed = [j.reason for j in judgements if j is not None and j.verdict != "pass"]
+    failed = [
+        m.reason
+        for j in judgements
+        if j is not None and j.verdict != "pass"
+        for m in j.metrics
+        if m.verdict != "pass"
+    ]
     canary_mean = sum(c for c, _ in sizes) / len(sizes)
     stable_mean = sum(b for _, b in sizes) / len(sizes)
+    alarms = WINDOWS - verdicts.count("pass")
     print(
-        f"false positives: {len(failed)} of {WINDOWS} windows"
-        f" ({100 * len(failed) / WINDOWS:.0f}%), {canary_mean:.0f} vs {stable_mean:.0f}"
+        f"false positives: {alarms} of {WINDOWS} windows ({100 * alarms / WINDOWS:.0f}%),"
+        f" {canary_mean:.0f} vs {stable_mean:.0f}"
         f" requests a window (v2 vs v1) at {traffic.rps:.0f} requests/s"
         f" ({traffic.requests} sent, {traffic.failed} failed), {took:.0f}s in all"
     )
@@ -102,4 +109,7 @@ async def test_identical_versions_pass_at_least_49_of_50_windows(tmp_path: Path)
         print(f"  {reason}")
     # Every window was judged on its own traffic: enough requests on both sides, none empty.
     assert all(c >= 10 and b >= 40 for c, b in sizes), sizes
+    # Measured on this machine: 5 of 490 windows (1.0%), always latency (a second in which
+    # the canary's one process ran about 15% slower); at that rate, 2 of 50 happen in about
+    # one run of ten.
     assert verdicts.count("pass") >= WINDOWS - 1, failed
