@@ -94,11 +94,16 @@ class JudgingError(Exception):
 class _Side:
     """One version's router data over one window."""
 
-    def __init__(self, requests: int, errors: int, latencies: list[float]) -> None:
+    def __init__(
+        self, requests: int, errors: int, latencies: list[float], held_since: float | None = None
+    ) -> None:
         self.counts = ErrorCounts(
             requests=min(requests, MAX_REQUESTS), errors=min(errors, requests, MAX_REQUESTS)
         )
         self.latencies = latencies
+        # Where the router's history began, when the window asked for started earlier (it
+        # keeps 180 buckets, whatever their width): the window lost its beginning.
+        self.held_since = held_since
 
 
 class JudgeActivities:
@@ -176,7 +181,7 @@ class JudgeActivities:
         latency: LatencyData | None = None
         errors: ErrorData | None = None
         if kinds & {"latency", "errors"}:
-            latency, errors = await self._router(req, canary_window, baseline_window, pinned)
+            latency, errors = await self._router(req, canary_window, baseline_window, pinned, notes)
         series: dict[str, SeriesData] = {}
         for metric in req.judge.metrics:
             if metric.kind == "series":
@@ -214,6 +219,7 @@ class JudgeActivities:
         canary_window: Window,
         baseline_window: Window,
         pinned: StoredJudgement | None,
+        notes: list[str],
     ) -> tuple[LatencyData, ErrorData]:
         admin = await self._admin(req.component, req.environment)
         canary = await self._side(admin, req.version, canary_window)
@@ -225,6 +231,14 @@ class JudgeActivities:
             base = _Side(kept.requests, kept.errors, rec.latency.canary if rec.latency else [])
         else:
             base = await self._side(admin, req.baseline_version, baseline_window)
+            held = base.held_since
+            if held is not None:
+                notes.append(
+                    f"the router keeps {baseline_window.until - held:.0f}s of"
+                    f" {req.baseline_version}'s window, not the"
+                    f" {baseline_window.until - baseline_window.since:g}s asked"
+                    " (its history is 180 sample buckets): the baseline is shorter"
+                )
         return (
             LatencyData(baseline=base.latencies, canary=canary.latencies),
             ErrorData(baseline=base.counts, canary=canary.counts),
@@ -259,7 +273,9 @@ class JudgeActivities:
         # The seed makes a judgement of the same buckets the same judgement.
         merged = merge(found, window.since, window.until, limit=MAX_SAMPLES, seed=int(window.since))
         latencies = [min(ms / 1000.0, MAX_LATENCY_SECONDS) for ms in merged.latencies_ms]
-        return _Side(merged.requests, merged.errors, latencies)
+        # The router answers an older `since` from where its history begins, and says so.
+        held_since = found.since if found.since > window.since else None
+        return _Side(merged.requests, merged.errors, latencies, held_since)
 
     async def _series(
         self,

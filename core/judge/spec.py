@@ -28,8 +28,9 @@ ResolvedBaseline = Literal["concurrent", "before", "pinned"]
 # What a verdict makes the rollout do: go on, pause until a human promotes it, or roll back.
 VerdictAction = Literal["continue", "approval", "rollback"]
 
-# The router keeps 180 buckets of 10 s per version (activities/infrastructure/local/router/
-# samples.py): a `before` window cannot reach further back.
+# The router keeps 180 buckets per version, of 10 s by default (activities/infrastructure/local/
+# router/samples.py): a `before` window cannot reach further back. A router with narrower
+# buckets holds less; the judgement then says its baseline is shorter than asked.
 MAX_BASELINE_WINDOW_SECONDS = 1800.0
 MIN_BASELINE_WINDOW_SECONDS = 10.0
 DEFAULT_BASELINE_WINDOW_SECONDS = 300.0

@@ -293,3 +293,21 @@ async def test_a_redeploy_of_the_same_version_compares_with_its_window_before(
             assert rec.errors is not None
             assert rec.errors.baseline == ErrorCounts(requests=40, errors=0)
             assert rec.errors.canary == ErrorCounts(requests=50, errors=0)
+
+
+async def test_a_baseline_older_than_the_routers_history_is_shortened_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """With 1 s buckets the router holds 180 s: a `before` window of 300 s is answered from
+    where its history begins, and the judgement says its baseline is shorter than asked."""
+    with two_versions(tmp_path) as (url, admin, _table_path, _ports):
+        async with httpx.AsyncClient(timeout=10) as http:
+            await _send(http, url, 40)
+            started = math.ceil(time.time())
+            wait_for_sync(lambda: time.time() >= started, what="the next bucket", within=2)
+            acts = activities(http, MemoryStore(), url, admin)
+            got = await judged(acts, request("before", started, started, baseline_window=300))
+            assert got.error is None and got.judgement is not None, got.error
+            assert "the router keeps 180s of v1's window, not the 300s asked" in (
+                got.judgement.reason
+            )

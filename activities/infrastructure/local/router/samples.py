@@ -194,7 +194,9 @@ class RouterSamples:
                 f"(versions seen: {known})"
             )
         oldest = now - self.history_seconds
-        since = self._time(fields, "since", oldest)
+        # Older than the history: nothing is held there, so the answer covers what is, and
+        # its `since` says so (a reader compares it with what it asked).
+        since = max(self._time(fields, "since", oldest), oldest)
         until = self._time(fields, "until", now + self.bucket_seconds)
         if until <= since:
             raise QueryError("until must be later than since")
