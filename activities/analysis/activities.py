@@ -26,11 +26,11 @@ from activities.analysis.prometheus import (
     QueryTemplateError,
     render_query,
 )
+from activities.analysis.router_admin import NoRouter, router_url
 from activities.analysis.router_metrics import builtin_value, parse, slo_burn_value, window
 from activities.infrastructure.provider import InfrastructureProvider
 from core.db import slo as slo_store
 from core.db.tables import ComponentRow
-from core.errors import R2CError
 from core.models.analysis import MeasureRequest, MetricValue, RouterCounters
 
 # Per HTTP call; one measurement makes at most three, so a start-to-close timeout of 30 s
@@ -132,22 +132,10 @@ class AnalysisActivities:
 
     async def _metrics_url(self, component: str, environment: str) -> str:
         try:
-            state = await self.provider.state(component, environment)
-        except (R2CError, OSError) as err:
-            raise MeasurementError(
-                f"cannot read the state of {component}/{environment}: {err}"
-            ) from err
-        if state.endpoint is None:
-            raise MeasurementError(
-                f"{component}/{environment} has no router to measure: nothing is deployed there"
-            )
-        if state.metrics_url is None:
-            raise MeasurementError(
-                f"the router of {component}/{environment} has no admin port yet (started by an "
-                "older version); the next deployment step or a worker restart replaces it"
-            )
-        # The admin port, not the public endpoint: there /_r2c/metrics is the application's.
-        return state.metrics_url
+            # The admin port, not the public endpoint: there /_r2c/metrics is the application's.
+            return await router_url(self.provider, component, environment, "metrics_url", "measure")
+        except NoRouter as err:
+            raise MeasurementError(str(err)) from err
 
     async def _read(self, url: str, version: str) -> RouterCounters:
         """The router's cumulative counters of `version` (zero if it has seen no request)."""

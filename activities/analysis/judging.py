@@ -45,9 +45,9 @@ from temporalio import activity
 
 from activities.analysis.judge_series import SeriesError, series_pair
 from activities.analysis.prometheus import PrometheusClient
+from activities.analysis.router_admin import NoRouter, router_url
 from activities.analysis.router_samples import HTTP_TIMEOUT, SamplesError, fetch, merge
 from activities.infrastructure.provider import InfrastructureProvider
-from core.errors import R2CError
 from core.judge.config import JudgeMetric
 from core.judge.data import (
     MAX_LATENCY_SECONDS,
@@ -247,21 +247,11 @@ class JudgeActivities:
     async def _admin(self, component: str, environment: str) -> str:
         """The router's admin endpoint, where `/samples` is served."""
         try:
-            state = await self.provider.state(component, environment)
-        except (R2CError, OSError) as err:
-            raise JudgingError(
-                f"cannot read the state of {component}/{environment}: {err}"
-            ) from err
-        if state.endpoint is None:
-            raise JudgingError(
-                f"{component}/{environment} has no router to judge by: nothing is deployed there"
+            return await router_url(
+                self.provider, component, environment, "admin_endpoint", "judge by"
             )
-        if state.admin_endpoint is None:
-            raise JudgingError(
-                f"the router of {component}/{environment} has no admin port yet (started by an"
-                " older version); the next deployment step or a worker restart replaces it"
-            )
-        return state.admin_endpoint
+        except NoRouter as err:
+            raise JudgingError(str(err)) from err
 
     async def _side(self, admin: str, version: str, window: Window) -> _Side:
         try:
