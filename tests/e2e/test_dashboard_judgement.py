@@ -5,7 +5,6 @@ a reason holding markup shows as text, never as an element."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,11 +16,10 @@ from playwright.async_api import Browser, Route, async_playwright, expect
 from api.schemas import DeploymentLinks, DeploymentView
 from api.ui.pages import _script_json
 from api.ui.render import TEMPLATES
-from core.judge import JudgeRequest
-from core.judge.judge import judge
 from core.judge.result import JudgeResult
 from core.models.analysis import Measurement
 from core.models.deployments import DeploymentState, DeploymentStatus
+from tests.judgements import slow_canary_judgement
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,35 +31,8 @@ HOSTILE = "<img src=x onerror=\"document.title='owned'\">"
 
 
 def judged() -> JudgeResult:
-    """v2 30% slower than v1 with 1 error in 200 requests, latency critical: a real judgement;
-    the errors metric's reason then carries markup, as a hostile label might."""
-    rng = random.Random(7)
-    result = judge(
-        JudgeRequest.model_validate(
-            {
-                "config": {
-                    "metrics": [
-                        {"name": "latency", "kind": "latency", "critical": True},
-                        {"name": "errors", "kind": "errors"},
-                    ]
-                },
-                "data": {
-                    "latency": {
-                        "kind": "latency",
-                        "baseline": [0.020 * rng.lognormvariate(0, 0.25) for _ in range(800)],
-                        "canary": [0.026 * rng.lognormvariate(0, 0.25) for _ in range(200)],
-                    },
-                    "errors": {
-                        "kind": "errors",
-                        "baseline": {"requests": 800, "errors": 0},
-                        "canary": {"requests": 200, "errors": 1},
-                    },
-                },
-                "baseline_label": "v1",
-                "canary_label": "v2",
-            }
-        )
-    )
+    """A real judgement whose errors metric's reason carries markup, as a hostile label might."""
+    result = slow_canary_judgement()
     latency, errors = result.metrics
     errors = errors.model_copy(update={"reason": errors.reason + " " + HOSTILE})
     return result.model_copy(update={"metrics": [latency, errors]})

@@ -4,7 +4,6 @@ what the rollout does; plain text within 100 columns."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -14,39 +13,12 @@ from typer.testing import CliRunner
 from cli import resources
 from cli.main import app
 from cli.render import PauseClock, PlainRenderer, live_view
-from core.judge import JudgeRequest
-from core.judge.judge import judge
+from tests.judgements import slow_canary_judgement
 
 
 def judgement() -> dict[str, Any]:
-    """A canary v2 30% slower than v1 with 1 error in 200 requests, latency critical: what
-    the judge really answers (seeded data shaped like the demo component's)."""
-    rng = random.Random(7)
-    baseline = [round(0.020 * rng.lognormvariate(0, 0.25), 6) for _ in range(800)]
-    canary = [round(0.026 * rng.lognormvariate(0, 0.25), 6) for _ in range(200)]
-    result = judge(
-        JudgeRequest.model_validate(
-            {
-                "config": {
-                    "metrics": [
-                        {"name": "latency", "kind": "latency", "critical": True},
-                        {"name": "errors", "kind": "errors"},
-                    ]
-                },
-                "data": {
-                    "latency": {"kind": "latency", "baseline": baseline, "canary": canary},
-                    "errors": {
-                        "kind": "errors",
-                        "baseline": {"requests": 800, "errors": 0},
-                        "canary": {"requests": 200, "errors": 1},
-                    },
-                },
-                "baseline_label": "v1",
-                "canary_label": "v2",
-            }
-        )
-    )
-    body = result.model_dump(mode="json")
+    """A real judgement, as the API answers it."""
+    body = slow_canary_judgement().model_dump(mode="json")
     body["reason"] += "; baseline v1 in the same window"  # as the judging activity adds
     return body
 
