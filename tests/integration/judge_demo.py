@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from activities.infrastructure.local.router.samples import BUCKET_SECONDS_ENV
 from cli.load import run_load
-from cli.processes import free_port
-from tests.integration.test_router_samples import DEMO, REPO, ROUTER, _listening, _table
-from tests.support import stop_processes, wait_for_sync
+from tests.integration.test_router_samples import two_versions
 
 
 @dataclass(frozen=True)
@@ -110,29 +104,9 @@ def router_before(
 ) -> Iterator[tuple[str, str]]:
     """Demo v1 (`stable`) and v2 (`canary_shape`) behind a real router with 1 s buckets,
     `weight`% to v2; yields the router's (url, admin url)."""
-    ports = {"v1": free_port(), "v2": free_port()}
-    port, admin = free_port(), free_port()
-    table = tmp / "routes.json"
-    _table(table, ports, canary=weight, generation=1)
 
-    def demo(version: str, shape: Shape) -> list[str]:
-        numbers = [f"{shape.latency_ms:g}", f"{shape.jitter_ms:g}", f"{shape.error_rate:g}"]
-        return [sys.executable, "-c", DEMO, str(ports[version]), version, *numbers]
+    def numbers(shape: Shape) -> tuple[float, float, float]:
+        return shape.latency_ms, shape.jitter_ms, shape.error_rate
 
-    argv = [
-        demo("v1", stable),
-        demo("v2", canary_shape),
-        [sys.executable, "-c", ROUTER, str(table), str(port), str(admin)],
-    ]
-    env = {**os.environ, BUCKET_SECONDS_ENV: "1"}
-    with (tmp / "processes.log").open("wb") as log:
-        procs = [
-            subprocess.Popen(a, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-            for a in argv
-        ]
-    try:
-        for p, proc in zip([*ports.values(), port, admin], [*procs, procs[-1]], strict=True):
-            wait_for_sync(lambda p=p, proc=proc: _listening(p, proc), what=f"port {p}", within=30)  # type: ignore[misc]
-        yield f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{admin}"
-    finally:
-        stop_processes(procs)
+    with two_versions(tmp, numbers(stable), numbers(canary_shape), weight) as found:
+        yield found[0], found[1]

@@ -61,19 +61,25 @@ def _table(path: Path, ports: dict[str, int], canary: int, generation: int) -> N
 
 
 @contextlib.contextmanager
-def two_versions(tmp: Path) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
-    """v1 (20 ms) and v2 (40 ms +- 5 ms, 10% errors) behind a router with 1 s buckets."""
+def two_versions(
+    tmp: Path,
+    v1: tuple[float, float, float] = (20, 0, 0),
+    v2: tuple[float, float, float] = (40, 5, 0.1),
+    canary: int = 0,
+) -> Iterator[tuple[str, str, Path, dict[str, int]]]:
+    """v1 and v2 (latency ms, jitter ms, error rate: by default 20 ms, and 40 ms +- 5 ms with
+    10% errors) behind a router with 1 s buckets, `canary`% to v2."""
     ports = {"v1": free_port(), "v2": free_port()}
     port, admin = free_port(), free_port()
     table = tmp / "routes.json"
-    _table(table, ports, canary=0, generation=1)
+    _table(table, ports, canary=canary, generation=1)
     # The demo app and the router run as `r2c demo serve` and `r2c router` do, without the
     # CLI's imports (seconds on a loaded machine).
     argv = [
-        [sys.executable, "-c", DEMO, str(ports["v1"]), "v1", "20", "0", "0"],
-        [sys.executable, "-c", DEMO, str(ports["v2"]), "v2", "40", "5", "0.1"],
-        [sys.executable, "-c", ROUTER, str(table), str(port), str(admin)],
+        [sys.executable, "-c", DEMO, str(ports[v]), v, *(f"{n:g}" for n in shape)]
+        for v, shape in (("v1", v1), ("v2", v2))
     ]
+    argv.append([sys.executable, "-c", ROUTER, str(table), str(port), str(admin)])
     env = {**os.environ, BUCKET_SECONDS_ENV: "1"}
     with (tmp / "processes.log").open("wb") as log:
         procs = [
