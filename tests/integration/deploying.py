@@ -3,12 +3,15 @@ what serves. Shared by every integration test of deployments."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from activities.infrastructure.local.orphans import target_processes
 from cli.demo import demo_spec
+from cli.load import run_load
 from tests.integration.system import System
 from tests.support import wait_for
 
@@ -68,3 +71,28 @@ async def versions(endpoint: str, n: int = 20) -> set[str]:
 def instance_count(system: System) -> int:
     target = system.settings.home.resolve() / "infra" / "demo" / "dev"
     return len(target_processes(target)) - 1  # less the router
+
+
+@dataclass
+class Traffic:
+    """What a load run sent, by the versions that answered."""
+
+    requests: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+async def load_until(url: str, stop: asyncio.Event, rps: float) -> Traffic:
+    """`rps` requests a second in 2-second runs until `stop` is set, however long that takes
+    (a fixed-length load could end before a slow machine's analysis)."""
+    seen = Traffic()
+    while not stop.is_set():
+        report = await run_load(url, rps=rps, duration=2)
+        seen.requests += report.requests
+        seen.failed += report.failed
+        seen.seconds += report.duration_s
+    return seen

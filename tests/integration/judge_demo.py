@@ -8,14 +8,12 @@ judge's false-positive rate needs them to."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.load import run_load
 from tests.integration.test_router_samples import two_versions
 
 
@@ -34,31 +32,6 @@ class Shape:
             "DEMO_LATENCY_JITTER_MS": f"{self.jitter_ms:g}",
             "DEMO_ERROR_RATE": f"{self.error_rate:g}",
         }
-
-
-@dataclass
-class Traffic:
-    """What a load run sent, by the versions that answered."""
-
-    requests: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-
-async def load_until(url: str, stop: asyncio.Event, rps: float) -> Traffic:
-    """`rps` requests a second in 2-second runs until `stop` is set, however long that takes
-    (a fixed-length load could end before a slow machine's analysis)."""
-    seen = Traffic()
-    while not stop.is_set():
-        report = await run_load(url, rps=rps, duration=2)
-        seen.requests += report.requests
-        seen.failed += report.failed
-        seen.seconds += report.duration_s
-    return seen
 
 
 def judge_metric(

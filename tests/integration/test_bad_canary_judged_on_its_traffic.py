@@ -8,9 +8,16 @@ import time
 
 import pytest
 
-from cli.load import run_load
 from tests.canaries import BAD_CANARY
-from tests.integration.deploying import FINAL, deploy, first_version, register_demo, until, versions
+from tests.integration.deploying import (
+    FINAL,
+    deploy,
+    first_version,
+    load_until,
+    register_demo,
+    until,
+    versions,
+)
 from tests.integration.system import System
 
 
@@ -19,23 +26,12 @@ async def demo(system: System) -> System:
     return await register_demo(system)
 
 
-async def traffic_until(endpoint: str, stop: asyncio.Event) -> tuple[int, int]:
-    """40 requests a second, in 2-second runs, until `stop` is set however long the
-    deployment takes (a fixed-length load could end before a slow machine's analysis);
-    returns (requests, failed)."""
-    requests = failed = 0
-    while not stop.is_set():
-        report = await run_load(endpoint + "/", rps=40, duration=2)
-        requests, failed = requests + report.requests, failed + report.failed
-    return requests, failed
-
-
 async def test_a_half_failing_canary_without_initial_delay_rolls_back_on_its_own(
     demo: System,
 ) -> None:
     endpoint = await first_version(demo)
     ended = asyncio.Event()
-    load = asyncio.create_task(traffic_until(endpoint, ended))
+    load = asyncio.create_task(load_until(endpoint + "/", ended, rps=40))
     began = time.monotonic()
     try:
         started = await deploy(demo, "v2", BAD_CANARY, env={"DEMO_ERROR_RATE": "0.5"})
@@ -50,7 +46,8 @@ async def test_a_half_failing_canary_without_initial_delay_rolls_back_on_its_own
         and "failure condition `result > 0.05` holds" in (done["reason"])
     )
     assert await versions(endpoint) == {"v1"}
-    requests, failed = await load
+    traffic = await load
+    requests, failed = traffic.requests, traffic.failed
     # Before the fix it sat paused at 20%, failing 151 requests in the first 40 s.
     print(f"requests failed while it ran: {failed} of {requests}")
     assert requests > 0 and failed < 40

@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 
 from activities.infrastructure.local.router.samples import BUCKET_SECONDS_ENV
-from tests.integration.deploying import FINAL, deploy, register_demo, until, versions
-from tests.integration.judge_demo import Shape, Traffic, canary, judge_metric, load_until
+from tests.integration.deploying import (
+    FINAL,
+    Traffic,
+    deploy,
+    load_until,
+    register_demo,
+    until,
+    versions,
+)
+from tests.integration.judge_demo import Shape, canary, judge_metric
 from tests.integration.system import System
 from tests.support import wait_for
 

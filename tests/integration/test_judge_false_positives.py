@@ -22,7 +22,8 @@ from activities.analysis.judging import JudgeActivities
 from activities.infrastructure.provider import InfrastructureProvider
 from core.judge.spec import JudgeSpec
 from core.models.analysis import JudgeWindowRequest, MetricValue
-from tests.integration.judge_demo import Shape, load_until, router_before
+from tests.integration.deploying import load_until
+from tests.integration.judge_demo import Shape, router_before
 from tests.integration.test_judge_activity import Provider
 from tests.support import wait_for_sync
 
