@@ -284,3 +284,28 @@ async def test_a_background_judge_knows_its_deployment_and_fails_the_canary(
     )
     assert first.window_start == second.window_start >= first.deployment_start
     assert first.deployment_start == second.deployment_start
+
+
+def blue_green(**judge: Any) -> dict[str, Any]:
+    analysis = judge_analysis(**judge)
+    analysis["metrics"][0]["count"] = 1
+    return {"type": "blue_green", "post_promotion_analysis": analysis}
+
+
+async def test_a_blue_green_switch_is_judged_against_before_and_a_failure_switches_back(
+    env: WorkflowEnvironment,
+) -> None:
+    """Blue-green has no concurrent control group after its switch: the judge compares the
+    new version with the old one's window before the deployment, and a failure rolls back."""
+    run = JudgedRun(env, always("fail"))
+    async with run.worker():
+        status = await (await run.start(deployment_input(blue_green()))).result()
+    assert status.state is DeploymentState.ROLLED_BACK
+    assert "the rollout rolls back" in status.reason
+    assert run.infra.serving() == {"blue": "v1"}
+    (asked,) = run.asked
+    assert (asked.baseline, asked.baseline_version, asked.where) == (
+        "before",
+        "v1",
+        "after promotion",
+    )
