@@ -37,12 +37,15 @@ Request = tuple[str, str, dict[str, Any] | None]
 
 
 def mutating_routes() -> set[tuple[str, str]]:
-    # The codec server's POSTs only transform the payloads they are given: they change nothing.
-    # Webhook deliveries are signed, not keyed: test_webhooks.py checks their audit event.
+    # The codec server's POSTs only transform the payloads they are given, and a replay only
+    # judges recorded data again: they change nothing. Webhook deliveries are signed, not
+    # keyed: test_webhooks.py checks their audit event.
     return {
         (method, path)
         for method, path, _ in api_operations(create_app(Settings()))
-        if method in MUTATING and not path.startswith(("/codec/", "/api/v1/webhooks/"))
+        if method in MUTATING
+        and not path.startswith(("/codec/", "/api/v1/webhooks/"))
+        and path != "/api/v1/analysis/replay"
     }
 
 
