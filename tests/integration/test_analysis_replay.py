@@ -119,6 +119,12 @@ def _canary(slower: float, seed: int, errors: int = 0) -> Recording:
     )
 
 
+async def _audit_events(system: System) -> int:
+    resp = await system.http.get("/api/v1/audit?limit=1000", headers=system.auth())
+    assert resp.status_code == 200, resp.text
+    return len(resp.json())
+
+
 async def _replay(system: System, key: str | None = None, **body: Any) -> Any:
     return await system.http.post("/api/v1/analysis/replay", json=body, headers=system.auth(key))
 
@@ -134,6 +140,7 @@ async def test_a_looser_configuration_would_have_passed_what_a_stricter_one_fail
     # Latency fails at steps 2 and 3 (weight 1 of 5): warnings, at score 80.
     assert recorded == ["pass", "warning", "warning"]
     viewer = await system.key("viewer")
+    audited = await _audit_events(system)
 
     same = await _replay(system, viewer, deployment_id="dep-tuned", judge=RECORDED_WITH)
     assert same.status_code == 200, same.text
@@ -176,6 +183,12 @@ async def test_a_looser_configuration_would_have_passed_what_a_stricter_one_fail
     assert [j["metric"] for j in one.json()["judgements"]] == ["judge"] * 3
     both = await _replay(system, deployment_id="dep-tuned", judge=RECORDED_WITH)
     assert both.json()["recorded"] == 4
+    # A replay changes nothing: no audit event, and the recorded verdicts are as they were.
+    assert await _audit_events(system) == audited
+    again = (
+        await _replay(system, deployment_id="dep-tuned", judge=stricter, metric="judge")
+    ).json()
+    assert [j["recorded"]["verdict"] for j in again["judgements"]] == recorded
 
 
 async def test_the_environment_policy_maps_the_verdicts_as_it_does_for_deployments(
