@@ -96,3 +96,19 @@ async def load_until(url: str, stop: asyncio.Event, rps: float) -> Traffic:
         seen.failed += report.failed
         seen.seconds += report.duration_s
     return seen
+
+
+async def deployed_under_load(
+    system: System, endpoint: str, version: str, strategy: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """Deploy `version` with traffic (60 requests a second) until the deployment ends, however
+    long that takes: a fixed-length load can end, on a loaded machine, before the canary's
+    analysis sees any request. Returns the ended deployment."""
+    stop = asyncio.Event()
+    load = asyncio.create_task(load_until(endpoint + "/", stop, rps=60))
+    try:
+        started = await deploy(system, version, strategy, **extra)
+        return await until(system, started["id"], *FINAL)
+    finally:
+        stop.set()
+        await load

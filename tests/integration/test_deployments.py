@@ -11,10 +11,10 @@ from cli.load import LoadReport, run_load
 from tests.integration.deploying import (
     FINAL,
     deploy,
+    deployed_under_load,
     first_version,
     get,
     instance_count,
-    load_until,
     register_demo,
     until,
     versions,
@@ -72,16 +72,7 @@ async def test_a_bad_canary_rolls_back_by_itself(demo: System) -> None:
             {"set_weight": 100},
         ],
     }
-    # Traffic until the end: a fixed 5-second load can end, on a loaded machine, before the
-    # canary has any.
-    stop = asyncio.Event()
-    load = asyncio.create_task(load_until(endpoint + "/", stop, rps=60))
-    try:
-        started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "0.5"})
-        done = await until(demo, started["id"], *FINAL)
-    finally:
-        stop.set()
-        await load
+    done = await deployed_under_load(demo, endpoint, "v2", strategy, env={"DEMO_ERROR_RATE": "0.5"})
     assert done["state"] == "rolled_back", done
     assert "error_rate" in done["reason"] and "> 0.05" in done["reason"]
     assert "at step 2, measurement 1 of 2" in done["reason"], done["status"]["measurements"]
@@ -392,16 +383,7 @@ async def test_a_failing_background_analysis_rolls_back(demo: System) -> None:
         "steps": [{"set_weight": 50}, {"pause": {"duration": "30s"}}, {"set_weight": 100}],
         "analysis": {"metrics": [metric], "starting_step": 1},
     }
-    # Traffic until the end: a 6-second load once ended, on a loaded CI machine, before the
-    # canary had any, and the background analysis never saw an error.
-    stop = asyncio.Event()
-    load = asyncio.create_task(load_until(endpoint + "/", stop, rps=60))
-    try:
-        started = await deploy(demo, "v2", strategy, env={"DEMO_ERROR_RATE": "0.8"})
-        done = await until(demo, started["id"], *FINAL)
-    finally:
-        stop.set()
-        await load
+    done = await deployed_under_load(demo, endpoint, "v2", strategy, env={"DEMO_ERROR_RATE": "0.8"})
     assert done["state"] == "rolled_back", done["reason"]
     assert "background analysis" in done["reason"]
     assert await versions(endpoint) == {"v1"}
