@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import httpx
 from activities.infrastructure.local.orphans import target_processes
 from cli.demo import demo_spec
 from cli.load import run_load
+from core.db.tables import DeploymentRow
 from tests.integration.system import System
 from tests.support import wait_for
 
@@ -112,3 +114,25 @@ async def deployed_under_load(
     finally:
         stop.set()
         await load
+
+
+def ended_deployment_row(
+    deployment_id: str, component: str, environment: str, version: str, strategy: str
+) -> DeploymentRow:
+    """A succeeded deployment as the store keeps it, for tests that need one without running
+    it (a replay's recordings, a scope check)."""
+    now = datetime.now(UTC)
+    return DeploymentRow(
+        id=deployment_id,
+        component=component,
+        environment=environment,
+        version=version,
+        strategy=strategy,
+        state="succeeded",
+        workflow_id=f"deploy:{component}:{environment}",
+        initiator="test",
+        request={},
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+    )

@@ -17,10 +17,10 @@ import pytest
 
 from api.routers import analysis
 from core.db.judgements import SqlJudgementStore
-from core.db.tables import DeploymentRow
 from core.judge import JudgeConfig
 from core.judge.judge import judge
 from core.judge.recording import NewJudgement, Recording, request_for
+from tests.integration.deploying import ended_deployment_row
 from tests.integration.system import System
 from tests.integration.test_judgement_store import recording_of
 
@@ -56,24 +56,8 @@ async def _deployment(
     system: System, deployment_id: str, environment: str = "staging", component: str = "demo"
 ) -> None:
     app = system.http._transport.app  # type: ignore[attr-defined]
-    now = datetime.now(UTC)
     async with app.state.sessions() as session:
-        session.add(
-            DeploymentRow(
-                id=deployment_id,
-                component=component,
-                environment=environment,
-                version="v2",
-                strategy="canary",
-                state="succeeded",
-                workflow_id=f"deploy:{component}:{environment}",
-                initiator="test",
-                request={},
-                created_at=now,
-                updated_at=now,
-                finished_at=now,
-            )
-        )
+        session.add(ended_deployment_row(deployment_id, component, environment, "v2", "canary"))
         await session.commit()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,8 +22,8 @@ import pytest
 from api.openapi import ROLE_EXTENSION
 from api.scope_checks import SCOPE_EXTENSION
 from cli.demo import demo_spec
-from core.db.tables import DeploymentRow
 from core.models.apikeys import Role
+from tests.integration.deploying import ended_deployment_row
 from tests.integration.oidc_issuer import AUDIENCE, Issuer, running_issuer
 from tests.integration.system import System, api_operations
 from tests.support import wait_for
@@ -98,25 +97,11 @@ async def _targets(system: System) -> tuple[dict[tuple[str, str], str], dict[tup
         assert resp.status_code == 201, resp.text
     deployments, schedules = {}, {}
     app = system.http._transport.app  # type: ignore[attr-defined]
-    now = datetime.now(UTC)
     async with app.state.sessions() as session:
         for component, environment in (IN, *OUT):
             deployment_id = f"scope-{component}-{environment}"
             session.add(
-                DeploymentRow(
-                    id=deployment_id,
-                    component=component,
-                    environment=environment,
-                    version="v1",
-                    strategy="rolling",
-                    state="succeeded",
-                    workflow_id=f"deploy:{component}:{environment}",
-                    initiator="test",
-                    request={},
-                    created_at=now,
-                    updated_at=now,
-                    finished_at=now,
-                )
+                ended_deployment_row(deployment_id, component, environment, "v1", "rolling")
             )
             deployments[(component, environment)] = deployment_id
         await session.commit()
