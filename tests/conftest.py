@@ -47,24 +47,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
-def _uses_the_chosen_store(item: pytest.Item) -> bool:
-    """Whether R2C_TEST_DATABASE changes what this test does: it asks for `database_url`
-    (directly or through another fixture), or it is marked `store` (it reads DATABASE itself)."""
-    fixtures = getattr(item, "fixturenames", ())
-    return "database_url" in fixtures or item.get_closest_marker("store") is not None
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The PostgreSQL pass runs only the tests whose store R2C_TEST_DATABASE picks. Every other
-    test (workflow logic on fakes, the judge, the CLI's parsing, and the tests marked
-    `own_postgres`, which start their own PostgreSQL whatever the pass) would repeat the default
-    pass word for word, and CI has 90 minutes for both."""
+    """The PostgreSQL pass runs only the tests marked `store`: those whose subject is what the
+    store keeps (audit, keys, configuration, policies, events, schedules, judgements), so that
+    its SQL, constraints and transactions run on both stores. Every other test (deploying
+    processes and routers, the judge, the CLI, the dashboard) reaches the store through the
+    same code and would repeat the default pass, and CI has 90 minutes for both."""
     if DATABASE != "postgresql":
         return
-    dropped = [item for item in items if not _uses_the_chosen_store(item)]
+    dropped = [item for item in items if item.get_closest_marker("store") is None]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if _uses_the_chosen_store(item)]
+        items[:] = [item for item in items if item.get_closest_marker("store") is not None]
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from tests.e2e.up_stack import UpRun, UpStack, child_pids, pid_alive
 from tests.support import wait_for_sync
@@ -162,6 +163,7 @@ def assert_private(home: Path) -> None:
     assert not loose, f"readable by others: {loose}"
 
 
+@pytest.mark.store  # `r2c up` on PostgreSQL too (tests/conftest.py)
 def test_up_serves_the_api_and_keeps_its_state_across_a_restart(up_stack: UpStack) -> None:
     up_stack.home.mkdir(mode=0o755)  # a home made earlier, open to all: `up` closes it
     first = up_stack.start()

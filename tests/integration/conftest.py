@@ -30,6 +30,8 @@ from tests.integration.system import (
 from tests.support import wait_for
 from workers.main import run_worker
 
+TEARDOWN_SECONDS = 60
+
 
 @pytest.fixture(scope="session", autouse=True)
 def cheap_key_hashes() -> Iterator[None]:
@@ -79,14 +81,25 @@ async def make_system(
         return system
 
     yield build
-    for system in systems:
-        await terminate_leftovers(system, temporal_client)
-        await retire_instances(system)
-    for ctx in reversed(contexts):
-        await ctx.__aexit__(None, None, None)
-    for stop, task in stops:
+    # Bounded: a teardown that waits for ever (a worker whose shutdown waits on an activity
+    # that ignores its cancellation) would hang the whole run, not fail this test.
+    async with asyncio.timeout(TEARDOWN_SECONDS):
+        for system in systems:
+            await terminate_leftovers(system, temporal_client)
+            await retire_instances(system)
+        for ctx in reversed(contexts):
+            await ctx.__aexit__(None, None, None)
+    for stop, _ in stops:
         stop.set()
-        await task
+    if not stops:
+        return
+    done, hung = await asyncio.wait({task for _, task in stops}, timeout=TEARDOWN_SECONDS)
+    for task in hung:
+        task.cancel()
+    for task in done:
+        task.result()
+    if hung:
+        raise AssertionError(f"{len(hung)} worker(s) did not stop within {TEARDOWN_SECONDS} s")
 
 
 @pytest.fixture

@@ -5,11 +5,15 @@ from __future__ import annotations
 import stat
 from collections.abc import Callable
 
+import pytest
+
 from cli.bootstrap import ensure_admin_key
 from core.db import apikeys
 from core.db.engine import make_engine, sessions
 from core.db.migrate import upgrade
 from core.settings import Settings
+
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
 
 
 async def _active(settings: Settings, key: str) -> bool:

@@ -24,6 +24,8 @@ from tests.integration.deploying import ended_deployment_row
 from tests.integration.system import System
 from tests.integration.test_judgement_store import recording_of
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "judge-replay.md"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 # What the deployments' analyses ran with: latency at the default 10% tolerance, errors.

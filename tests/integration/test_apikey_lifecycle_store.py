@@ -19,6 +19,8 @@ from core.settings import Settings
 from tests.integration.system import System
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 
 async def test_keys_from_before_migration_0011_keep_working_without_expiry(
     make_settings: Callable[..., Settings],

@@ -29,6 +29,8 @@ from core.db.migrate import alembic_config, sync_url, upgrade
 from core.settings import Settings
 from tests.integration.openbao_fixture import OpenBaoServer
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 Store = tuple[AsyncEngine, async_sessionmaker[Any]]
 
 

@@ -31,6 +31,8 @@ from tests.integration.system import System, api_operations
 from tests.integration.test_components_api import DEMO
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 PAUSED_CANARY = {"type": "canary", "steps": [{"set_weight": 50}, {"pause": {}}]}
 Request = tuple[str, str, dict[str, Any] | None]

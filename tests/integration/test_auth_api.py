@@ -16,6 +16,8 @@ from core.db.tables import ApiKeyRow
 from tests.integration.system import System
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 
 async def test_missing_and_wrong_keys_are_401(system: System) -> None:
     url = "/api/v1/orchestration/workflows"

@@ -20,6 +20,8 @@ from tests.integration.deploying import FINAL
 from tests.integration.system import System
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 
 @pytest.fixture
 async def noop(make_system: Callable[..., Any]) -> System:

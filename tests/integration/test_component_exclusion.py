@@ -23,6 +23,8 @@ from tests.integration.test_components_api import DEMO
 from tests.noop_provider import NoopProvider
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 DEPLOY = {"component": "demo", "environment": "dev", "version": "v1"}
 
 

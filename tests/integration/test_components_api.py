@@ -7,11 +7,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from core.contracts import COMPONENT, DEPLOYMENT_WORKFLOW
 from tests.integration.system import System
 from tests.support import wait_for
+
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
 
 DEMO: dict[str, Any] = {
     "name": "demo",

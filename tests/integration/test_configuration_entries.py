@@ -12,6 +12,8 @@ import pytest
 
 from tests.integration.system import System
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 URL = "/api/v1/configuration"
 RUNTIME = {"command": ["serve", "--port", "{port}"]}
 SCHEMA = {

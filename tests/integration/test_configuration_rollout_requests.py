@@ -14,6 +14,8 @@ from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 URL = "/api/v1/configuration"
 ROLLING = {"strategy": {"type": "rolling"}}
 

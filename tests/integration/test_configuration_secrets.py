@@ -16,6 +16,8 @@ from core.db.engine import make_engine
 from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 URL = "/api/v1/configuration"
 RUNTIME = {"command": ["serve", "--port", "{port}"]}
 

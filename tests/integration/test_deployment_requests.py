@@ -17,6 +17,8 @@ from core.db.tables import ComponentRow
 from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 WORKFLOWS = "/api/v1/orchestration/workflows"
 DEPLOY = {"component": "demo", "environment": "dev", "version": "v1"}
 # A component id that is also a valid component name, as a third of uuid4s are.

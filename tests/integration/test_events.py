@@ -18,6 +18,8 @@ from tests.integration.system import System
 from tests.integration.test_webhooks import component, deployments_of, route
 from tests.support import wait_for
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 EVENTS = "/api/v1/events"
 STRUCTURED = {"Content-Type": "application/cloudevents+json"}
 HEALTH = {"workflow_type": "component-health-check", "input": {"rounds": 1}}

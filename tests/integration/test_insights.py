@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from api.deployment_metrics import watch_deployments
@@ -17,6 +18,8 @@ from tests.integration.deploying import FINAL, deploy, get, until
 from tests.integration.prometheus_fixture import PrometheusServer, running_prometheus
 from tests.integration.system import System
 from tests.support import wait_for
+
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
 
 # A metric that can only error (its Prometheus does not answer): the analysis fails at once.
 BROKEN = {"metrics": [{"name": "broken", "query": "up", "consecutive_error_limit": 0}]}

@@ -27,6 +27,8 @@ from core.judge.recording import NewJudgement, Recording, Window
 from core.judge.result import Verdict
 from core.settings import Settings
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 

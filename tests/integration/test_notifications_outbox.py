@@ -19,6 +19,8 @@ from core.db.notifications_tables import OutboxRow, SubscriptionRow
 from core.db.tables import utcnow
 from core.settings import Settings
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 
 @pytest.fixture
 async def store(make_settings: Callable[..., Settings]) -> AsyncIterator[async_sessionmaker[Any]]:

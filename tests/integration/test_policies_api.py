@@ -23,6 +23,8 @@ from tests.integration.deploying import FINAL, until
 from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 PROD = "/api/v1/policies/prod"
 CANARY = {"type": "canary", "steps": [{"set_weight": 20}, {"set_weight": 100}]}
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.schedules import ScheduleActivities
@@ -15,6 +16,8 @@ from core.db.engine import make_engine, sessions
 from core.models.schedules import ScheduledStartInput
 from tests.integration.deploying import FINAL, deploy, register_demo, until
 from tests.integration.system import System
+
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
 
 
 async def test_starts_refused_by_a_freeze_out_of_sight_of_a_client_are_audited(

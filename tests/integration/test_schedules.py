@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
@@ -26,6 +27,8 @@ from tests.integration.notification_receiver import Received, receiver
 from tests.integration.openbao_fixture import OpenBaoServer
 from tests.integration.system import System
 from tests.support import wait_for
+
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
 
 API = "/api/v1/schedules"
 EVERY_2S = {"intervals": [{"every": "2s"}]}

@@ -9,6 +9,8 @@ import pytest
 
 from tests.integration.system import System
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 SLO = {
     "availability": {"objective": 0.999, "window": "30d"},
     "latency": {"objective": 0.99, "threshold": "300ms", "window": "30d"},

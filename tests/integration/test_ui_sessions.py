@@ -20,6 +20,8 @@ from tests.integration.deploying import deploy, register_demo, until
 from tests.integration.oidc_issuer import AUDIENCE, Issuer, running_issuer
 from tests.integration.system import System
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -22,6 +22,8 @@ from tests.integration.system import System
 from tests.integration.test_components_api import DEMO
 from tests.integration.test_configuration_secrets import store_text
 
+pytestmark = pytest.mark.store  # also run on PostgreSQL (tests/conftest.py)
+
 SOURCES = "/api/v1/webhook-sources"
 CANARY = {"type": "canary", "steps": [{"set_weight": 50}]}
 
