@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -33,8 +34,22 @@ log = logging.getLogger(__name__)
 
 
 def make_runtime(metrics_bind: str | None = None) -> Runtime:
-    """One SDK runtime per process: its logs go through Python logging (so they are JSON like
-    ours) and, for workers, its metrics to their own Prometheus port."""
+    """The SDK runtime: its logs go through Python logging (so they are JSON like ours) and,
+    for workers, its metrics to their own Prometheus port. Without metrics it is made once per
+    process and shared: a runtime a client has used is never freed (its Tokio threads, epoll
+    descriptors and connections stay), so one per API or worker started in a process (the
+    tests start hundreds) would pile up."""
+    if metrics_bind is None:
+        return _shared_runtime()
+    return _new_runtime(metrics_bind)
+
+
+@functools.cache
+def _shared_runtime() -> Runtime:
+    return _new_runtime(None)
+
+
+def _new_runtime(metrics_bind: str | None) -> Runtime:
     return Runtime(
         telemetry=TelemetryConfig(
             logging=LoggingConfig(

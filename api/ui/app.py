@@ -84,9 +84,12 @@ def create_ui_app(parent: FastAPI) -> FastAPI:
     ui.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @ui.get("/openapi.json")
-    async def openapi() -> Response:
+    async def openapi(request: Request) -> Response:
         """This document: every dashboard route and every status it answers."""
-        return JSONResponse(ui_openapi.build(ui))
+        # The app from the request, not from the closure: FastAPI caches facts about every
+        # endpoint function for the life of the process, so an endpoint that closed over `ui`
+        # kept each app made in the process alive, with its Temporal client and runtime.
+        return JSONResponse(ui_openapi.build(request.app))
 
     ui.add_middleware(SecurityHeaders)
 
