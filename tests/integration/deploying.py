@@ -4,7 +4,8 @@ what serves. Shared by every integration test of deployments."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +83,8 @@ class Traffic:
     requests: int = 0
     failed: int = 0
     seconds: float = 0.0
+    by_version: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def rps(self) -> float:
@@ -97,23 +100,39 @@ async def load_until(url: str, stop: asyncio.Event, rps: float) -> Traffic:
         seen.requests += report.requests
         seen.failed += report.failed
         seen.seconds += report.duration_s
+        seen.by_version.update({v: s.requests for v, s in report.by_version.items()})
+        seen.errors.update(report.errors)
     return seen
+
+
+async def deployed_with_traffic(
+    system: System,
+    endpoint: str,
+    version: str,
+    strategy: dict[str, Any],
+    rps: float = 60,
+    **extra: Any,
+) -> tuple[dict[str, Any], Traffic]:
+    """Deploy `version` with traffic until the deployment ends, however long that takes: a
+    fixed-length load can end, on a loaded machine, before the canary's analysis or a switch
+    sees any request. Returns the ended deployment and what the traffic met."""
+    stop = asyncio.Event()
+    load = asyncio.create_task(load_until(endpoint + "/", stop, rps=rps))
+    try:
+        started = await deploy(system, version, strategy, **extra)
+        done = await until(system, started["id"], *FINAL)
+    finally:
+        stop.set()
+        traffic = await load
+    return done, traffic
 
 
 async def deployed_under_load(
     system: System, endpoint: str, version: str, strategy: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
-    """Deploy `version` with traffic (60 requests a second) until the deployment ends, however
-    long that takes: a fixed-length load can end, on a loaded machine, before the canary's
-    analysis sees any request. Returns the ended deployment."""
-    stop = asyncio.Event()
-    load = asyncio.create_task(load_until(endpoint + "/", stop, rps=60))
-    try:
-        started = await deploy(system, version, strategy, **extra)
-        return await until(system, started["id"], *FINAL)
-    finally:
-        stop.set()
-        await load
+    """The ended deployment of `deployed_with_traffic` at 60 requests a second."""
+    done, _ = await deployed_with_traffic(system, endpoint, version, strategy, **extra)
+    return done
 
 
 def ended_deployment_row(

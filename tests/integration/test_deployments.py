@@ -12,6 +12,7 @@ from tests.integration.deploying import (
     FINAL,
     deploy,
     deployed_under_load,
+    deployed_with_traffic,
     first_version,
     get,
     instance_count,
@@ -82,24 +83,21 @@ async def test_a_bad_canary_rolls_back_by_itself(demo: System) -> None:
 
 async def test_blue_green_switch_loses_no_request(demo: System) -> None:
     endpoint = await first_version(demo)
-    load = asyncio.create_task(run_load(endpoint + "/", rps=100, duration=5))
-    started = await deploy(demo, "v2", {"type": "blue_green", "scale_down_delay_seconds": 1})
-    done = await until(demo, started["id"], *FINAL)
-    report = await load
+    strategy = {"type": "blue_green", "scale_down_delay_seconds": 1}
+    done, traffic = await deployed_with_traffic(demo, endpoint, "v2", strategy, rps=100)
     assert done["state"] == "succeeded", done["reason"]
-    assert report.failed == 0, report.errors
-    assert report.by_version["v2"].requests > 0
+    assert traffic.failed == 0, traffic.errors
+    assert traffic.by_version["v1"] > 0 and traffic.by_version["v2"] > 0, traffic.by_version
     assert await versions(endpoint) == {"v2"}
 
 
 async def test_rolling_update_loses_no_request(demo: System) -> None:
     endpoint = await first_version(demo)
-    load = asyncio.create_task(run_load(endpoint + "/", rps=100, duration=5))
-    started = await deploy(demo, "v2", {"type": "rolling", "max_surge": 1})
-    done = await until(demo, started["id"], *FINAL)
-    report = await load
+    strategy = {"type": "rolling", "max_surge": 1}
+    done, traffic = await deployed_with_traffic(demo, endpoint, "v2", strategy, rps=100)
     assert done["state"] == "succeeded", done["reason"]
-    assert report.failed == 0, report.errors
+    assert traffic.failed == 0, traffic.errors
+    assert traffic.by_version["v1"] > 0 and traffic.by_version["v2"] > 0, traffic.by_version
     assert await versions(endpoint) == {"v2"}
     assert instance_count(demo) == 2
 
