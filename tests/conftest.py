@@ -55,10 +55,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     same code and would repeat the default pass, and CI has 90 minutes for both."""
     if DATABASE != "postgresql":
         return
-    dropped = [item for item in items if item.get_closest_marker("store") is None]
+    kept, dropped = [], []
+    for item in items:
+        (kept if item.get_closest_marker("store") is not None else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item.get_closest_marker("store") is not None]
+        items[:] = kept
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -83,14 +83,16 @@ async def make_system(
     yield build
     # Bounded: a teardown that waits for ever (a worker whose shutdown waits on an activity
     # that ignores its cancellation) would hang the whole run, not fail this test.
-    async with asyncio.timeout(TEARDOWN_SECONDS):
-        for system in systems:
-            await terminate_leftovers(system, temporal_client)
-            await retire_instances(system)
-        for ctx in reversed(contexts):
-            await ctx.__aexit__(None, None, None)
-    for stop, _ in stops:
-        stop.set()
+    try:
+        async with asyncio.timeout(TEARDOWN_SECONDS):
+            for system in systems:
+                await terminate_leftovers(system, temporal_client)
+                await retire_instances(system)
+            for ctx in reversed(contexts):
+                await ctx.__aexit__(None, None, None)
+    finally:  # the workers stop even when the cleanup above ran out of time
+        for stop, _ in stops:
+            stop.set()
     if not stops:
         return
     done, hung = await asyncio.wait({task for _, task in stops}, timeout=TEARDOWN_SECONDS)
